@@ -1,0 +1,3 @@
+from sagan.cli import main
+
+main()

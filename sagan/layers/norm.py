@@ -1,0 +1,108 @@
+"""Normalization layers: spectral norm with controllable power iteration, conditional batch norm."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+
+class SpectralNorm(nn.Module):
+    """Parametrization that divides a weight by an estimate of its largest singular value.
+
+    The estimate comes from power iteration (Miyato et al., 2018). One iteration runs per forward pass
+    while the module is in training mode; `frozen_spectral_norm` switches that off for passes that do
+    not belong to this network's own optimizer step, so each network refines its estimate once per step.
+
+    Args:
+        weight: the weight to normalize; its first dimension is the output dimension.
+        n_power_iterations: power iterations per training forward pass.
+        eps: numerical floor used when normalizing the singular vectors.
+    """
+
+    def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, eps: float = 1e-12):
+        super().__init__()
+        self.n_power_iterations = n_power_iterations
+        self.eps = eps
+        matrix = weight.detach().flatten(1)
+        u = F.normalize(torch.randn(matrix.shape[0], dtype=weight.dtype, device=weight.device), dim=0, eps=eps)
+        v = F.normalize(torch.randn(matrix.shape[1], dtype=weight.dtype, device=weight.device), dim=0, eps=eps)
+        self.register_buffer("u", u)
+        self.register_buffer("v", v)
+        # A few iterations at start-up so that the very first forward pass already sees sigma ~ sigma_max.
+        self._power_iteration(matrix, 15)
+
+    @torch.no_grad()
+    def _power_iteration(self, matrix: torch.Tensor, n: int) -> None:
+        for _ in range(n):
+            self.v.copy_(F.normalize(matrix.t() @ self.u, dim=0, eps=self.eps))
+            self.u.copy_(F.normalize(matrix @ self.v, dim=0, eps=self.eps))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        # weight: [out, ...] -> same shape, divided by sigma_max
+        matrix = weight.flatten(1)
+        u, v = self.u, self.v
+        if self.training:
+            self._power_iteration(matrix.detach(), self.n_power_iterations)
+            # Clones keep autograd's saved copies intact if the buffers are updated again before backward.
+            u, v = u.clone(), v.clone()
+        sigma = torch.dot(u, matrix @ v)
+        return weight / sigma
+
+
+def spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: int = 1) -> nn.Module:
+    """Registers `SpectralNorm` on `module.<name>` and returns the module."""
+    weight = getattr(module, name)
+    parametrize.register_parametrization(module, name, SpectralNorm(weight, n_power_iterations))
+    return module
+
+
+def spectral_norms(module: nn.Module) -> list[SpectralNorm]:
+    """All `SpectralNorm` parametrizations inside `module`."""
+    return [m for m in module.modules() if isinstance(m, SpectralNorm)]
+
+
+@contextmanager
+def frozen_spectral_norm(module: nn.Module) -> Iterator[None]:
+    """Inside the block, `module`'s spectral norms use their current estimate without iterating.
+
+    Batch norm and everything else keep their mode; only the power iteration pauses.
+    """
+    norms = [(m, m.training) for m in spectral_norms(module)]
+    for m, _ in norms:
+        m.training = False
+    try:
+        yield
+    finally:
+        for m, mode in norms:
+            m.training = mode
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """Batch norm whose per-channel gain and bias come from a class embedding (de Vries et al., 2017).
+
+    With `num_classes=0` it is plain batch norm with a learned affine transform, and `y` is ignored, so
+    one generator block serves conditional and unconditional models.
+
+    Args:
+        num_features: channels of the input.
+        num_classes: number of classes (0: unconditional); the gain starts at 1 and the bias at 0.
+    """
+
+    def __init__(self, num_features: int, num_classes: int = 0):
+        super().__init__()
+        self.num_classes = num_classes
+        self.bn = nn.BatchNorm2d(num_features, affine=num_classes == 0)
+        if num_classes:
+            self.gain = nn.Embedding(num_classes, num_features)
+            self.bias = nn.Embedding(num_classes, num_features)
+            nn.init.ones_(self.gain.weight)
+            nn.init.zeros_(self.bias.weight)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        # x: [N, C, H, W], y: [N] class indices or None -> [N, C, H, W]
+        if not self.num_classes:
+            return self.bn(x)
+        return self.bn(x) * self.gain(y)[:, :, None, None] + self.bias(y)[:, :, None, None]

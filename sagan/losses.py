@@ -1,0 +1,156 @@
+"""Adversarial objectives and discriminator regularizers: pure tensor code, no Lightning.
+
+A loss object turns discriminator logits into the two players' losses. Logits are raw scores: the loss
+owns any nonlinearity. A penalty takes a `critic(x, y) -> logits` callable (the discriminator, with any
+augmentation in front of it) and returns a scalar to add to the discriminator's loss.
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from sagan.layers.attention import math_attention
+
+Critic = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
+class AdversarialLoss(ABC):
+    """Base class: `discriminator(real, fake)` and `generator(fake, real)` map logits to scalar losses."""
+
+    #: The generator's loss needs the discriminator's logits on real data (relativistic losses).
+    generator_needs_real = False
+
+    @abstractmethod
+    def discriminator(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """Loss the discriminator minimizes, from its logits on real and generated samples."""
+
+    @abstractmethod
+    def generator(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        """Loss the generator minimizes, from the discriminator's logits on generated samples."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class NonSaturatingLoss(AdversarialLoss):
+    """The original GAN game (Goodfellow et al., 2014) with the non-saturating generator loss.
+
+    D minimizes -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z)))); G minimizes -log sigmoid(D(G(z))).
+    """
+
+    def discriminator(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+    def generator(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        return F.softplus(-fake).mean()
+
+
+class HingeLoss(AdversarialLoss):
+    """Hinge loss (Lim & Ye, 2017; used by SAGAN and BigGAN).
+
+    D minimizes relu(1 - D(x)) + relu(1 + D(G(z))); G minimizes -D(G(z)).
+    """
+
+    def discriminator(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+
+    def generator(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        return -fake.mean()
+
+
+class WassersteinLoss(AdversarialLoss):
+    """Wasserstein loss (Arjovsky et al., 2017); pair it with `GradientPenalty` for WGAN-GP.
+
+    D minimizes D(G(z)) - D(x); G minimizes -D(G(z)).
+    """
+
+    def discriminator(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return fake.mean() - real.mean()
+
+    def generator(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        return -fake.mean()
+
+
+class RelativisticLoss(AdversarialLoss):
+    """Relativistic standard GAN, RSGAN (Jolicoeur-Martineau, 2019; used by RelGAN).
+
+    D minimizes -log sigmoid(D(x) - D(G(z))); G minimizes -log sigmoid(D(G(z)) - D(x)), pairing the
+    i-th real and fake sample.
+    """
+
+    generator_needs_real = True
+
+    def discriminator(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return F.softplus(fake - real).mean()
+
+    def generator(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        if real is None:
+            raise ValueError("RelativisticLoss.generator needs the logits on real data")
+        return F.softplus(real - fake).mean()
+
+
+def _input_gradient(critic: Critic, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """d(sum critic(x))/dx with a graph kept for the double backward, on the math attention kernel."""
+    x = x.detach().requires_grad_(True)
+    with math_attention():
+        scores = critic(x, y)
+        (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
+    return grad.flatten(1)
+
+
+class Penalty(ABC):
+    """Base class of discriminator regularizers: `penalty(critic, real, fake, y)` -> scalar."""
+
+    @abstractmethod
+    def __call__(
+        self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The penalty to add to the discriminator's loss."""
+
+
+class GradientPenalty(Penalty):
+    """WGAN-GP (Gulrajani et al., 2017): weight * E[(||grad D(x_hat)||_2 - center)^2].
+
+    x_hat lies on random lines between real and generated samples.
+
+    Args:
+        weight: the penalty's coefficient (lambda, 10 in the paper).
+        center: the target gradient norm (1 in the paper; 0 gives the zero-centred variant).
+    """
+
+    def __init__(self, weight: float = 10.0, center: float = 1.0):
+        self.weight = weight
+        self.center = center
+
+    def __call__(
+        self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+        x_hat = torch.lerp(real.detach(), fake.detach(), alpha)
+        norm = _input_gradient(critic, x_hat, y).norm(2, dim=1)
+        return self.weight * (norm - self.center).pow(2).mean()
+
+    def __repr__(self) -> str:
+        return f"GradientPenalty(weight={self.weight}, center={self.center})"
+
+
+class R1Penalty(Penalty):
+    """R1 (Mescheder et al., 2018): gamma / 2 * E[||grad D(x)||^2] on real data.
+
+    Args:
+        gamma: the penalty's coefficient.
+    """
+
+    def __init__(self, gamma: float = 10.0):
+        self.gamma = gamma
+
+    def __call__(
+        self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        grad = _input_gradient(critic, real, y)
+        return 0.5 * self.gamma * grad.pow(2).sum(dim=1).mean()
+
+    def __repr__(self) -> str:
+        return f"R1Penalty(gamma={self.gamma})"

@@ -1,0 +1,176 @@
+"""SAGAN: a residual convolutional GAN with self-attention (Zhang et al., 2019).
+
+Generator: z -> linear -> 4x4 map -> up-blocks (conditional batch norm when classes are given) with
+self-attention at chosen resolutions -> BN-ReLU-conv -> tanh. Discriminator: down-blocks with
+self-attention -> ReLU -> global sum pooling -> linear, plus a class projection (Miyato & Koyama, 2018)
+when classes are given. Every convolution and linear layer of both networks is spectrally normalized.
+The channel layouts follow BigGAN's for each resolution.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sagan.layers.attention import SelfAttention2d
+from sagan.layers.blocks import DiscriminatorBlock, GeneratorBlock, sn_conv
+from sagan.layers.norm import spectral_norm
+
+# Multipliers of `width`: the generator's 4x4 input, then the output of each up-block.
+GENERATOR_CHANNELS = {
+    32: (4, 4, 4, 4),
+    64: (16, 8, 4, 2, 1),
+    128: (16, 16, 8, 4, 2, 1),
+    256: (16, 16, 8, 8, 4, 2, 1),
+}
+# Per discriminator block: (multiplier of `width`, halves the resolution).
+DISCRIMINATOR_CHANNELS = {
+    32: ((4, True), (4, True), (4, False), (4, False)),
+    64: ((1, True), (2, True), (4, True), (8, True), (16, False)),
+    128: ((1, True), (2, True), (4, True), (8, True), (16, True), (16, False)),
+    256: ((1, True), (2, True), (4, True), (8, True), (8, True), (16, True), (16, False)),
+}
+
+
+def _check(image_size: int, attn_resolutions: tuple[int, ...], available: list[int], who: str) -> None:
+    if image_size not in GENERATOR_CHANNELS:
+        raise ValueError(f"{who}: image_size must be one of {sorted(GENERATOR_CHANNELS)}, got {image_size}")
+    missing = sorted(set(attn_resolutions) - set(available))
+    if missing:
+        raise ValueError(
+            f"{who}: attn_resolutions {missing} not among the block resolutions {sorted(set(available))} "
+            f"of a {image_size}x{image_size} model"
+        )
+
+
+class SAGANGenerator(nn.Module):
+    """SAGAN generator.
+
+    Args:
+        image_size: output height and width: 32, 64, 128 or 256.
+        channels: output image channels.
+        num_classes: classes for conditional batch norm; 0 makes the generator unconditional.
+        z_dim: size of the noise vector.
+        width: base channel count; block channels are multiples of it (BigGAN layout).
+        attn_resolutions: resolutions after whose up-block a self-attention layer sits.
+        attn_heads: heads of each self-attention layer.
+        channel_multipliers: overrides the layout: multipliers for the 4x4 input and each up-block.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        channels: int = 3,
+        num_classes: int = 0,
+        z_dim: int = 128,
+        width: int = 64,
+        attn_resolutions: tuple[int, ...] = (16,),
+        attn_heads: int = 1,
+        channel_multipliers: tuple[int, ...] | None = None,
+    ):
+        super().__init__()
+        mults = tuple(channel_multipliers or GENERATOR_CHANNELS.get(image_size, ()))
+        resolutions = [4 * 2 ** (i + 1) for i in range(len(mults) - 1)]
+        _check(image_size, attn_resolutions, resolutions, "SAGANGenerator")
+        if resolutions[-1] != image_size:
+            raise ValueError(f"SAGANGenerator: channel_multipliers {mults} give {resolutions[-1]}px, not {image_size}px")
+        self.image_size, self.channels, self.num_classes, self.z_dim = image_size, channels, num_classes, z_dim
+        self.start_channels = mults[0] * width
+        self.stem = spectral_norm(nn.Linear(z_dim, 4 * 4 * self.start_channels))
+        self.blocks = nn.ModuleList()
+        self.attention = nn.ModuleDict()
+        for i, res in enumerate(resolutions):
+            self.blocks.append(GeneratorBlock(mults[i] * width, mults[i + 1] * width, num_classes))
+            if res in attn_resolutions:
+                self.attention[str(i)] = SelfAttention2d(mults[i + 1] * width, num_heads=attn_heads)
+        self.out_norm = nn.BatchNorm2d(mults[-1] * width)
+        self.out_conv = sn_conv(mults[-1] * width, channels, 3)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        # z: [N, z_dim], y: [N] class indices or None -> [N, channels, image_size, image_size] in [-1, 1]
+        h = self.stem(z).view(z.shape[0], self.start_channels, 4, 4)
+        for i, block in enumerate(self.blocks):
+            h = block(h, y)
+            if str(i) in self.attention:
+                h = self.attention[str(i)](h)
+        return torch.tanh(self.out_conv(F.relu(self.out_norm(h))))
+
+
+class SAGANDiscriminator(nn.Module):
+    """SAGAN discriminator with an optional projection head for class-conditional training.
+
+    Args:
+        image_size: input height and width: 32, 64, 128 or 256.
+        channels: input image channels.
+        num_classes: classes for the projection head; 0 makes the discriminator unconditional.
+        width: base channel count; block channels are multiples of it (BigGAN layout).
+        attn_resolutions: resolutions after whose down-block a self-attention layer sits.
+        attn_heads: heads of each self-attention layer.
+        channel_multipliers: overrides the layout's multipliers, one per block (downsampling stays).
+    """
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        channels: int = 3,
+        num_classes: int = 0,
+        width: int = 64,
+        attn_resolutions: tuple[int, ...] = (16,),
+        attn_heads: int = 1,
+        channel_multipliers: tuple[int, ...] | None = None,
+    ):
+        super().__init__()
+        layout = DISCRIMINATOR_CHANNELS.get(image_size, ())
+        if channel_multipliers is not None:
+            if len(channel_multipliers) != len(layout):
+                raise ValueError(
+                    f"SAGANDiscriminator: a {image_size}px model has {len(layout)} blocks, "
+                    f"got {len(channel_multipliers)} channel_multipliers"
+                )
+            layout = tuple((m, down) for m, (_, down) in zip(channel_multipliers, layout))
+        resolutions, res = [], image_size
+        for _, down in layout:
+            res = res // 2 if down else res
+            resolutions.append(res)
+        _check(image_size, attn_resolutions, resolutions, "SAGANDiscriminator")
+        self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
+        self.blocks = nn.ModuleList()
+        self.attention = nn.ModuleDict()
+        in_channels, placed = channels, set()
+        for i, ((mult, down), res) in enumerate(zip(layout, resolutions)):
+            self.blocks.append(DiscriminatorBlock(in_channels, mult * width, downsample=down, first=i == 0))
+            in_channels = mult * width
+            if res in attn_resolutions and res not in placed:  # once per resolution, after its first block
+                self.attention[str(i)] = SelfAttention2d(in_channels, num_heads=attn_heads)
+                placed.add(res)
+        self.linear = spectral_norm(nn.Linear(in_channels, 1))
+        self.embed = spectral_norm(nn.Embedding(num_classes, in_channels)) if num_classes else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        # x: [N, channels, image_size, image_size], y: [N] class indices or None -> [N] logits
+        h = x
+        for i, block in enumerate(self.blocks):
+            h = block(h)
+            if str(i) in self.attention:
+                h = self.attention[str(i)](h)
+        h = F.relu(h).sum(dim=(2, 3))  # [N, C]
+        logits = self.linear(h).squeeze(1)
+        if self.embed is not None:
+            logits = logits + (self.embed(y) * h).sum(dim=1)
+        return logits
+
+
+# Small configurations for the contract tests: name -> (class, keyword arguments).
+TINY = {
+    "generator-32": (SAGANGenerator, dict(image_size=32, channels=3, z_dim=8, width=2, attn_resolutions=(16,))),
+    "generator-32-cond": (
+        SAGANGenerator,
+        dict(image_size=32, channels=1, num_classes=3, z_dim=8, width=2, attn_resolutions=(8, 32)),
+    ),
+    "generator-64": (SAGANGenerator, dict(image_size=64, channels=3, z_dim=8, width=1, attn_resolutions=(32,))),
+    "discriminator-32": (SAGANDiscriminator, dict(image_size=32, channels=3, width=4, attn_resolutions=(16,))),
+    "discriminator-32-cond": (
+        SAGANDiscriminator,
+        dict(image_size=32, channels=1, num_classes=3, width=4, attn_resolutions=(8,)),
+    ),
+    "discriminator-64": (SAGANDiscriminator, dict(image_size=64, channels=3, width=2, attn_resolutions=(32, 8))),
+}

@@ -1,0 +1,220 @@
+"""The LightningModule that trains an image generator against a discriminator.
+
+Manual optimization: each training batch is one discriminator step, and every `n_critic`-th batch is
+followed by one generator step on fresh noise. Lightning's `trainer.global_step` counts optimizer steps
+of both networks, so `global_step = generator_iterations * (n_critic + 1)`; `generator_steps` gives the
+generator iterations directly and the CLI's `--g_iters` sets `max_steps` from it.
+"""
+
+import copy
+import warnings
+
+import lightning as L
+import torch
+from torch import nn
+
+from sagan.layers.attention import SelfAttention2d
+from sagan.layers.norm import frozen_spectral_norm
+from sagan.losses import AdversarialLoss, HingeLoss, Penalty
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model for parameters; buffers (batch-norm statistics,
+    spectral-norm vectors) are copied."""
+    ema_params = [p for p in ema.parameters()]
+    params = [p.detach() for p in model.parameters()]
+    if decay == 0.0:
+        torch._foreach_copy_(ema_params, params)
+    else:
+        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+    ema_buffers = [b for b in ema.buffers() if b.is_floating_point()]
+    if ema_buffers:
+        torch._foreach_copy_(ema_buffers, [b for b in model.buffers() if b.is_floating_point()])
+
+
+class GAN(L.LightningModule):
+    """Adversarial training of a generator G(z, y) -> image against a discriminator D(image, y) -> logit.
+
+    Args:
+        generator: network with attributes `z_dim` and `num_classes`, called as `generator(z, y)`.
+        discriminator: network called as `discriminator(x, y)`, returning one logit per sample.
+        loss: the adversarial objective.
+        penalty: optional regularizer of the discriminator (`GradientPenalty`, `R1Penalty`).
+        augment: optional differentiable augmentation applied to real and fake images before D.
+        lr_g: generator learning rate (two time-scale update rule: D learns faster).
+        lr_d: discriminator learning rate.
+        betas: Adam betas of both optimizers.
+        n_critic: discriminator steps per generator step.
+        ema_decay: decay of the exponential moving average of the generator used for samples.
+        ema_start: generator iterations during which the average simply copies the generator.
+        grad_clip: clip each network's gradient norm to this value (None: no clipping).
+        grid_size: samples in the fixed-noise grid that callbacks draw.
+        compile: compile both networks with torch.compile in `setup`.
+        compile_mode: torch.compile mode, e.g. "reduce-overhead" for CUDA graphs.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        loss: AdversarialLoss = HingeLoss(),
+        penalty: Penalty | None = None,
+        augment: nn.Module | None = None,
+        lr_g: float = 1e-4,
+        lr_d: float = 4e-4,
+        betas: tuple[float, float] = (0.0, 0.9),
+        n_critic: int = 1,
+        ema_decay: float = 0.999,
+        ema_start: int = 0,
+        grad_clip: float | None = None,
+        grid_size: int = 64,
+        compile: bool = False,
+        compile_mode: str | None = None,
+    ):
+        super().__init__()
+        with warnings.catch_warnings():  # networks built outside the CLI are saved in the state dict
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`")
+            self.save_hyperparameters()
+        for name in ("generator", "discriminator", "augment"):
+            if isinstance(self.hparams.get(name), nn.Module):
+                del self.hparams[name]
+        if n_critic < 1:
+            raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.generator_ema = copy.deepcopy(generator).requires_grad_(False).eval()
+        self.loss = loss
+        self.penalty = penalty
+        self.augment = augment
+        self.n_critic = n_critic
+        self.num_classes = generator.num_classes
+        noise = torch.Generator().manual_seed(0)
+        self.register_buffer("grid_z", torch.randn(grid_size, generator.z_dim, generator=noise))
+        self.register_buffer("grid_y", torch.arange(grid_size) % max(self.num_classes, 1))
+        self._gammas = [
+            (f"attn/{prefix}.{name}.gamma", module.gamma)
+            for prefix, net in (("g", generator), ("d", discriminator))
+            for name, module in net.named_modules()
+            if isinstance(module, SelfAttention2d)
+        ]
+
+    # ----------------------------------------------------------------------------------- sampling
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.generator_ema.eval()  # the average is only ever used for inference
+        return self
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        # z: [N, z_dim], y: [N] or None -> [N, C, H, W] images in [-1, 1] from the EMA generator
+        return self.generator_ema(z, y if self.num_classes else None)
+
+    def sample_noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Noise and (for conditional models) uniformly drawn labels for `n` samples."""
+        z = torch.randn(n, self.generator.z_dim, device=self.device)
+        y = torch.randint(0, self.num_classes, (n,), device=self.device) if self.num_classes else None
+        return z, y
+
+    @property
+    def generator_steps(self) -> int:
+        """Generator iterations done so far."""
+        return self.global_step // (self.n_critic + 1)
+
+    # ------------------------------------------------------------------------------------- losses
+    def critic(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """The discriminator as both losses see it: augmentation (if any) in front of D."""
+        if self.augment is not None:
+            x = self.augment(x)
+        return self.discriminator(x, y if self.num_classes else None)
+
+    def discriminator_loss(
+        self, real: torch.Tensor, y_real: torch.Tensor | None, fake: torch.Tensor, y_fake: torch.Tensor | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """D's loss on a real and a generated batch (one forward pass over both), plus its statistics."""
+        n = real.shape[0]
+        y = torch.cat([y_real, y_fake]) if self.num_classes else None
+        logits = self.critic(torch.cat([real, fake.detach()]), y)
+        d_real, d_fake = logits[:n], logits[n:]
+        loss = self.loss.discriminator(d_real, d_fake)
+        stats = {"train/d_real": d_real.detach().mean(), "train/d_fake": d_fake.detach().mean()}
+        if self.penalty is not None:
+            with frozen_spectral_norm(self.discriminator):
+                penalty = self.penalty(self.critic, real, fake, y_real)
+            stats["train/d_penalty"] = penalty.detach()
+            loss = loss + penalty
+        return loss, stats
+
+    def generator_loss(
+        self, fake: torch.Tensor, y_fake: torch.Tensor | None, real: torch.Tensor | None = None,
+        y_real: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """G's loss on a generated batch; `real` is used only by losses that compare with real data."""
+        with frozen_spectral_norm(self.discriminator):
+            d_fake = self.critic(fake, y_fake)
+            d_real = self.critic(real, y_real).detach() if self.loss.generator_needs_real else None
+        return self.loss.generator(d_fake, d_real)
+
+    # ----------------------------------------------------------------------------------- training
+    def configure_optimizers(self):
+        betas = tuple(self.hparams.betas)
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_g, betas=betas)
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr_d, betas=betas)
+        return opt_g, opt_d
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.compile:
+            self.generator.compile(mode=self.hparams.compile_mode)
+            self.discriminator.compile(mode=self.hparams.compile_mode)
+
+    def _step(self, optimizer, loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.hparams.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        real, y_real = batch
+        y_real = y_real if self.num_classes else None
+        n = real.shape[0]
+        opt_g, opt_d = self.optimizers()
+        generator_turn = self.global_step % (self.n_critic + 1) == self.n_critic - 1
+
+        with torch.no_grad(), frozen_spectral_norm(self.generator):
+            z, y_fake = self.sample_noise(n)
+            fake = self.generator(z, y_fake)
+        with self.toggled_optimizer(opt_d):
+            d_loss, stats = self.discriminator_loss(real, y_real, fake, y_fake)
+            self._step(opt_d, d_loss)
+        self.log_dict({"train/d_loss": d_loss.detach(), **stats}, batch_size=n)
+        self.log("loss/d", d_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+
+        if generator_turn:
+            with self.toggled_optimizer(opt_g):
+                z, y_fake = self.sample_noise(n)
+                g_loss = self.generator_loss(self.generator(z, y_fake), y_fake, real, y_real)
+                self._step(opt_g, g_loss)
+            decay = self.hparams.ema_decay if self.generator_steps > self.hparams.ema_start else 0.0
+            ema_update(self.generator_ema, self.generator, decay)
+            self.log("train/g_loss", g_loss.detach(), batch_size=n)
+            self.log("loss/g", g_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+            self._log_state()
+
+    def _log_state(self) -> None:
+        """Learning rates and attention gates (no host sync: the logger reads them when it writes)."""
+        opt_g, opt_d = self.optimizers()
+        self.log("train/lr_g", opt_g.param_groups[0]["lr"])
+        self.log("train/lr_d", opt_d.param_groups[0]["lr"])
+        for name, gamma in self._gammas:
+            self.log(name, gamma.detach())
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        """D's mean logit on held-out real images and on EMA samples: a widening gap between
+        `val/d_real` and `train/d_real` means the discriminator is memorizing the training set."""
+        real, y_real = batch
+        y_real = y_real if self.num_classes else None
+        z, y_fake = self.sample_noise(real.shape[0])
+        fake = self(z, y_fake)
+        self.log("val/d_real", self.critic(real, y_real).mean(), batch_size=real.shape[0])
+        self.log("val/d_fake", self.critic(fake, y_fake).mean(), batch_size=real.shape[0])

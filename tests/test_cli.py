@@ -1,0 +1,121 @@
+"""The `sagan` command end to end: experiments, run directories, resume, errors, tracking."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch.testing import assert_close
+
+from conftest import EXPERIMENTS, TINY_DIGITS, fit
+from sagan.cli import SaganCLI, main
+from sagan.sample import load_gan
+
+EXPERIMENT_FILES = sorted(EXPERIMENTS.glob("*.yaml"))
+
+
+def test_default_experiment_exists():
+    assert EXPERIMENTS / "sagan_digits.yaml" in EXPERIMENT_FILES
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENT_FILES, ids=lambda p: p.stem)
+def test_experiment_runs_fast_dev_run(experiment, tmp_path):
+    main([
+        "fit", "--config", str(experiment), "--trainer.fast_dev_run=true", "--tracker=none",
+        "--run_root", str(tmp_path), "--trainer.enable_progress_bar=false",
+    ])
+
+
+def test_print_config_shows_linked_data_facts(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(EXPERIMENTS / "sagan_digits.yaml"), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["model"]["class_path"] == "sagan.module.GAN"
+    assert config["data"]["init_args"]["image_size"] == 32
+
+
+def _error_lines(capsys) -> list[str]:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if line.startswith("sagan: error")]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model.init_args.no_such_key=1"], "no_such_key"),
+        (["--data.init_args.image_size=48"], "image_size must be one of"),
+        (["--g_iters=0"], "g_iters"),
+        (["--resume", "missing.ckpt"], "missing.ckpt"),
+        (["--resume", "last"], "nothing to resume"),
+    ],
+)
+def test_bad_configuration_is_one_line_and_exit_2(args, expected, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(EXPERIMENTS / "sagan_digits.yaml"), "--run_root", str(tmp_path), *args])
+    assert exit_info.value.code == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and expected in lines[0], lines
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_missing_config_file_is_one_line(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(tmp_path / "nope.yaml")])
+    assert exit_info.value.code == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and "nope.yaml" in lines[0]
+
+
+def test_run_directory_holds_config_samples_checkpoints_and_metrics(trained_run):
+    config = yaml.safe_load((trained_run / "config.yaml").read_text())
+    assert config["g_iters"] == 6 and config["trainer"]["max_steps"] == 12
+    grids = sorted(p.name for p in (trained_run / "samples").glob("grid_*.png"))
+    assert grids == ["grid_000000.png", "grid_000003.png", "grid_000006.png"]
+    checkpoints = {p.name for p in (trained_run / "checkpoints").glob("*.ckpt")}
+    assert "last.ckpt" in checkpoints and any("step=4" in name for name in checkpoints)
+    header = (trained_run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/d_loss", "train/g_loss", "train/d_real", "train/d_fake"} <= set(header)
+
+
+def test_g_iters_counts_generator_iterations(tmp_path):
+    run = fit(tmp_path, "--g_iters=3", "--model.init_args.n_critic=2", "--samples.every_n_g_steps=100")
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 9  # 3 x (2 D steps + 1 G step)
+
+
+def test_resume_last_continues_the_same_run(tmp_path):
+    first = fit(tmp_path, "--g_iters=2", "--name=r")
+    before = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)
+    second = fit(tmp_path, "--g_iters=3", "--name=r", "--resume=last")
+    assert second == first
+    after = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)
+    assert before["global_step"] == 4 and after["global_step"] == 6
+    # both optimizers continued from their saved state (Adam's step counters went 2 -> 3)
+    for opt in after["optimizer_states"]:
+        assert all(state["step"].item() == 3 for state in opt["state"].values())
+    assert len(list((first / "samples").glob("grid_*.png"))) >= 2
+
+
+def test_checkpoint_round_trip_gives_identical_ema_samples(tmp_path):
+    cli = SaganCLI(args=["fit", *TINY_DIGITS, "--g_iters=2", "--tracker=none", "--run_root", str(tmp_path)])
+    ckpt = next(tmp_path.rglob("last.ckpt"))
+    torch.load(ckpt, weights_only=True)  # nothing but tensors and plain containers inside
+    reloaded = load_gan(ckpt)
+    z, y = torch.randn(5, reloaded.generator.z_dim), torch.arange(5)
+    with torch.no_grad():
+        assert_close(reloaded(z, y), cli.model.cpu().eval()(z, y), rtol=0, atol=0)
+
+
+def test_wandb_offline_run_without_secrets(tmp_path, monkeypatch):
+    secret = "4c1f00d5ec2e7a11ab5ecdeadbeef0123456789a"
+    monkeypatch.setenv("WANDB_API_KEY", secret)
+    main(["fit", *TINY_DIGITS, "--g_iters=2", "--tracker=wandb", "--run_root", str(tmp_path)])
+    run_dir = next((tmp_path / "sagan_digits").iterdir())
+    offline = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and list(offline[0].glob("*.wandb"))
+    assert list(offline[0].rglob("media/images/samples/*.png"))  # the sample grids went to W&B
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path

@@ -1,0 +1,107 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.testing import assert_close
+
+from sagan.layers.attention import SelfAttention2d
+from sagan.losses import (
+    GradientPenalty,
+    HingeLoss,
+    NonSaturatingLoss,
+    R1Penalty,
+    RelativisticLoss,
+    WassersteinLoss,
+)
+
+REAL = torch.tensor([2.0, -0.5, 0.0])
+FAKE = torch.tensor([-1.5, 0.5, 3.0])
+
+
+def test_hinge_exact():
+    loss = HingeLoss()
+    # relu(1 - real) = [0, 1.5, 1] -> mean 2.5/3; relu(1 + fake) = [0, 1.5, 4] -> mean 5.5/3
+    assert_close(loss.discriminator(REAL, FAKE), torch.tensor(8.0 / 3))
+    assert_close(loss.generator(FAKE), torch.tensor(-2.0 / 3))
+
+
+def test_non_saturating_exact():
+    loss = NonSaturatingLoss()
+    expected_d = -torch.log(torch.sigmoid(REAL)).mean() - torch.log(1 - torch.sigmoid(FAKE)).mean()
+    assert_close(loss.discriminator(REAL, FAKE), expected_d)
+    assert_close(loss.generator(FAKE), -torch.log(torch.sigmoid(FAKE)).mean())
+
+
+def test_wasserstein_exact():
+    loss = WassersteinLoss()
+    assert_close(loss.discriminator(REAL, FAKE), torch.tensor(2.0 / 3 - 0.5))
+    assert_close(loss.generator(FAKE), torch.tensor(-2.0 / 3))
+
+
+def test_relativistic_exact():
+    loss = RelativisticLoss()
+    assert_close(loss.discriminator(REAL, FAKE), -torch.log(torch.sigmoid(REAL - FAKE)).mean())
+    assert_close(loss.generator(FAKE, REAL), -torch.log(torch.sigmoid(FAKE - REAL)).mean())
+    with pytest.raises(ValueError):
+        loss.generator(FAKE)
+
+
+def _linear_critic(w: torch.Tensor):
+    return lambda x, y: (x.flatten(1) * w).sum(1)
+
+
+def test_gradient_penalty_linear_critic_is_exact():
+    # A linear critic has gradient w everywhere, so the penalty is weight * (||w|| - center)^2.
+    w = torch.tensor([3.0, 4.0, 0.0, 0.0])  # ||w|| = 5
+    real, fake = torch.randn(6, 1, 2, 2), torch.randn(6, 1, 2, 2)
+    assert_close(GradientPenalty(weight=10.0)(_linear_critic(w), real, fake), torch.tensor(160.0))
+    assert_close(GradientPenalty(weight=2.0, center=0.0)(_linear_critic(w), real, fake), torch.tensor(50.0))
+
+
+def test_r1_linear_critic_is_exact():
+    w = torch.tensor([3.0, 4.0, 0.0, 0.0])
+    real = torch.randn(6, 1, 2, 2)
+    assert_close(R1Penalty(gamma=0.2)(_linear_critic(w), real, real), torch.tensor(2.5))
+
+
+class _AttentionCritic(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.attn = SelfAttention2d(8, num_heads=2, head_dim=4)
+        torch.nn.init.constant_(self.attn.gamma, 0.5)
+
+    def forward(self, x, y=None):
+        return self.attn(self.conv(x)).mean(dim=(1, 2, 3))
+
+
+@pytest.mark.parametrize("penalty", [GradientPenalty(), R1Penalty()], ids=repr)
+def test_penalty_double_backward_through_attention(penalty):
+    critic = _AttentionCritic()
+    real, fake = torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8)
+    value = penalty(critic, real, fake)
+    value.backward()
+    for name, p in critic.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert critic.attn.gamma.grad.abs() > 0
+
+
+def test_fused_attention_kernel_has_no_double_backward():
+    """Why the penalties switch to the math kernel: on the default kernel the second backward fails."""
+    critic = _AttentionCritic()
+    x = torch.randn(2, 1, 8, 8, requires_grad=True)
+    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="derivative|not implemented"):
+        grad.pow(2).sum().backward()
+
+
+def test_penalty_matches_manual_double_backward():
+    critic = _AttentionCritic()
+    real = torch.randn(3, 1, 8, 8)
+    x = real.clone().requires_grad_(True)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.MATH):
+        (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    expected = 5.0 * grad.flatten(1).pow(2).sum(1).mean()
+    assert_close(R1Penalty(gamma=10.0)(critic, real, real), expected)
+    assert F.relu(expected) > 0

@@ -1,0 +1,88 @@
+"""Contract suite: every network in every file of sagan/models, at each of its TINY presets."""
+
+import importlib
+import pkgutil
+
+import pytest
+import torch
+
+import sagan.models
+
+PRESETS = [
+    pytest.param(cls, kwargs, id=f"{module.name}:{name}")
+    for module in pkgutil.iter_modules(sagan.models.__path__)
+    for name, (cls, kwargs) in getattr(importlib.import_module(f"sagan.models.{module.name}"), "TINY", {}).items()
+]
+
+
+def _inputs(net: torch.nn.Module, n: int, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, net.num_classes, (n,), generator=g) if net.num_classes else None
+    if hasattr(net, "z_dim"):
+        return torch.randn(n, net.z_dim, generator=g), y
+    return torch.rand(n, net.channels, net.image_size, net.image_size, generator=g) * 2 - 1, y
+
+
+def _check_output(net, out, n):
+    if hasattr(net, "z_dim"):
+        assert out.shape == (n, net.channels, net.image_size, net.image_size)
+        assert out.min() >= -1 and out.max() <= 1
+    else:
+        assert out.shape == (n,)
+    assert torch.isfinite(out).all()
+
+
+def test_presets_found():
+    assert len(PRESETS) >= 4
+
+
+@pytest.mark.parametrize(("cls", "kwargs"), PRESETS)
+def test_shapes_and_range(cls, kwargs):
+    net = cls(**kwargs)
+    _check_output(net, net(*_inputs(net, 3)), 3)
+
+
+@pytest.mark.parametrize(("cls", "kwargs"), PRESETS)
+def test_batch_of_one(cls, kwargs):
+    net = cls(**kwargs)
+    _check_output(net, net(*_inputs(net, 1)), 1)
+    net.eval()
+    _check_output(net, net(*_inputs(net, 1)), 1)
+
+
+@pytest.mark.parametrize(("cls", "kwargs"), PRESETS)
+def test_every_parameter_gets_a_finite_gradient(cls, kwargs):
+    net = cls(**kwargs)
+    for module in net.modules():  # open the attention gates, else their inputs' gradients are exactly 0
+        if hasattr(module, "gamma"):
+            torch.nn.init.constant_(module.gamma, 0.5)
+    net(*_inputs(net, 4)).square().mean().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None, f"{name} unused (breaks DDP)"
+        assert torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
+
+
+@pytest.mark.parametrize(("cls", "kwargs"), PRESETS)
+def test_deterministic(cls, kwargs):
+    torch.manual_seed(3)
+    a = cls(**kwargs)
+    torch.manual_seed(3)
+    b = cls(**kwargs)
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+    inputs = _inputs(a, 4)
+    torch.testing.assert_close(a(*inputs), b(*inputs), rtol=0, atol=0)
+    a.eval()
+    torch.testing.assert_close(a(*inputs), a(*inputs), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("cls", "kwargs"), [p for p in PRESETS if p.values[1].get("num_classes")])
+def test_conditional_models_use_the_class(cls, kwargs):
+    net = cls(**kwargs)
+    for module in net.modules():  # give every class its own embedding values
+        if isinstance(module, torch.nn.Embedding):
+            torch.nn.init.normal_(module.weight)
+    x, _ = _inputs(net, 4)
+    zeros = torch.zeros(4, dtype=torch.long)
+    assert not torch.allclose(net(x, zeros), net(x, zeros + 1))

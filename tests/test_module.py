@@ -1,0 +1,125 @@
+"""System tests of the GAN module: real optimizer steps on CPU with tiny networks."""
+
+import lightning as L
+import pytest
+import torch
+from torch.testing import assert_close
+from torch.utils.data import DataLoader, TensorDataset
+
+from conftest import tiny
+from sagan.layers.norm import frozen_spectral_norm
+from sagan.losses import HingeLoss, R1Penalty
+from sagan.module import GAN, ema_update
+
+
+class _TinyData(L.LightningDataModule):
+    def __init__(self, num_classes: int = 3, n: int = 32):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.data = TensorDataset(torch.rand(n, 1, 32, 32, generator=g) * 2 - 1, torch.randint(0, num_classes, (n,), generator=g))
+
+    def train_dataloader(self):
+        return DataLoader(self.data, batch_size=8, shuffle=True, drop_last=True)
+
+
+def _gan(**kwargs) -> GAN:
+    g = tiny("generator-32-cond")
+    d = tiny("discriminator-32-cond")
+    return GAN(g, d, **kwargs)
+
+
+def _fit(model: GAN, max_steps: int) -> L.Trainer:
+    trainer = L.Trainer(
+        max_steps=max_steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )
+    trainer.fit(model, datamodule=_TinyData())
+    return trainer
+
+
+def _copy(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in net.named_parameters()}
+
+
+def _changed(before: dict, net: torch.nn.Module) -> bool:
+    return any(not torch.equal(before[k], v) for k, v in net.named_parameters())
+
+
+def test_discriminator_step_leaves_generator_untouched():
+    model = _gan(n_critic=2)
+    g, d, ema = _copy(model.generator), _copy(model.discriminator), _copy(model.generator_ema)
+    g_u = {k: b.clone() for k, b in model.generator.named_buffers() if k.endswith(".u")}
+    trainer = _fit(model, max_steps=1)  # one D step, no G step yet
+    assert trainer.global_step == 1 and model.generator_steps == 0
+    assert _changed(d, model.discriminator)
+    assert not _changed(g, model.generator)
+    assert not _changed(ema, model.generator_ema)
+    # the fakes for D were drawn with G's power iteration paused
+    assert g_u and all(torch.equal(g_u[k], b) for k, b in model.generator.named_buffers() if k in g_u)
+
+
+def test_full_iteration_moves_both_networks_and_the_average():
+    model = _gan(n_critic=2, ema_start=0, ema_decay=0.9)
+    g, d, ema = _copy(model.generator), _copy(model.discriminator), _copy(model.generator_ema)
+    trainer = _fit(model, max_steps=3)  # D, D, G
+    assert trainer.global_step == 3 and model.generator_steps == 1
+    assert _changed(g, model.generator) and _changed(d, model.discriminator) and _changed(ema, model.generator_ema)
+    # one average step from the initial weights: ema = 0.9 * g0 + 0.1 * g1
+    trained = dict(model.generator.named_parameters())
+    for name, p in model.generator_ema.named_parameters():
+        assert_close(p, 0.9 * g[name] + 0.1 * trained[name])
+    keys = set(trainer.logged_metrics)
+    assert {"train/d_loss", "train/d_real", "train/d_fake", "train/g_loss", "train/lr_g", "train/lr_d"} <= keys
+    assert any(k.startswith("attn/g.") and k.endswith(".gamma") for k in keys)
+    assert any(k.startswith("attn/d.") for k in keys)
+
+
+def test_ema_before_start_copies_the_generator():
+    model = _gan(ema_start=5)
+    _fit(model, max_steps=2)
+    for a, b in zip(model.generator_ema.parameters(), model.generator.parameters()):
+        assert_close(a, b, rtol=0, atol=0)
+
+
+def test_losses_run_without_a_trainer():
+    model = _gan(loss=HingeLoss())
+    real, y = torch.rand(4, 1, 32, 32) * 2 - 1, torch.tensor([0, 1, 2, 0])
+    z, y_fake = model.sample_noise(4)
+    fake = model.generator(z, y_fake)
+    loss, stats = model.discriminator_loss(real, y, fake, y_fake)  # refines D's sigma estimates once
+    with frozen_spectral_norm(model.discriminator):  # the reference uses the same estimates
+        d_real = model.discriminator(real, y)
+        d_fake = model.discriminator(fake, y_fake)
+    assert_close(loss, HingeLoss().discriminator(d_real, d_fake))
+    assert_close(stats["train/d_real"], d_real.mean())
+    assert_close(model.generator_loss(fake, y_fake), -d_fake.mean())
+
+
+def test_penalty_is_added_and_reported():
+    model = _gan(penalty=R1Penalty(gamma=1.0))
+    real, y = torch.rand(4, 1, 32, 32) * 2 - 1, torch.tensor([0, 1, 2, 0])
+    z, y_fake = model.sample_noise(4)
+    loss, stats = model.discriminator_loss(real, y, model.generator(z, y_fake), y_fake)
+    assert stats["train/d_penalty"] > 0
+    loss.backward()
+    assert all(p.grad is not None for p in model.discriminator.parameters())
+
+
+def test_gradient_penalty_training_step_runs():
+    from sagan.losses import GradientPenalty, WassersteinLoss
+
+    model = _gan(loss=WassersteinLoss(), penalty=GradientPenalty(), n_critic=1)
+    trainer = _fit(model, max_steps=2)
+    assert torch.isfinite(trainer.logged_metrics["train/d_penalty"])
+
+
+def test_ema_update_exact():
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    expected = 0.75 * a.weight.detach() + 0.25 * b.weight.detach()
+    ema_update(a, b, decay=0.75)
+    assert_close(a.weight, expected)
+
+
+def test_rejects_bad_n_critic():
+    with pytest.raises(ValueError, match="n_critic"):
+        _gan(n_critic=0)

@@ -1,0 +1,72 @@
+import torch
+from torch import nn
+from torch.testing import assert_close
+
+from sagan.layers.norm import ConditionalBatchNorm2d, SpectralNorm, frozen_spectral_norm, spectral_norm, spectral_norms
+
+
+def top_singular_value(weight: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.matrix_norm(weight.flatten(1), ord=2)
+
+
+def test_linear_weight_has_unit_top_singular_value():
+    layer = spectral_norm(nn.Linear(20, 30))
+    with torch.no_grad():
+        layer.parametrizations.weight.original.mul_(7.0)
+    for _ in range(30):
+        layer(torch.randn(2, 20))  # power iteration runs in training mode
+    assert_close(top_singular_value(layer.weight), torch.tensor(1.0), rtol=0, atol=1e-3)
+
+
+def test_conv_weight_has_unit_top_singular_value():
+    layer = spectral_norm(nn.Conv2d(3, 16, 3))
+    for _ in range(200):  # 16 x 27 matrix with close top singular values: power iteration converges slowly
+        layer(torch.randn(1, 3, 5, 5))
+    assert_close(top_singular_value(layer.weight), torch.tensor(1.0), rtol=0, atol=1e-2)
+
+
+def test_frozen_spectral_norm_pauses_power_iteration_only():
+    net = nn.Sequential(spectral_norm(nn.Linear(4, 4)), nn.BatchNorm1d(4))
+    sn = spectral_norms(net)[0]
+    u = sn.u.clone()
+    with frozen_spectral_norm(net):
+        net(torch.randn(5, 4))
+        assert net[1].training and not sn.training
+    assert_close(sn.u, u, rtol=0, atol=0)
+    assert sn.training
+    net(torch.randn(5, 4))
+    assert not torch.equal(sn.u, u)
+
+
+def test_eval_mode_does_not_iterate():
+    layer = spectral_norm(nn.Linear(4, 3)).eval()
+    sn = layer.parametrizations.weight[0]
+    assert isinstance(sn, SpectralNorm)
+    u = sn.u.clone()
+    layer(torch.randn(2, 4))
+    assert_close(sn.u, u, rtol=0, atol=0)
+
+
+def test_gradient_flows_through_sigma():
+    layer = spectral_norm(nn.Linear(3, 3))
+    layer(torch.randn(4, 3)).sum().backward()
+    assert torch.isfinite(layer.parametrizations.weight.original.grad).all()
+
+
+def test_conditional_batch_norm_uses_class():
+    bn = ConditionalBatchNorm2d(4, num_classes=3)
+    with torch.no_grad():
+        bn.gain.weight.copy_(torch.randn(3, 4))
+        bn.bias.weight.copy_(torch.randn(3, 4))
+    x = torch.randn(6, 4, 2, 2)
+    a = bn(x, torch.zeros(6, dtype=torch.long))
+    b = bn(x, torch.ones(6, dtype=torch.long))
+    assert not torch.allclose(a, b)
+    normalized = nn.functional.batch_norm(x, None, None, training=True)
+    assert_close(a, normalized * bn.gain.weight[0][None, :, None, None] + bn.bias.weight[0][None, :, None, None])
+
+
+def test_unconditional_batch_norm_ignores_labels():
+    bn = ConditionalBatchNorm2d(4, num_classes=0)
+    x = torch.randn(6, 4, 2, 2)
+    assert_close(bn(x), bn(x, torch.zeros(6, dtype=torch.long)))
