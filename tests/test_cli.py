@@ -119,3 +119,16 @@ def test_wandb_offline_run_without_secrets(tmp_path, monkeypatch):
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_bf16_mixed_precision_trains_on_cpu(tmp_path):
+    run = fit(tmp_path, "--g_iters=2", "--trainer.precision=bf16-mixed")
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 4
+    assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
+
+
+@pytest.mark.slow
+def test_compiled_networks_train(tmp_path):
+    run = fit(tmp_path, "--g_iters=2", "--model.init_args.compile=true")
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4

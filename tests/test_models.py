@@ -86,3 +86,24 @@ def test_conditional_models_use_the_class(cls, kwargs):
     x, _ = _inputs(net, 4)
     zeros = torch.zeros(4, dtype=torch.long)
     assert not torch.allclose(net(x, zeros), net(x, zeros + 1))
+
+
+@pytest.mark.parametrize("size", [32, 64, 128, 256])
+def test_sagan_builds_every_supported_resolution(size):
+    from sagan.models.sagan import SAGANDiscriminator, SAGANGenerator
+
+    g = SAGANGenerator(image_size=size, channels=3, z_dim=4, width=1, attn_resolutions=(16,))
+    d = SAGANDiscriminator(image_size=size, channels=3, width=1, attn_resolutions=(16,))
+    images = g(torch.randn(1, 4))
+    assert images.shape == (1, 3, size, size)
+    assert d(images).shape == (1,)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(image_size=48), dict(attn_resolutions=(4,)), dict(channel_multipliers=(4, 4))]
+)
+def test_sagan_rejects_impossible_layouts(kwargs):
+    from sagan.models.sagan import SAGANGenerator
+
+    with pytest.raises(ValueError):
+        SAGANGenerator(**{"image_size": 32, **kwargs})

@@ -42,14 +42,15 @@ class SpectralNorm(nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         # weight: [out, ...] -> same shape, divided by sigma_max
-        matrix = weight.flatten(1)
-        u, v = self.u, self.v
-        if self.training:
-            self._power_iteration(matrix.detach(), self.n_power_iterations)
-            # Clones keep autograd's saved copies intact if the buffers are updated again before backward.
-            u, v = u.clone(), v.clone()
-        sigma = torch.dot(u, matrix @ v)
-        return weight / sigma
+        with torch.autocast(weight.device.type, enabled=False):  # sigma in the weight's own precision
+            matrix = weight.flatten(1)
+            u, v = self.u, self.v
+            if self.training:
+                self._power_iteration(matrix.detach(), self.n_power_iterations)
+                # Clones keep autograd's saved copies intact if the buffers are updated again before backward.
+                u, v = u.clone(), v.clone()
+            sigma = torch.dot(u, matrix @ v)
+            return weight / sigma
 
 
 def spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: int = 1) -> nn.Module:
