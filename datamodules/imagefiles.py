@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import Dataset
 
 from datamodules.cache import PreparedCache, map_in_threads, to_unit_range
@@ -129,19 +129,27 @@ class ImageFilesDataModule(ImageDataModule):
         return self.split_fingerprint(self.splits[0])
 
     # ------------------------------------------------------------------------------ loading
-    def _cache_for(self, split: str, paths: list[Path]) -> PreparedCache:
-        return PreparedCache(self.cache_dir, self.split_fingerprint(split), self.root, paths)
+    def _cached(self, split: str, paths: list[Path], labels: list[int] | None):
+        """The split from its cache, built first if there is none: (UInt8Images, skipped files)."""
+        cache = PreparedCache(self.cache_dir, self.split_fingerprint(split), self.root, paths)
+        found = cache.load(labels)
+        if found is None:
+            rank_zero_info(f"{self.name}: decoding the {len(paths)} images of the {split} split once into {cache.npy}")
+            shape = (self.channels, self.image_size, self.image_size)
+            try:
+                found = cache.build(self._decode, shape, labels, cpu_threads(), check_image)
+            except OSError as error:  # an unwritable or full cache folder
+                raise UsageError(
+                    f"cannot write the cache in {self.cache_dir} ({error.strerror or error}); "
+                    "choose another with --data.init_args.cache_dir or set --data.init_args.cache=false"
+                ) from error
+        return found
 
     def _load_split(self, split: str) -> tuple[Dataset, list[tuple[str, str]], int]:
         """The split's data set, its skipped files as (name, reason), and the number of files."""
         paths, labels = self.split_files(split)
         if self.cache:
-            cache = self._cache_for(split, paths)
-            found = cache.load(labels)
-            if found is None:
-                shape = (self.channels, self.image_size, self.image_size)
-                found = cache.build(self._decode, shape, labels, cpu_threads(), check_image)
-            dataset, skipped = found
+            dataset, skipped = self._cached(split, paths, labels)
             return dataset, skipped, len(paths)
         if self.check_files:
             good, bad = scan(paths, cpu_threads())
@@ -164,11 +172,7 @@ class ImageFilesDataModule(ImageDataModule):
         """Builds missing caches (Lightning calls this on one process per node, before `setup`)."""
         if self.cache:
             for split in self.splits:
-                paths, _ = self.split_files(split)
-                cache = self._cache_for(split, paths)
-                if cache.load(None) is None:
-                    shape = (self.channels, self.image_size, self.image_size)
-                    cache.build(self._decode, shape, None, cpu_threads(), check_image)
+                self._cached(split, self.split_files(split)[0], None)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:

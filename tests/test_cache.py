@@ -13,6 +13,7 @@ from datafixtures import BROKEN, CELEBA_PARTITIONS, make_celeba, make_odd_folder
 from datamodules.cache import PreparedCache, UInt8Images
 from datamodules.celeba import CelebADataModule
 from datamodules.folder import ImageFolderDataModule
+from sagan.errors import UsageError
 
 N_FILES = len(CELEBA_PARTITIONS) - CELEBA_PARTITIONS.count(2)  # train + valid: the test partition is not read
 
@@ -133,3 +134,12 @@ def test_cached_data_set_pickles_without_its_pixels(tmp_path):
     clone = pickle.loads(pickle.dumps(dataset))  # what a worker started by spawn receives
     assert len(pickle.dumps(dataset)) < dataset.images.nbytes / 10
     assert_close(clone[3][0], dataset[3][0], rtol=0, atol=0)
+
+
+def test_an_unwritable_cache_folder_is_a_usage_error(tmp_path):
+    root = make_celeba(tmp_path)
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder should be")
+    data = CelebADataModule(str(root), batch_size=2, num_workers=0, cache=True, cache_dir=str(blocker / "cache"))
+    with pytest.raises(UsageError, match="cannot write the cache in"):
+        data.prepare_data()
