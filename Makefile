@@ -6,6 +6,7 @@ MODEL ?= sagan
 DATA ?= digits
 EXPERIMENT := experiments/$(MODEL)_$(DATA).yaml
 ARGS ?=
+DATA_DIR ?=
 RESUME ?=
 CKPT ?=
 N ?= 64
@@ -21,10 +22,11 @@ $(BIN)/sagan: pyproject.toml
 
 install: $(BIN)/sagan
 
-## make train [MODEL=sagan] [DATA=digits] [RESUME=last|path] [ARGS="--model.n_critic=2 ..."]
+## make train [MODEL=sagan] [DATA=digits|celeba|cifar10|folder] [DATA_DIR=data] [RESUME=last|path] [ARGS="--model.n_critic=2 ..."]
+## DATA_DIR (the datamodule's root) defaults to the experiment's own, ./data for celeba and cifar10.
 train: install
 	@test -f $(EXPERIMENT) || { echo "error: no experiment $(EXPERIMENT) for MODEL=$(MODEL) DATA=$(DATA); expected one of: $$(cd experiments && ls *.yaml | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
-	$(BIN)/sagan fit --config $(EXPERIMENT) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
+	$(BIN)/sagan fit --config $(EXPERIMENT) $(if $(DATA_DIR),--data.init_args.root=$(DATA_DIR)) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
 
 ## make test: the whole suite on CPU, no network
 test: install
@@ -35,7 +37,7 @@ sample: install
 	@test -n "$(CKPT)" || { echo "error: make sample needs CKPT=<path to a .ckpt written by make train>" >&2; exit 2; }
 	$(BIN)/sagan sample --ckpt $(CKPT) --n $(N) --label $(LABEL) $(ARGS)
 
-## make bench [ARGS="--precision bf16-mixed --compile"]: training speed as JSON lines
+## make bench [ARGS="--precision bf16-mixed --compile"]: training and data-loading speed as JSON lines
 bench: install
 	$(BIN)/sagan bench $(ARGS)
 

@@ -10,7 +10,9 @@ os.environ["WANDB_SILENT"] = "true"
 import numpy as np
 import pytest
 import torch
+import yaml
 
+from datafixtures import make_celeba, make_cifar10, make_class_folder
 from sagan.cli import main
 from sagan.models.sagan import TINY
 
@@ -59,3 +61,29 @@ def trained_run(tmp_path_factory) -> Path:
         tmp, "--g_iters=6", "--checkpoint.every_n_train_steps=4", "--samples.every_n_g_steps=3",
         "--trainer.log_every_n_steps=1",
     )
+
+
+# Data modules that read files: the fixture each needs (written under the given folder) and its root.
+DATA_FIXTURES = {
+    "datamodules.celeba.CelebADataModule": make_celeba,
+    "datamodules.cifar10.CIFAR10DataModule": make_cifar10,
+    "datamodules.folder.ImageFolderDataModule": make_class_folder,
+}
+SMALL_BATCHES = {"datamodules.digits.DigitsDataModule", *DATA_FIXTURES}
+
+
+def experiment_data_args(experiment: Path, tmp_path: Path) -> list[str]:
+    """CLI overrides that run `experiment` on tiny data: for a data set read from files, a fixture in
+    the real layout is written under tmp_path and the data module's root points at it; known image
+    data modules also get batches of 2 and no worker processes."""
+    data = yaml.safe_load(experiment.read_text()).get("data") or {}
+    if isinstance(data, str):  # a shared data piece: `data: data/celeba.yaml`
+        data = yaml.safe_load((experiment.parent / data).read_text()) or {}
+    class_path = data.get("class_path", "")
+    args = []
+    if class_path in DATA_FIXTURES:
+        root = DATA_FIXTURES[class_path](tmp_path / "data")
+        args.append(f"--data.init_args.root={root}")
+    if class_path in SMALL_BATCHES:
+        args += ["--data.init_args.batch_size=2", "--data.init_args.num_workers=0"]
+    return args
