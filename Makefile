@@ -7,6 +7,8 @@ DATA ?= digits
 EXPERIMENT := experiments/$(MODEL)_$(DATA).yaml
 ARGS ?=
 RESUME ?=
+DEVICES ?=
+NODES ?=
 CKPT ?=
 N ?= 64
 LABEL ?= all
@@ -21,10 +23,14 @@ $(BIN)/sagan: pyproject.toml
 
 install: $(BIN)/sagan
 
-## make train [MODEL=sagan] [DATA=digits] [RESUME=last|path] [ARGS="--model.n_critic=2 ..."]
+# DEVICES/NODES: --trainer.devices / --trainer.num_nodes, and DDP (one reducer per network) when above 1
+PARALLEL := $(if $(DEVICES),--trainer.devices=$(DEVICES)) $(if $(NODES),--trainer.num_nodes=$(NODES)) \
+	$(if $(filter-out 0 1 auto -1,$(DEVICES) $(NODES)),--trainer.strategy=ddp)
+
+## make train [MODEL=sagan] [DATA=digits] [DEVICES=N] [NODES=M] [RESUME=last|auto|path] [ARGS="--model.n_critic=2 ..."]
 train: install
 	@test -f $(EXPERIMENT) || { echo "error: no experiment $(EXPERIMENT) for MODEL=$(MODEL) DATA=$(DATA); expected one of: $$(cd experiments && ls *.yaml | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
-	$(BIN)/sagan fit --config $(EXPERIMENT) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
+	$(BIN)/sagan fit --config $(EXPERIMENT) $(strip $(PARALLEL)) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
 
 ## make test: the whole suite on CPU, no network
 test: install
