@@ -49,21 +49,19 @@ class ResumableSampler(DistributedSampler):
 
 
 class ResumableDataLoader(DataLoader):
-    """A DataLoader over a `ResumableSampler` whose position in the stream is part of the checkpoint.
-
-    Takes DataLoader's arguments; `sampler` must be a `ResumableSampler` and `drop_last` is on. Its
-    length is that of a whole data epoch.
+    """A DataLoader over a `ResumableSampler` (with `drop_last=True`) whose position in the stream is part
+    of the checkpoint. Takes DataLoader's arguments; its length is that of a whole data epoch. With another
+    sampler (Lightning swaps in a sequential one for `overfit_batches`) it is an ordinary DataLoader.
     """
 
     def __init__(self, dataset: Dataset, *args: Any, **kwargs: Any):
         super().__init__(dataset, *args, **kwargs)
-        if not isinstance(self.sampler, ResumableSampler) or not self.drop_last:
-            raise TypeError("ResumableDataLoader needs a ResumableSampler and drop_last=True")
         self.position = 0  # batches handed out since training began
 
     def __iter__(self) -> Iterator[Any]:
-        epoch, batch = divmod(self.position, len(self))
-        self.sampler.start_at(epoch, batch * self.batch_size)
+        if isinstance(self.sampler, ResumableSampler):
+            epoch, batch = divmod(self.position, len(self))
+            self.sampler.start_at(epoch, batch * self.batch_size)
         return self._count(super().__iter__())
 
     def _count(self, batches: Iterator[Any]) -> Iterator[Any]:

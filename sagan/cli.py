@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write(f"sagan: error: {error}\n")
         sys.exit(2)
     except TrainingStopped as stop:
-        sys.stderr.write(f"sagan: {stop}\n")
+        if rank_zero_only.rank == 0:  # every rank stops; one says why
+            sys.stderr.write(f"sagan: {stop}\n")
         sys.exit(stop.exit_code)
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from sagan.distributed import rank_seed
-from sagan.errors import TrainingStopped
+from sagan.errors import TrainingStopped, UsageError
 from sagan.layers.attention import SelfAttention2d
 from sagan.layers.norm import frozen_spectral_norm
 from sagan.losses import AdversarialLoss, HingeLoss, Penalty
@@ -188,6 +188,8 @@ class GAN(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         if self.hparams.sync_batchnorm and stage == "fit" and self.trainer.world_size > 1:
+            if self.device.type == "cpu":  # torch's SyncBatchNorm would fail at the first forward pass
+                raise UsageError("--model.sync_batchnorm=true needs GPUs; it cannot synchronize CPU processes")
             self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
         if self.hparams.compile:
             self.generator.compile(mode=self.hparams.compile_mode)
@@ -309,5 +311,6 @@ class GAN(L.LightningModule):
         y_real = y_real if self.num_classes else None
         z, y_fake = self.sample_noise(real.shape[0])
         fake = self(z, y_fake)
-        self.log("val/d_real", self.critic(real, y_real).mean(), batch_size=real.shape[0])
-        self.log("val/d_fake", self.critic(fake, y_fake).mean(), batch_size=real.shape[0])
+        n = real.shape[0]  # epoch means over all ranks' shards: one all-reduce at the end of validation
+        self.log("val/d_real", self.critic(real, y_real).mean(), batch_size=n, sync_dist=True)
+        self.log("val/d_fake", self.critic(fake, y_fake).mean(), batch_size=n, sync_dist=True)

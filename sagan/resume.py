@@ -121,6 +121,7 @@ class SignalCheckpoint(L.Callback):
         self.received = 0
         self._previous: dict[int, Any] = {}
         self._group = None
+        self._epoch_loop = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning installs its own handlers just before training; ours replace them while training runs.
@@ -132,6 +133,12 @@ class SignalCheckpoint(L.Callback):
         for signum in SIGNALS:
             self._previous[signum] = signal.getsignal(signum)
             signal.signal(signum, self._note)
+        # Lightning (2.6) broadcasts a SIGTERM flag from rank 0 on the training device and reads it (.item())
+        # before every batch under DDP: a GPU sync per batch. With its handler replaced by ours the flag is
+        # always 0, and the agreement above does the job on the CPU, so that broadcast is skipped meanwhile.
+        self._epoch_loop = trainer.fit_loop.epoch_loop
+        if hasattr(self._epoch_loop, "_broadcast_sigterm_tensor"):
+            self._epoch_loop._broadcast_sigterm_tensor = _nothing
 
     def _note(self, signum: int, frame: Any) -> None:
         if signum == signal.SIGINT and self.received == signal.SIGINT:
@@ -165,12 +172,19 @@ class SignalCheckpoint(L.Callback):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         self._previous = {}
+        if self._epoch_loop is not None:
+            self._epoch_loop.__dict__.pop("_broadcast_sigterm_tensor", None)
+            self._epoch_loop = None
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore()
+
+
+def _nothing() -> None:
+    pass
 
 
 def slurm_job_id() -> str | None:

@@ -15,6 +15,7 @@ from torch.testing import assert_close
 from conftest import REPO, TINY_DIGITS, tiny
 from sagan.cli import SaganCLI
 from sagan.distributed import GANDDPStrategy
+from sagan.errors import UsageError
 from sagan.module import GAN
 from sagan.sample import load_gan
 
@@ -65,8 +66,9 @@ def test_one_device_keeps_the_single_device_strategy(tmp_path):
     assert isinstance(trainer.strategy, SingleDeviceStrategy)
 
 
-def _setup_fit(model: GAN, world_size: int) -> None:
+def _setup_fit(model: GAN, world_size: int, device: str = "cuda") -> None:
     model._trainer = SimpleNamespace(world_size=world_size)  # all that `setup` asks of the trainer
+    model._device = torch.device(device, 0) if device == "cuda" else torch.device(device)  # as Lightning sets it
     model.setup("fit")
 
 
@@ -83,6 +85,8 @@ def test_sync_batchnorm_converts_only_the_generator_under_several_processes():
     single = GAN(tiny("generator-32-cond"), tiny("discriminator-32-cond"), sync_batchnorm=True)
     _setup_fit(single, world_size=1)
     assert not any(isinstance(m, nn.SyncBatchNorm) for m in single.modules())
+    with pytest.raises(UsageError, match="needs GPUs"):
+        _setup_fit(GAN(tiny("generator-32"), tiny("discriminator-32"), sync_batchnorm=True), 2, device="cpu")
 
 
 def test_makefile_maps_devices_and_nodes():

@@ -9,7 +9,7 @@ from torch.testing import assert_close
 from torch.utils.data import TensorDataset
 
 from conftest import fit
-from datamodules.resumable import ResumableDataLoader, ResumableSampler, training_loader
+from datamodules.resumable import training_loader
 from probes import records
 
 # n_critic=2 makes a generator iteration two batches, and epochs of 3 batches put every stop below
@@ -104,10 +104,3 @@ def test_ranks_read_disjoint_shards_of_one_order():
     shards = [torch.cat([x for (x,) in training_loader(data, 2, num_replicas=2, rank=r, seed=3)]) for r in (0, 1)]
     assert len(shards[0]) == len(shards[1]) == 6
     assert torch.equal(torch.cat(shards).sort().values, torch.arange(12))
-
-
-def test_loader_requires_its_sampler():
-    data = TensorDataset(torch.arange(4))
-    with pytest.raises(TypeError, match="ResumableSampler"):
-        ResumableDataLoader(data, batch_size=2, drop_last=True)
-    assert isinstance(training_loader(data, 2).sampler, ResumableSampler)
