@@ -34,6 +34,8 @@ from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from sagan.errors import UsageError
+
 # Lightning's registry names that mean "DDP, find_unused_parameters=False", with their start methods.
 PLAIN_DDP = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
 
@@ -51,6 +53,8 @@ class GANDDPStrategy(DDPStrategy):
         distribute = getattr(model, "distribute", None)
         if distribute is None:
             return super()._setup_model(model)
+        if self._ddp_kwargs.get("static_graph"):
+            raise ValueError("GANDDPStrategy cannot use static_graph: D's reducer sees passes with and without work")
         _sync_module_states(model)  # every rank starts from rank 0's networks, average and buffers
         device_ids = self.determine_ddp_device_ids()
         # like Lightning: build the wrappers on a side stream (https://pytorch.org/docs/stable/notes/cuda.html)
@@ -100,6 +104,16 @@ def plain_ddp_is_gan_ddp() -> Iterator[None]:
         for name in PLAIN_DDP:
             StrategyRegistry.pop(name, None)
         StrategyRegistry.update(saved)
+
+
+def check_strategy(strategy: object) -> None:
+    """Refuses, at start-up, Lightning's whole-module DDP without unused-parameter search (e.g. a
+    `class_path: DDPStrategy` in a config): it would fail at the GAN's first step."""
+    if type(strategy) is DDPStrategy and not strategy._ddp_kwargs.get("find_unused_parameters"):
+        raise UsageError(
+            "Lightning's DDPStrategy gives G and D one gradient reducer, which fails at a GAN's first step: "
+            "use --trainer.strategy=ddp (sagan.distributed.GANDDPStrategy, one reducer per network)"
+        )
 
 
 def rank_seed(seed: int, rank: int) -> int:

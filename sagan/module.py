@@ -20,7 +20,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from sagan.distributed import rank_seed
+from sagan.distributed import check_strategy, rank_seed
 from sagan.errors import TrainingStopped, UsageError
 from sagan.layers.attention import SelfAttention2d
 from sagan.layers.norm import frozen_spectral_norm
@@ -187,6 +187,7 @@ class GAN(L.LightningModule):
         return opt_g, opt_d
 
     def setup(self, stage: str) -> None:
+        check_strategy(getattr(self.trainer, "strategy", None))
         if self.hparams.sync_batchnorm and stage == "fit" and self.trainer.world_size > 1:
             if self.device.type == "cpu":  # torch's SyncBatchNorm would fail at the first forward pass
                 raise UsageError("--model.sync_batchnorm=true needs GPUs; it cannot synchronize CPU processes")

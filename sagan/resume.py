@@ -56,7 +56,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         finally:
             os.close(directory)
 
-    def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(self, path, map_location: Any = "cpu", weights_only: bool | None = None) -> dict[str, Any]:
+        # "cpu" like Lightning's default: every rank reads the file onto the CPU, not onto the saving GPU
         return super().load_checkpoint(path, map_location, weights_only=True if weights_only is None else weights_only)
 
 
@@ -160,10 +161,7 @@ class SignalCheckpoint(L.Callback):
         job = slurm_job_id()
         if signum == signal.SIGUSR1 and self.requeue and job:
             if trainer.is_global_zero:
-                done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
-                message += f"; requeued SLURM job {job}" if done.returncode == 0 else (
-                    f"; `scontrol requeue {job}` failed: {(done.stderr or done.stdout).strip()}"
-                )
+                message += "; " + requeue(job)
         else:
             message += f" (continue with --resume {path} or --resume last)"
         raise TrainingStopped(message, exit_code=128 + signum)
@@ -175,6 +173,7 @@ class SignalCheckpoint(L.Callback):
         if self._epoch_loop is not None:
             self._epoch_loop.__dict__.pop("_broadcast_sigterm_tensor", None)
             self._epoch_loop = None
+        self._group = None
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore()
@@ -185,6 +184,17 @@ class SignalCheckpoint(L.Callback):
 
 def _nothing() -> None:
     pass
+
+
+def requeue(job: str) -> str:
+    """Runs `scontrol requeue <job>`; says what happened."""
+    try:
+        done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"could not requeue SLURM job {job}: {error}"
+    if done.returncode:
+        return f"`scontrol requeue {job}` failed: {(done.stderr or done.stdout).strip()}"
+    return f"requeued SLURM job {job}"
 
 
 def slurm_job_id() -> str | None:

@@ -89,6 +89,15 @@ def test_sync_batchnorm_converts_only_the_generator_under_several_processes():
         _setup_fit(GAN(tiny("generator-32"), tiny("discriminator-32"), sync_batchnorm=True), 2, device="cpu")
 
 
+def test_lightnings_whole_module_ddp_is_refused_at_start_up():
+    model = GAN(tiny("generator-32"), tiny("discriminator-32"))
+    model._trainer = SimpleNamespace(strategy=DDPStrategy(), world_size=2)
+    with pytest.raises(UsageError, match="--trainer.strategy=ddp"):
+        model.setup("fit")
+    model._trainer = SimpleNamespace(strategy=DDPStrategy(find_unused_parameters=True), world_size=2)
+    model.setup("fit")  # slower, but it works
+
+
 def test_makefile_maps_devices_and_nodes():
     out = subprocess.run(
         ["make", "-n", "train", "DEVICES=4", "NODES=2"], cwd=REPO, capture_output=True, text=True, check=True

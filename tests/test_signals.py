@@ -12,7 +12,7 @@ import torch
 
 from conftest import TINY_DIGITS, fit
 from sagan.cli import SaganCLI, main
-from sagan.resume import AtomicCheckpointIO
+from sagan.resume import AtomicCheckpointIO, requeue
 from sagan.sample import load_gan
 
 
@@ -97,3 +97,8 @@ def test_resume_refuses_a_checkpoint_that_needs_full_unpickling(tmp_path, capsys
     assert exit_info.value.code == 2
     lines = _sagan_lines(capsys.readouterr().err)
     assert len(lines) == 1 and "weights_only" in lines[0] and str(bad) in lines[0], lines
+
+
+def test_requeue_reports_a_missing_scontrol_instead_of_crashing(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no scontrol here
+    assert requeue("4242").startswith("could not requeue SLURM job 4242")
