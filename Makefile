@@ -8,6 +8,8 @@ EXPERIMENT := experiments/$(MODEL)_$(DATA).yaml
 ARGS ?=
 DATA_DIR ?=
 RESUME ?=
+DEVICES ?=
+NODES ?=
 CKPT ?=
 N ?= 64
 LABEL ?= all
@@ -22,11 +24,16 @@ $(BIN)/sagan: pyproject.toml
 
 install: $(BIN)/sagan
 
-## make train [MODEL=sagan] [DATA=digits|celeba|cifar10|folder] [DATA_DIR=data] [RESUME=last|path] [ARGS="--model.n_critic=2 ..."]
+# DEVICES/NODES: --trainer.devices / --trainer.num_nodes, and DDP (one reducer per network) when above 1
+PARALLEL := $(if $(DEVICES),--trainer.devices=$(DEVICES)) $(if $(NODES),--trainer.num_nodes=$(NODES)) \
+	$(if $(filter-out 0 1 auto -1,$(DEVICES) $(NODES)),--trainer.strategy=ddp)
+
+## make train [MODEL=sagan] [DATA=digits|celeba|cifar10|folder] [DATA_DIR=data] [DEVICES=N] [NODES=M]
+##            [RESUME=last|auto|path] [ARGS="--model.n_critic=2 ..."]
 ## DATA_DIR (the datamodule's root) defaults to the experiment's own, ./data for celeba and cifar10.
 train: install
 	@test -f $(EXPERIMENT) || { echo "error: no experiment $(EXPERIMENT) for MODEL=$(MODEL) DATA=$(DATA); expected one of: $$(cd experiments && ls *.yaml | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
-	$(BIN)/sagan fit --config $(EXPERIMENT) $(if $(DATA_DIR),--data.init_args.root=$(DATA_DIR)) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
+	$(BIN)/sagan fit --config $(EXPERIMENT) $(if $(DATA_DIR),--data.init_args.root=$(DATA_DIR)) $(PARALLEL) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
 
 ## make test: the whole suite on CPU, no network
 test: install

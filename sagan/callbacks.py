@@ -31,6 +31,11 @@ class SampleGrid(L.Callback):
         self.every_n_g_steps = every_n_g_steps
         self.nrow = nrow
         self._last_step: int | None = None
+        self._dir: Path | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # every rank asks: under DDP `trainer.log_dir` is a broadcast from rank 0
+        self._dir = Path(trainer.log_dir or trainer.default_root_dir) / "samples"
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._draw(trainer, pl_module)
@@ -51,7 +56,7 @@ class SampleGrid(L.Callback):
         images = pl_module(pl_module.grid_z, pl_module.grid_y)
         nrow = self.nrow or pl_module.num_classes or max(int(len(images) ** 0.5), 1)
         grid = to_grid(images, nrow)
-        path = Path(trainer.log_dir or trainer.default_root_dir) / "samples" / f"grid_{step:06d}.png"
+        path = (self._dir or Path(trainer.default_root_dir) / "samples") / f"grid_{step:06d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(grid, path)
         for logger in trainer.loggers:

@@ -6,6 +6,9 @@ from pathlib import Path
 
 os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
+# Tiny test networks gain nothing from intra-op threads, and on a busy machine OpenMP threads spinning
+# for a core cost 10x; subprocesses (DDP, signal tests) inherit the setting.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import pytest
