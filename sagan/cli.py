@@ -7,6 +7,7 @@ and loaded weights-only, a signal ends training with a checkpoint, and whenever 
 the GAN-aware `GANDDPStrategy` is used (sagan/distributed.py).
 """
 
+import importlib
 import os
 import re
 import sys
@@ -28,9 +29,12 @@ from sagan.distributed import plain_ddp_is_gan_ddp
 from sagan.errors import TrainingStopped, UsageError
 from sagan.resume import AtomicCheckpointIO, SignalCheckpoint
 
-# Facts of the data set that every image network is built from.
-DATA_FACTS = ("image_size", "channels", "num_classes")
+# Facts of the data set that the networks are built from (a link whose source attribute or target
+# parameter does not exist is skipped: image data has no vocab_size, a text network no image_size).
+DATA_FACTS = ("image_size", "channels", "num_classes", "vocab_size", "seq_len")
 NETWORKS = ("generator", "discriminator")
+# Facts of the data set that the LightningModule itself takes (the text GAN decodes with the vocabulary).
+MODULE_FACTS = ("vocabulary",)
 
 
 def _one_line(message: str) -> str:
@@ -52,6 +56,11 @@ def _one_line(message: str) -> str:
     patterns = ("not accepted", "nrecognized", "does not exist", "No action", "not found", "Not a valid", "Expected")
     best = next((line for p in patterns for line in useful if p in line), useful[0])
     return f"{'.'.join(keys)}: {best}" if keys else best
+
+
+def _model_class(class_path: str) -> type:
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 class _Parser(LightningArgumentParser):
@@ -96,9 +105,12 @@ class SaganCLI(LightningCLI):
         for fact in DATA_FACTS:
             for net in NETWORKS:
                 parser.link_arguments(f"data.{fact}", f"model.init_args.{net}.init_args.{fact}", apply_on="instantiate")
+        for fact in MODULE_FACTS:
+            parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
         parser.add_argument(
             "--g_iters", type=int | None, default=None,
-            help="Training budget in generator iterations; sets trainer.max_steps = g_iters * (n_critic + 1).",
+            help="Training budget in generator iterations; sets trainer.max_steps from it (GAN: g_iters * "
+            "(n_critic + 1); TextGAN: MLE steps count one each).",
         )
         parser.add_argument("--name", type=str | None, default=None, help="Run name; default: the --config file's stem.")
         parser.add_argument("--run_root", type=str, default="runs", help="Runs go to <run_root>/<name>/<timestamp>/.")
@@ -127,7 +139,7 @@ class SaganCLI(LightningCLI):
         if cfg.g_iters is not None:
             if cfg.g_iters < 1:
                 raise UsageError(f"--g_iters must be >= 1, got {cfg.g_iters}")
-            cfg.trainer.max_steps = cfg.g_iters * (init.get("n_critic", 1) + 1)
+            cfg.trainer.max_steps = _model_class(cfg.model.class_path).optimizer_steps(cfg.g_iters, init)
         configs = cfg.get("config") or []
         cfg.name = cfg.name or (Path(str(configs[0])).stem if configs else "sagan")
         run_dir = None

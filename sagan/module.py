@@ -139,10 +139,19 @@ class GAN(L.LightningModule):
         y = torch.randint(0, self.num_classes, (n,), device=self.device) if self.num_classes else None
         return z, y
 
+    def fixed_samples(self) -> torch.Tensor:
+        """EMA samples of the fixed noise (`grid_z`, `grid_y`), for the samples callback."""
+        return self(self.grid_z, self.grid_y)
+
     @property
     def generator_steps(self) -> int:
         """Generator iterations done so far."""
         return self.global_step // (self.n_critic + 1)
+
+    @staticmethod
+    def optimizer_steps(g_iters: int, config) -> int:
+        """Optimizer steps (`trainer.max_steps`) of a run of `g_iters` generator iterations."""
+        return g_iters * (config.get("n_critic", 1) + 1)
 
     # ------------------------------------------------------------------------------------- losses
     def critic(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:

@@ -35,6 +35,39 @@ TINY_DIGITS = [
 ]
 
 
+# Shrinks the text experiments: a small oracle, small networks, few evaluation samples.
+TINY_TEXT_MODEL = [
+    "--model.generator.init_args.dim=16", "--model.generator.init_args.depth=1",
+    "--model.discriminator.init_args.dim=16", "--model.discriminator.init_args.depth=1",
+    "--model.num_eval_samples=8", "--model.grid_size=4",
+    "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+]
+TINY_ORACLE = [
+    "--config", str(EXPERIMENTS / "textgan_oracle.yaml"),
+    "--data.init_args.num_train=64", "--data.init_args.num_valid=16", "--data.init_args.num_test=8",
+    "--data.init_args.vocab_size=30", "--data.init_args.seq_len=6", "--data.init_args.batch_size=8",
+    "--trainer.val_check_interval=4", "--trainer.limit_val_batches=1",
+    *TINY_TEXT_MODEL,
+]
+
+CORPUS = [
+    "the cat sat on the mat",
+    "a dog ran in the park",
+    "the bird sang a song",
+    "my cat likes the warm sun",
+    "a small dog sleeps all day",
+    "the park is green in may",
+    "birds fly over the old park",
+    "the sun is warm today",
+]
+
+
+def write_corpus(path: Path, lines: list[str] | None = None, repeat: int = 4) -> Path:
+    """A small UTF-8 corpus file, one sentence per line."""
+    path.write_text("\n".join((lines or CORPUS) * repeat) + "\n", encoding="utf-8")
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
@@ -51,6 +84,13 @@ def tiny(name: str, **overrides) -> torch.nn.Module:
 def fit(tmp_path: Path, *args: str) -> Path:
     """Runs `sagan fit` on the tiny digits experiment in-process; returns the run directory."""
     main(["fit", *TINY_DIGITS, "--run_root", str(tmp_path / "runs"), "--tracker", "csv", *args])
+    runs = sorted((tmp_path / "runs").glob("*/*"), key=lambda p: p.stat().st_mtime)
+    return runs[-1]
+
+
+def fit_text(tmp_path: Path, *args: str) -> Path:
+    """Runs `sagan fit` on the tiny oracle experiment in-process; returns the run directory."""
+    main(["fit", *TINY_ORACLE, "--run_root", str(tmp_path / "runs"), "--tracker", "csv", *args])
     runs = sorted((tmp_path / "runs").glob("*/*"), key=lambda p: p.stat().st_mtime)
     return runs[-1]
 
@@ -73,6 +113,16 @@ DATA_FIXTURES = {
     "datamodules.folder.ImageFolderDataModule": make_class_folder,
 }
 SMALL_BATCHES = {"datamodules.digits.DigitsDataModule", *DATA_FIXTURES}
+# Text data modules: the overrides that give each tiny data (a corpus written under the folder, fewer
+# oracle sequences from the same oracle).
+TEXT_FIXTURES = {
+    "datamodules.text.TextDataModule": lambda tmp: [
+        f"--data.init_args.path={write_corpus(tmp / 'corpus.txt')}", "--data.init_args.batch_size=8",
+    ],
+    "datamodules.oracle.OracleDataModule": lambda tmp: [
+        "--data.init_args.num_train=128", "--data.init_args.num_valid=64", "--data.init_args.num_test=64",
+    ],
+}
 
 
 def experiment_data_args(experiment: Path, tmp_path: Path) -> list[str]:
@@ -89,4 +139,6 @@ def experiment_data_args(experiment: Path, tmp_path: Path) -> list[str]:
         args.append(f"--data.init_args.root={root}")
     if class_path in SMALL_BATCHES:
         args += ["--data.init_args.batch_size=2", "--data.init_args.num_workers=0"]
+    if class_path in TEXT_FIXTURES:
+        args += TEXT_FIXTURES[class_path](tmp_path)
     return args
