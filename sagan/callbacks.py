@@ -7,11 +7,11 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 
-def log_text_table(loggers, key: str, columns: list[str], rows: list[list], step: int | None = None) -> None:
+def log_text_table(loggers, key: str, columns: list[str], rows: list[list]) -> None:
     """Sends a table (one row per sample) to every logger that takes tables (W&B)."""
     for logger in loggers:
         if hasattr(logger, "log_text"):
-            logger.log_text(key=key, columns=columns, data=rows, step=step)
+            logger.log_text(key=key, columns=columns, data=rows)
 
 
 def to_grid(images: torch.Tensor, nrow: int) -> torch.Tensor:

@@ -139,7 +139,10 @@ class SaganCLI(LightningCLI):
         if cfg.g_iters is not None:
             if cfg.g_iters < 1:
                 raise UsageError(f"--g_iters must be >= 1, got {cfg.g_iters}")
-            cfg.trainer.max_steps = _model_class(cfg.model.class_path).optimizer_steps(cfg.g_iters, init)
+            optimizer_steps = getattr(_model_class(cfg.model.class_path), "optimizer_steps", None)
+            if optimizer_steps is None:
+                raise UsageError(f"--g_iters: {cfg.model.class_path} does not count generator iterations; use --trainer.max_steps")
+            cfg.trainer.max_steps = optimizer_steps(cfg.g_iters, init)
         configs = cfg.get("config") or []
         cfg.name = cfg.name or (Path(str(configs[0])).stem if configs else "sagan")
         run_dir = None

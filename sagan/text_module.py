@@ -264,7 +264,7 @@ class TextGAN(L.LightningModule):
             rows = [[text, round(value, 3)] for (text,), value in zip(rows, nll.tolist())]
         self.log_dict(metrics, sync_dist=True)
         columns = ["sample", "nll_oracle"] if oracle is not None else ["sample"]
-        log_text_table(self.loggers, f"{stage}/samples", columns, rows, step=self.generator_steps)
+        log_text_table(self.loggers, f"{stage}/samples", columns, rows)
         self._references = []
 
     # ------------------------------------------------------------------------------- checkpoints

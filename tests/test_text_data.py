@@ -7,7 +7,7 @@ import torch
 from conftest import CORPUS, write_corpus
 from datamodules.text import TextDataModule, read_corpus
 from sagan.errors import UsageError
-from sagan.vocabulary import Vocabulary, tokenize
+from sagan.vocabulary import Vocabulary
 
 
 def _dm(path, **kwargs) -> TextDataModule:
@@ -103,9 +103,6 @@ def test_prepare_data_saves_the_vocabulary_with_the_run_and_refuses_another(tmp_
     path = write_corpus(tmp_path / "c.txt")
     run = tmp_path / "run"
 
-    class _Fit(L.LightningModule):
-        pass
-
     def prepare(dm):
         trainer = L.Trainer(default_root_dir=str(run), logger=False, accelerator="cpu")
         trainer.state.fn = "fit"
@@ -127,4 +124,3 @@ def test_rejects_bad_arguments(tmp_path):
     for kwargs in (dict(max_length=0), dict(valid_fraction=0.6, test_fraction=0.5), dict(batch_size=0)):
         with pytest.raises(ValueError):
             TextDataModule(str(path), **kwargs)
-    assert tokenize("a b", "word") == ["a", "b"]
