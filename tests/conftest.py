@@ -39,7 +39,7 @@ TINY_DIGITS = [
 TINY_TEXT_MODEL = [
     "--model.generator.init_args.dim=16", "--model.generator.init_args.depth=1",
     "--model.discriminator.init_args.dim=16", "--model.discriminator.init_args.depth=1",
-    "--model.num_eval_samples=8", "--model.grid_size=4",
+    "--model.num_eval_samples=8", "--model.grid_size=4", "--model.n_critic=1",
     "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
 ]
 TINY_ORACLE = [

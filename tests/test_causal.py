@@ -62,6 +62,25 @@ def test_cached_steps_equal_the_full_causal_pass():
     assert_close(torch.cat(steps, dim=1), full)
 
 
+def test_a_cached_prompt_then_single_steps_equal_the_full_causal_pass():
+    blocks = [TransformerBlock(dim=8, num_heads=2, causal=True) for _ in range(2)]
+    x = torch.randn(2, 6, 8)
+    full = x
+    for block in blocks:
+        full = block(full)
+    cache = KVCache()
+    h = x[:, :3]  # a 3-position prompt in one call
+    for block in blocks:
+        h = block(h, cache)
+    outputs = [h]
+    for t in range(3, 6):
+        h = x[:, t : t + 1]
+        for block in blocks:
+            h = block(h, cache)
+        outputs.append(h)
+    assert_close(torch.cat(outputs, dim=1), full)
+
+
 def test_cached_causal_step_takes_one_position():
     layer = SequenceSelfAttention(dim=8, num_heads=2, causal=True)
     cache = KVCache()

@@ -11,7 +11,10 @@ from torch import nn
 
 
 class KVCache:
-    """Keys and values of the positions decoded so far, per attention layer."""
+    """Keys and values of the positions decoded so far, per attention layer.
+
+    The first call may hold several positions (a prompt, attended causally); later calls one each.
+    """
 
     def __init__(self):
         self._kv: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -52,10 +55,9 @@ class SequenceSelfAttention(nn.Module):
         # x: [N, T, C] -> [N, T, C]; with a cache, x holds the next position(s) after the cached ones
         n, t, c = x.shape
         q, k, v = self.qkv(x).view(n, t, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
-        past = 0
-        if cache is not None:  # q, k, v: [N, nh, t, hs]
-            past = len(cache)
+        if cache is not None:  # q, k, v: [N, nh, t, hs]; k, v then cover the cached positions too
             k, v = cache.extend(self, k, v)
+        past = k.shape[2] - t
         if past and t > 1 and self.causal:
             raise ValueError("a cached causal attention step takes one position at a time")
         y = F.scaled_dot_product_attention(
