@@ -118,6 +118,7 @@ SMALL_BATCHES = {"datamodules.digits.DigitsDataModule", *DATA_FIXTURES}
 TEXT_FIXTURES = {
     "datamodules.text.TextDataModule": lambda tmp: [
         f"--data.init_args.path={write_corpus(tmp / 'corpus.txt')}", "--data.init_args.batch_size=8",
+        "--data.init_args.max_length=8",
     ],
     "datamodules.oracle.OracleDataModule": lambda tmp: [
         "--data.init_args.num_train=128", "--data.init_args.num_valid=64", "--data.init_args.num_test=64",
