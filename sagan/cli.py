@@ -74,7 +74,11 @@ class _Parser(LightningArgumentParser):
 
 
 class _SaveConfig(SaveConfigCallback):
-    """Writes the resolved config to the run directory and hands it to W&B."""
+    """Writes the resolved config of a `fit` to its run directory and hands it to W&B."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":  # validate/test runs have no run directory of their own
+            super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
@@ -187,6 +191,13 @@ class SaganCLI(LightningCLI):
             super().instantiate_classes()
         except (ValueError, TypeError) as error:  # a constructor rejected its configuration
             raise UsageError(_one_line(str(error))) from error
+
+    def after_fit(self) -> None:
+        # Close the W&B run so that a later fit in the same process starts its own.
+        if any(type(logger).__name__ == "WandbLogger" for logger in self.trainer.loggers):
+            import wandb
+
+            wandb.finish()
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         cfg = self.config_init[self.subcommand] if self.subcommand else self.config_init

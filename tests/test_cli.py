@@ -139,3 +139,18 @@ def test_bf16_mixed_precision_trains_on_cpu(tmp_path):
 def test_compiled_networks_train(tmp_path):
     run = fit(tmp_path, "--g_iters=2", "--model.init_args.compile=true")
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
+def test_two_wandb_runs_in_one_process_stay_apart(tmp_path):
+    import wandb
+
+    main(["fit", *TINY_DIGITS, "--g_iters=1", "--tracker=wandb", "--run_root", str(tmp_path / "a")])
+    assert wandb.run is None  # the fit closed its run
+    main(["fit", *TINY_DIGITS, "--g_iters=1", "--tracker=wandb", "--run_root", str(tmp_path / "b")])
+    assert len(list(tmp_path.rglob("offline-run-*"))) == 2
+
+
+def test_validate_writes_nothing_into_the_working_directory(trained_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["validate", *TINY_DIGITS, "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")])
+    assert not list(tmp_path.iterdir())
