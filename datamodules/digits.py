@@ -68,6 +68,13 @@ class DigitsDataModule(ImageDataModule):
         self.val_fraction = val_fraction
         self.split_seed = split_seed
 
+    @property
+    def fingerprint(self) -> str:
+        return (
+            f"sklearn-digits:train(val_fraction={self.val_fraction},split_seed={self.split_seed})"
+            f"|bilinear-{self.image_size}x{self.image_size}|channels={self.channels}|[-1,1]"
+        )
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return

@@ -1,4 +1,4 @@
-"""The `sagan` command: LightningCLI for `fit`/`validate`, plus `sample` and `bench`.
+"""The `sagan` command: LightningCLI for `fit`/`validate`, plus `sample`, `eval` and `bench`.
 
 This file wires things together and holds no training logic: data facts are linked into the networks,
 each `fit` gets a run directory `<run_root>/<name>/<timestamp>/` (config, samples, checkpoints, logs),
@@ -20,6 +20,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 
 from sagan.callbacks import SampleGrid
 from sagan.errors import UsageError
+from sagan.metrics import SampleQuality
 
 # Facts of the data set that every image network is built from.
 DATA_FACTS = ("image_size", "channels", "num_classes")
@@ -104,6 +105,7 @@ class SaganCLI(LightningCLI):
         parser.add_argument("--wandb_project", type=str, default="sagan", help="W&B project.")
         parser.add_lightning_class_args(SampleGrid, "samples")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(SampleQuality, "metrics")
         parser.set_defaults(
             {"checkpoint.save_last": True, "checkpoint.save_top_k": -1, "checkpoint.every_n_train_steps": 1000}
         )
@@ -192,10 +194,18 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
     os.environ.setdefault("WANDB_SILENT", "true")
     try:
-        if argv[:1] == ["sample"]:
+        if argv[:1] == ["eval"]:
+            from sagan.evaluate import main as eval_main
+
+            eval_main(argv[1:])
+        elif argv[:1] == ["sample"]:
             from sagan.sample import main as sample_main
 
             sample_main(argv[1:])
+        elif argv[:1] == ["bench-quality"]:
+            from sagan.quality import main as quality_main
+
+            quality_main(argv[1:])
         elif argv[:1] == ["bench"]:
             from sagan.bench import main as bench_main
 

@@ -2,10 +2,13 @@
 
 import os
 import random
+import tempfile
 from pathlib import Path
 
 os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
+# classifiers and real-data statistics are cached here for the session, never in the user's cache
+os.environ["SAGAN_CACHE"] = tempfile.mkdtemp(prefix="sagan-test-cache-")
 
 import numpy as np
 import pytest
