@@ -51,7 +51,10 @@ class ImageDataModule(L.LightningDataModule):
         of statistics computed from them. This default names the class and every constructor argument
         except those that do not change the images; subclasses may spell it out."""
         skip = {"self", "batch_size", "num_workers", "use_labels"}
-        names = [n for n in inspect.signature(type(self).__init__).parameters if n not in skip and hasattr(self, n)]
+        names = []  # the constructor arguments of every class from this one up to ImageDataModule
+        for cls in type(self).__mro__[: type(self).__mro__.index(ImageDataModule) + 1]:
+            params = inspect.signature(cls.__init__).parameters
+            names += [n for n in params if n not in skip and n not in names and hasattr(self, n)]
         args = ",".join(f"{n}={getattr(self, n)!r}" for n in names)
         return f"{type(self).__module__}.{type(self).__qualname__}({args}):train"
 

@@ -85,5 +85,7 @@ class StackedDigitsDataModule(ImageDataModule):
         images, labels = digits_tensors(self.image_size, 1)
         train, held = held_out_split(labels, self.val_fraction, self.split_seed)
         rng = torch.Generator().manual_seed(self.seed)
-        self.train_set = StackedDigits(images, labels, train[torch.randint(0, len(train), (self.num_train, 3), generator=rng)])
-        self.val_set = StackedDigits(images, labels, held[torch.randint(0, len(held), (self.num_val, 3), generator=rng)])
+        train_triples = train[torch.randint(0, len(train), (self.num_train, 3), generator=rng)]
+        val_triples = held[torch.randint(0, len(held), (self.num_val, 3), generator=rng)]
+        self.train_set = StackedDigits(images, labels, train_triples)
+        self.val_set = StackedDigits(images, labels, val_triples)

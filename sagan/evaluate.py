@@ -38,13 +38,15 @@ def build_data_and_metrics(config: dict, overrides: dict) -> tuple[L.LightningDa
 
 def evaluate_checkpoint(
     ckpt: Path, config_path: Path, num_samples: int, is_splits: int, features: str | None, device: str,
-    batch_size: int,
+    batch_size: int, kid_subsets: int = 100,
 ) -> dict:
     """Metrics of `num_samples` EMA samples of a checkpoint, as a JSON-ready dict."""
     if not config_path.is_file():
         raise UsageError(f"no run config at {config_path}: pass --config <the run's config.yaml>")
     config = yaml.safe_load(config_path.read_text())
-    overrides = {"num_samples": num_samples, "is_splits": is_splits, "batch_size": batch_size}
+    overrides = {
+        "num_samples": num_samples, "is_splits": is_splits, "batch_size": batch_size, "kid_subsets": kid_subsets,
+    }
     kid_subset_size = (config.get("metrics") or {}).get("kid_subset_size", 1000)
     overrides["kid_subset_size"] = min(kid_subset_size, num_samples)
     if features:
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", default=None, help="the run's config.yaml (default: <run dir>/config.yaml)")
     parser.add_argument("--num_samples", type=int, default=50_000, help="generated images (default 50000)")
     parser.add_argument("--is_splits", type=int, default=10, help="Inception Score splits (default 10)")
+    parser.add_argument("--kid_subsets", type=int, default=100, help="KID subsets (default 100)")
     parser.add_argument("--features", default=None, help="feature extractor class (default: the run's)")
     parser.add_argument("--batch_size", type=int, default=250, help="images per batch (default 250)")
     parser.add_argument("--out", default=None, help="JSON file (default: <ckpt without .ckpt>_eval.json)")
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         raise UsageError(f"--num_samples must be >= 2 and >= --is_splits, got {args.num_samples}")
     config = Path(args.config) if args.config else ckpt.resolve().parent.parent / "config.yaml"
     result = evaluate_checkpoint(
-        ckpt, config, args.num_samples, args.is_splits, args.features, args.device, args.batch_size
+        ckpt, config, args.num_samples, args.is_splits, args.features, args.device, args.batch_size, args.kid_subsets
     )
     out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "_eval.json")
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -122,7 +122,8 @@ class InceptionFeatures(FeatureExtractor):
 
     @property
     def fingerprint(self) -> str:
-        return f"inception-v3-compat:{self.weights_path.name}:{self.weights_path.stat().st_size}:uint8:2048+logits_unbiased"
+        weights = f"{self.weights_path.name}:{self.weights_path.stat().st_size}"
+        return f"inception-v3-compat:{weights}:uint8:2048+logits_unbiased"
 
     def load(self) -> "InceptionFeatures":
         if self.net is None:

@@ -28,6 +28,7 @@ from sagan.errors import UsageError
 from sagan.features import FeatureExtractor, InceptionFeatures, atomic_save, default_cache_dir
 
 CACHE_VERSION = 1
+FAST_DEV_RUN_IMAGES = 64  # generated and real images per evaluation under `trainer.fast_dev_run`
 
 
 class _Precomputed(nn.Identity):
@@ -118,7 +119,10 @@ class RealStatisticsCache:
 
     @staticmethod
     def key(data_fingerprint: str, extractor_fingerprint: str, num_real: int | None, kid_real: int, seed: int) -> str:
-        return f"v{CACHE_VERSION}|data={data_fingerprint}|features={extractor_fingerprint}|n={num_real}|kid={kid_real}|seed={seed}"
+        return (
+            f"v{CACHE_VERSION}|data={data_fingerprint}|features={extractor_fingerprint}"
+            f"|n={num_real}|kid={kid_real}|seed={seed}"
+        )
 
     def path(self, key: str) -> Path:
         return self.folder / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
@@ -156,13 +160,14 @@ class SampleMetrics:
     ):
         self.num_features = num_features
         self.fid, self.inception_score, self.kid, self.modes = fid, inception_score, kid, modes
-        self.is_splits, self.kid_subsets, self.kid_subset_size, self.seed = is_splits, kid_subsets, kid_subset_size, seed
+        self.is_splits, self.kid_subsets, self.kid_subset_size = is_splits, kid_subsets, kid_subset_size
+        self.seed = seed
 
     @torch.no_grad()
     def __call__(
         self, features: torch.Tensor, logits: torch.Tensor, real: dict[str, torch.Tensor] | None
     ) -> dict[str, torch.Tensor]:
-        """features: [N, D], logits: [N, K] of generated images -> {name: value} (e.g. fid, is, is_std, kid, kid_std)."""
+        """features: [N, D], logits: [N, K] of generated images -> {fid, is, is_std, kid, kid_std, modes, kl}."""
         from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelInceptionDistance
 
         out: dict[str, torch.Tensor] = {}
@@ -203,6 +208,7 @@ class SampleQuality(L.Callback):
 
     The training set's statistics are loaded from the cache (or computed, sharded over ranks, and cached)
     when fitting or validating starts. A `ModelCheckpoint(monitor="val/fid", mode="min")` keeps the best.
+    Under `trainer.fast_dev_run` every evaluation uses 64 generated and 64 real images.
 
     Args:
         features: the feature extractor; None turns these metrics off (and needs no Inception weights).
@@ -264,26 +270,28 @@ class SampleQuality(L.Callback):
         self.features.load().to(device)
         fingerprint = getattr(datamodule, "fingerprint", None)
         if fingerprint is None:
-            raise UsageError(f"{type(datamodule).__name__} has no `fingerprint`: the real-feature cache needs one")
+            raise UsageError("sample metrics need a data module with a `fingerprint` (see datamodules/image.py)")
         key = self.cache.key(fingerprint, self.features.fingerprint, self.num_real, self.kid_real, self.seed)
         # rank 0 reads the cache and hands it to the others: one decision, and no shared file system needed
         self.real = broadcast(self.cache.load(key) if _rank_world()[0] == 0 else None)
-        if self.real is not None:
-            self.real = {k: v.to(device) for k, v in self.real.items()}
-            return
-        if datamodule.train_set is None:
-            datamodule.setup("fit")
-        batches = real_batches(datamodule.train_set, self.num_real, self.batch_size, datamodule.num_workers, self.seed)
-        features, _ = extract(self.features, batches, device)
-        self.real_computed += len(features)
-        if self.metrics.kid and len(features) < self.metrics.kid_subset_size:
-            raise UsageError(f"kid_subset_size {self.metrics.kid_subset_size} > {len(features)} real images")
-        self.real = real_statistics(features, self.kid_real)
-        if _rank_world()[0] == 0:
-            self.cache.save(key, self.real)
+        if self.real is None:
+            if datamodule.train_set is None:
+                datamodule.setup("fit")
+            batches = real_batches(
+                datamodule.train_set, self.num_real, self.batch_size, datamodule.num_workers, self.seed
+            )
+            features, _ = extract(self.features, batches, device)
+            self.real_computed += len(features)
+            self.real = real_statistics(features, self.kid_real)
+            if _rank_world()[0] == 0:
+                self.cache.save(key, self.real)
+        self.real = {k: v.to(device) for k, v in self.real.items()}
+        kid_real = len(self.real["kid_features"])
+        if self.metrics.kid and kid_real < self.metrics.kid_subset_size:
+            raise UsageError(f"metrics.kid_subset_size {self.metrics.kid_subset_size} > the {kid_real} real images")
 
     @torch.no_grad()
-    def evaluate(self, sample: Callable, z_dim: int, num_classes: int, device: torch.device) -> dict[str, float]:
+    def evaluate(self, sample: Callable, z_dim: int, num_classes: int, device: torch.device) -> dict[str, torch.Tensor]:
         """Metrics of `num_samples` images from `sample(z, y)`; every rank returns the same numbers."""
         batches = generated_batches(sample, z_dim, num_classes, self.num_samples, self.batch_size, self.seed, device)
         features, logits = extract(self.features, batches, device)
@@ -291,6 +299,12 @@ class SampleQuality(L.Callback):
 
     # ------------------------------------------------------------------------- Lightning hooks
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.fast_dev_run and self.enabled:  # a smoke run: the whole path, on a few images
+            self.num_samples = min(self.num_samples, FAST_DEV_RUN_IMAGES)
+            self.num_real = min(self.num_real or FAST_DEV_RUN_IMAGES, FAST_DEV_RUN_IMAGES)
+            self.metrics.kid_subset_size = min(self.metrics.kid_subset_size, FAST_DEV_RUN_IMAGES)
+        if stage == "fit" and trainer.limit_val_batches == 0:
+            return  # no validation in this fit
         if self.enabled and stage in ("fit", "validate") and self.real is None:
             self.prepare(trainer.datamodule, trainer.strategy.root_device, trainer.strategy.broadcast)
 

@@ -194,9 +194,9 @@ def test_inception_features_are_torchmetrics_fid_features(random_inception_weigh
 
     monkeypatch.setenv("TORCH_HOME", str(random_inception_weights.parent.parent))  # not the hub folder
     extractor = InceptionFeatures(weights_path=str(random_inception_weights)).load()
-    images = torch.rand(3, 1, 32, 32) * 2 - 1
+    images = torch.rand(1, 1, 32, 32) * 2 - 1  # one image: 6 GFLOPs at 299x299
     features, logits = extractor(images)
-    assert features.shape == (3, 2048) and logits.shape == (3, 1008)
+    assert features.shape == (1, 2048) and logits.shape == (1, 1008)
     reference = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(random_inception_weights))
     as_uint8 = ((images + 1) * 127.5).round().to(torch.uint8).expand(-1, 3, -1, -1)
     assert_close(features, reference.inception(as_uint8))
