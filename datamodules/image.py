@@ -25,6 +25,8 @@ class ImageDataModule(L.LightningDataModule):
     """
 
     dataset_classes: int = 0
+    # Feature extractor of the sample-quality metrics (import path; `sagan.metrics.SampleQuality`).
+    metric_features: str | None = "sagan.features.InceptionFeatures"
 
     def __init__(
         self, batch_size: int = 64, image_size: int = 32, channels: int = 3, use_labels: bool = True, num_workers: int = 0

@@ -51,6 +51,7 @@ class StackedDigitsDataModule(ImageDataModule):
     """
 
     dataset_classes = 1000
+    metric_features = "sagan.features.StackedDigitsFeatures"
 
     def __init__(
         self,

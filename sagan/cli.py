@@ -155,6 +155,7 @@ class SaganCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         cfg = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        cfg.metrics.resolve(self.datamodule)  # its extractor checks its weights now, before any run directory
         if self.subcommand == "fit" and cfg.trainer.get("logger") is None:
             kwargs["logger"] = self._make_logger(cfg)
         return super().instantiate_trainer(**kwargs)

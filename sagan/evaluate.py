@@ -52,6 +52,7 @@ def evaluate_checkpoint(
     if features:
         overrides["features"] = {"class_path": features}
     data, quality = build_data_and_metrics(config, overrides)
+    quality.resolve(data)
     if not quality.enabled:
         raise UsageError("the run's config turns the metrics off (metrics.features: null); pass --features CLASS")
     model = load_gan(ckpt, map_location=device)

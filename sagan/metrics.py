@@ -15,17 +15,18 @@ same samples, and nothing depends on how many validation batches a rank holds.
 import hashlib
 import json
 import warnings
+import importlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
-from jsonargparse import lazy_instance
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from sagan.errors import UsageError
-from sagan.features import FeatureExtractor, InceptionFeatures, atomic_save, default_cache_dir
+from sagan.features import FeatureExtractor, atomic_save, default_cache_dir
 
 CACHE_VERSION = 1
 FAST_DEV_RUN_IMAGES = 64  # generated and real images per evaluation under `trainer.fast_dev_run`
@@ -143,7 +144,6 @@ class SampleMetrics:
     """FID, IS, KID (torchmetrics) and mode coverage of generated features against real statistics.
 
     Args:
-        num_features: feature dimension.
         fid: compute the Frechet distance.
         inception_score: compute the Inception Score (over the extractor's classes).
         kid: compute the kernel distance (polynomial kernel, unbiased MMD over random subsets).
@@ -155,10 +155,9 @@ class SampleMetrics:
     """
 
     def __init__(
-        self, num_features: int, fid: bool = True, inception_score: bool = True, kid: bool = True, modes: bool = False,
+        self, fid: bool = True, inception_score: bool = True, kid: bool = True, modes: bool = False,
         is_splits: int = 10, kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0,
     ):
-        self.num_features = num_features
         self.fid, self.inception_score, self.kid, self.modes = fid, inception_score, kid, modes
         self.is_splits, self.kid_subsets, self.kid_subset_size = is_splits, kid_subsets, kid_subset_size
         self.seed = seed
@@ -172,7 +171,7 @@ class SampleMetrics:
 
         out: dict[str, torch.Tensor] = {}
         device = features.device
-        extractor = _Precomputed(self.num_features)
+        extractor = _Precomputed(features.shape[1])
         with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
             warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
             warnings.filterwarnings("ignore", message=".*degrees of freedom is <= 0.*")  # is_splits=1: no std
@@ -206,12 +205,18 @@ class SampleQuality(L.Callback):
     `val/<prefix>kid` (and `val/<prefix>modes`, `val/<prefix>kl` with `modes`), where the prefix is the
     extractor's: "" for Inception (`val/fid`), "digits_" for the digits classifier (`val/digits_fid`).
 
+    By default the data module picks the extractor (its `metric_features` import path): the digits
+    classifier for the digits, Inception for real image data sets, none (metrics off) for data modules
+    that name none. It is built when the CLI sets the run up, so missing Inception weights stop the run
+    before anything starts.
+
     The training set's statistics are loaded from the cache (or computed, sharded over ranks, and cached)
     when fitting or validating starts. A `ModelCheckpoint(monitor="val/fid", mode="min")` keeps the best.
     Under `trainer.fast_dev_run` every evaluation uses 64 generated and 64 real images.
 
     Args:
-        features: the feature extractor; None turns these metrics off (and needs no Inception weights).
+        features: the feature extractor; "data": the one the data module names (`metric_features`); None
+            turns these metrics off (and needs no Inception weights).
         num_samples: generated images per evaluation (shared out over ranks).
         num_real: training images for the real statistics (a fixed random subset); None: all of them.
         batch_size: images per generator / extractor batch.
@@ -229,7 +234,7 @@ class SampleQuality(L.Callback):
 
     def __init__(
         self,
-        features: FeatureExtractor | None = lazy_instance(InceptionFeatures),
+        features: FeatureExtractor | Literal["data"] | None = "data",
         num_samples: int = 10_000,
         num_real: int | None = 50_000,
         batch_size: int = 250,
@@ -254,10 +259,7 @@ class SampleQuality(L.Callback):
         self.num_samples, self.num_real, self.batch_size = num_samples, num_real, batch_size
         self.kid_real, self.seed = kid_real, seed
         self.cache = RealStatisticsCache(Path(cache_dir or default_cache_dir()) / "real")
-        self.metrics = SampleMetrics(
-            features.num_features if features is not None else 0, fid, inception_score, kid, modes,
-            is_splits, kid_subsets, kid_subset_size, seed,
-        )
+        self.metrics = SampleMetrics(fid, inception_score, kid, modes, is_splits, kid_subsets, kid_subset_size, seed)
         self.real: dict[str, torch.Tensor] | None = None
         self.real_computed = 0  # real images put through the extractor by this process (0 when cached)
 
@@ -265,8 +267,22 @@ class SampleQuality(L.Callback):
     def enabled(self) -> bool:
         return self.features is not None
 
+    def resolve(self, datamodule) -> None:
+        """Builds the extractor the data module names when `features` is "data" (None if it names none)."""
+        if self.features != "data":
+            return
+        path = getattr(datamodule, "metric_features", None)
+        if path is None:
+            self.features = None
+            return
+        module, _, name = path.rpartition(".")
+        self.features = getattr(importlib.import_module(module), name)()
+
     def prepare(self, datamodule, device: torch.device, broadcast: Callable = lambda x: x) -> None:
         """Loads the extractor and the real statistics (from the cache, or computed and cached)."""
+        self.resolve(datamodule)
+        if not self.enabled:
+            return
         self.features.load().to(device)
         fingerprint = getattr(datamodule, "fingerprint", None)
         if fingerprint is None:
@@ -303,6 +319,7 @@ class SampleQuality(L.Callback):
             self.num_samples = min(self.num_samples, FAST_DEV_RUN_IMAGES)
             self.num_real = min(self.num_real or FAST_DEV_RUN_IMAGES, FAST_DEV_RUN_IMAGES)
             self.metrics.kid_subset_size = min(self.metrics.kid_subset_size, FAST_DEV_RUN_IMAGES)
+        self.resolve(trainer.datamodule)
         if stage == "fit" and trainer.limit_val_batches == 0:
             return  # no validation in this fit
         if self.enabled and stage in ("fit", "validate") and self.real is None:

@@ -73,7 +73,7 @@ def floor(data, quality, device: str) -> dict[str, float]:
                for s in range(0, len(data.val_set), 250))
     features, logits = extract(quality.features, batches, torch.device(device))
     m = quality.metrics
-    metrics = SampleMetrics(m.num_features, m.fid, m.inception_score, m.kid, m.modes, m.is_splits, m.kid_subsets,
+    metrics = SampleMetrics(m.fid, m.inception_score, m.kid, m.modes, m.is_splits, m.kid_subsets,
                             min(m.kid_subset_size, len(features)), m.seed)
     return {k: float(v) for k, v in metrics(features, logits, quality.real).items()} | {"samples": len(features)}
 

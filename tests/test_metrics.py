@@ -40,7 +40,7 @@ class TinyFeatures(FeatureExtractor):
 
 
 def _metrics(real: torch.Tensor, fake: torch.Tensor, logits=None, **kwargs) -> dict:
-    metrics = SampleMetrics(real.shape[1], **kwargs)
+    metrics = SampleMetrics(**kwargs)
     return metrics(fake, logits if logits is not None else torch.zeros(len(fake), 3), real_statistics(real, 10_000))
 
 
@@ -269,3 +269,24 @@ def test_two_processes_give_the_single_process_numbers_with_uneven_batches(tmp_p
             assert_close(result["real"][key], reference["real"][key], rtol=1e-5, atol=1e-5)
         for name, value in reference["metrics"].items():
             assert_close(result["metrics"][name], value, rtol=1e-4, atol=1e-4)
+
+
+def test_the_data_module_picks_the_extractor(tmp_path, monkeypatch):
+    import lightning as L
+
+    from datamodules.image import ImageDataModule
+    from datamodules.stacked_digits import StackedDigitsDataModule
+    from sagan.errors import UsageError
+    from sagan.features import DigitsFeatures, StackedDigitsFeatures
+
+    def resolved(data):
+        quality = SampleQuality(num_samples=40, kid_subset_size=20, cache_dir=str(tmp_path))  # features="data"
+        quality.resolve(data)
+        return quality.features
+
+    assert type(resolved(DigitsDataModule())) is DigitsFeatures
+    assert type(resolved(StackedDigitsDataModule())) is StackedDigitsFeatures
+    assert resolved(L.LightningDataModule()) is None  # e.g. text: names no extractor, metrics off
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(UsageError, match="pt_inception"):  # real image data: Inception, whose weights are missing
+        resolved(ImageDataModule())
