@@ -4,7 +4,8 @@
 
 The data set and the feature extractor come from the run's `config.yaml` (`data` and `metrics`), so the
 numbers are in the same feature space as the run's `val/...` metrics and reuse its cached real
-statistics; `--features` picks another extractor (e.g. `sagan.features.InceptionFeatures`).
+statistics (a run that trained with the metrics off gets the data module's extractor); `--features`
+picks another extractor (e.g. `sagan.features.InceptionFeatures`).
 """
 
 import argparse
@@ -51,10 +52,12 @@ def evaluate_checkpoint(
     overrides["kid_subset_size"] = min(kid_subset_size, num_samples)
     if features:
         overrides["features"] = {"class_path": features}
+    elif (config.get("metrics") or {}).get("features", "data") is None:
+        overrides["features"] = "data"  # metrics were off during training: the data module's extractor
     data, quality = build_data_and_metrics(config, overrides)
     quality.resolve(data)
     if not quality.enabled:
-        raise UsageError("the run's config turns the metrics off (metrics.features: null); pass --features CLASS")
+        raise UsageError("the run's data module names no feature extractor; pass --features CLASS")
     model = load_gan(ckpt, map_location=device)
     start = time.perf_counter()
     quality.prepare(data, model.device)

@@ -17,3 +17,7 @@ def test_bench_quality_prints_and_writes_the_table(tmp_path, capsys):
     assert floor["fid"] < model["fid"] and floor["is"] > model["is"]
     assert floor["modes"] == 10 and floor["kl"] < 0.01  # the held-out split is stratified
     assert (tmp_path / "table.md").read_text().startswith("| run |")
+    # again, with the training statistics now cached
+    main(["bench-quality", "--only", "digits", "--digits_iters", "1", "--digits_samples", "50",
+          "--run_root", str(tmp_path / "again")])
+    assert json.loads((tmp_path / "again" / "results.json").read_text())[1] == floor
