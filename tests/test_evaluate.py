@@ -36,7 +36,10 @@ def test_missing_inception_weights_stop_the_run_at_start_up(tmp_path, monkeypatc
     assert not (tmp_path / "runs").exists()  # nothing was started
     # with those metrics turned off the same run needs no weights
     main([*args, "--metrics.features=null", "--g_iters=1"])
-    assert list((tmp_path / "runs").rglob("last.ckpt"))
+    ckpt = next((tmp_path / "runs").rglob("last.ckpt"))
+    # evaluating that run afterwards uses the extractor its data module names
+    main(["eval", "--ckpt", str(ckpt), "--num_samples", "20", "--is_splits", "2"])
+    assert json.loads(ckpt.with_name("last_eval.json").read_text())["features"] == "sagan.features.DigitsFeatures"
 
 
 def test_validation_logs_digits_metrics_and_a_checkpoint_keeps_the_best_fid(tmp_path):
