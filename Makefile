@@ -17,7 +17,7 @@ CKPT ?=
 N ?= 64
 LABEL ?= all
 
-.PHONY: install train test sample bench experiments clean
+.PHONY: install train test sample eval bench bench-quality experiments clean
 
 $(BIN)/sagan: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,9 +49,18 @@ sample: install
 	@test -n "$(CKPT)" || { echo "error: make sample needs CKPT=<path to a .ckpt written by make train>" >&2; exit 2; }
 	$(BIN)/sagan sample --ckpt $(CKPT) --n $(N) --label $(LABEL) $(ARGS)
 
+## make eval CKPT=runs/.../last.ckpt [ARGS="--num_samples 50000 --is_splits 10"]: metrics as JSON beside CKPT
+eval: install
+	@test -n "$(CKPT)" || { echo "error: make eval needs CKPT=<path to a .ckpt written by make train>" >&2; exit 2; }
+	$(BIN)/sagan eval --ckpt $(CKPT) $(ARGS)
+
 ## make bench [ARGS="--precision bf16-mixed --compile"]: training and data-loading speed as JSON lines
 bench: install
 	$(BIN)/sagan bench $(ARGS)
+
+## make bench-quality [ARGS="--stacked_iters 2500 --only stacked"]: digits FID / IS / KID, stacked-digits modes and KL
+bench-quality: install
+	$(BIN)/sagan bench-quality $(ARGS)
 
 ## make experiments: list the experiments MODEL/DATA can pick
 experiments:

@@ -49,6 +49,7 @@ class DigitsDataModule(ImageDataModule):
     """
 
     dataset_classes = 10
+    metric_features = "sagan.features.DigitsFeatures"  # offline digits FID / IS / KID
 
     def __init__(
         self,
@@ -67,6 +68,13 @@ class DigitsDataModule(ImageDataModule):
             raise ValueError(f"channels must be 1 or 3 for the digits, got {channels}")
         self.val_fraction = val_fraction
         self.split_seed = split_seed
+
+    @property
+    def fingerprint(self) -> str:
+        return (
+            f"sklearn-digits:train(val_fraction={self.val_fraction},split_seed={self.split_seed})"
+            f"|bilinear-{self.image_size}x{self.image_size}|channels={self.channels}|[-1,1]"
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:

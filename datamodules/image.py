@@ -2,9 +2,11 @@
 
 A subclass provides `train_set` and `val_set` in `setup` (datasets of `(image, label)` with images as
 float tensors in [-1, 1], shape [channels, image_size, image_size]) and sets `dataset_classes`.
-`image_size`, `channels` and `num_classes` are linked into the networks by the CLI.
+`image_size`, `channels` and `num_classes` are linked into the networks by the CLI. `fingerprint`
+describes the training images for caches of statistics computed from them (`sagan.metrics`).
 """
 
+import inspect
 import os
 
 import lightning as L
@@ -26,6 +28,8 @@ class ImageDataModule(L.LightningDataModule):
     """
 
     dataset_classes: int = 0
+    # Feature extractor of the sample-quality metrics (import path; `sagan.metrics.SampleQuality`).
+    metric_features: str | None = "sagan.features.InceptionFeatures"
 
     def __init__(
         self, batch_size: int = 64, image_size: int = 32, channels: int = 3, use_labels: bool = True, num_workers: int = 0
@@ -45,6 +49,19 @@ class ImageDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         """Classes the models are conditioned on: 0 when labels are off or the data has none."""
         return self.dataset_classes if self.use_labels else 0
+
+    @property
+    def fingerprint(self) -> str:
+        """The training images in one line (data set, split, transform, resolution, channels), for caches
+        of statistics computed from them. This default names the class and every constructor argument
+        except those that do not change the images; subclasses may spell it out."""
+        skip = {"self", "batch_size", "num_workers", "use_labels"}
+        names = []  # the constructor arguments of every class from this one up to ImageDataModule
+        for cls in type(self).__mro__[: type(self).__mro__.index(ImageDataModule) + 1]:
+            params = inspect.signature(cls.__init__).parameters
+            names += [n for n in params if n not in skip and n not in names and hasattr(self, n)]
+        args = ",".join(f"{n}={getattr(self, n)!r}" for n in names)
+        return f"{type(self).__module__}.{type(self).__qualname__}({args}):train"
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
         # Each rank reads its own share. Training batches come in an order fixed by the run's seed

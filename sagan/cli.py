@@ -1,4 +1,4 @@
-"""The `sagan` command: LightningCLI for `fit`/`validate`, plus `sample` and `bench`.
+"""The `sagan` command: LightningCLI for `fit`/`validate`, plus `sample`, `eval` and `bench`.
 
 This file wires things together and holds no training logic: data facts are linked into the networks,
 each `fit` gets a run directory `<run_root>/<name>/<timestamp>/` (config, samples, checkpoints, logs),
@@ -27,6 +27,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from sagan.callbacks import SampleGrid
 from sagan.distributed import plain_ddp_is_gan_ddp
 from sagan.errors import TrainingStopped, UsageError
+from sagan.metrics import SampleQuality
 from sagan.resume import AtomicCheckpointIO, SignalCheckpoint
 
 # Facts of the data set that the networks are built from (a link whose source attribute or target
@@ -129,6 +130,7 @@ class SaganCLI(LightningCLI):
         parser.add_lightning_class_args(SignalCheckpoint, "signals")  # first: its handlers go in before anything else
         parser.add_lightning_class_args(SampleGrid, "samples")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(SampleQuality, "metrics")
         parser.set_defaults(
             {"checkpoint.save_last": True, "checkpoint.save_top_k": -1, "checkpoint.every_n_train_steps": 1000}
         )
@@ -201,6 +203,7 @@ class SaganCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         cfg = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        cfg.metrics.resolve(self.datamodule)  # its extractor checks its weights now, before any run directory
         if self.subcommand == "fit" and cfg.trainer.get("logger") is None:
             kwargs["logger"] = self._make_logger(cfg)
         plugins = cfg.trainer.get("plugins")
@@ -248,10 +251,18 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
     os.environ.setdefault("WANDB_SILENT", "true")
     try:
-        if argv[:1] == ["sample"]:
+        if argv[:1] == ["eval"]:
+            from sagan.evaluate import main as eval_main
+
+            eval_main(argv[1:])
+        elif argv[:1] == ["sample"]:
             from sagan.sample import main as sample_main
 
             sample_main(argv[1:])
+        elif argv[:1] == ["bench-quality"]:
+            from sagan.quality import main as quality_main
+
+            quality_main(argv[1:])
         elif argv[:1] == ["bench"]:
             from sagan.bench import main as bench_main
 

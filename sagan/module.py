@@ -196,7 +196,8 @@ class GAN(L.LightningModule):
         return opt_g, opt_d
 
     def setup(self, stage: str) -> None:
-        check_strategy(getattr(self.trainer, "strategy", None))
+        if stage == "fit":  # validation and tests compute no gradients: any DDP strategy does
+            check_strategy(getattr(self.trainer, "strategy", None))
         if self.hparams.sync_batchnorm and stage == "fit" and self.trainer.world_size > 1:
             if self.device.type == "cpu":  # torch's SyncBatchNorm would fail at the first forward pass
                 raise UsageError("--model.sync_batchnorm=true needs GPUs; it cannot synchronize CPU processes")

@@ -105,7 +105,7 @@ def _cli_error(capsys, tmp_path, *args) -> str:
     with pytest.raises(SystemExit) as exit_info:
         main([
             "fit", "--config", str(EXPERIMENTS / "sagan_cifar10.yaml"), "--run_root", str(tmp_path / "runs"),
-            "--tracker=none", "--trainer.enable_progress_bar=false", *args,
+            "--tracker=none", "--trainer.enable_progress_bar=false", "--metrics.features=null", *args,
         ])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err

@@ -50,3 +50,46 @@ def test_digits_rgb_64_and_unconditional():
 def test_digits_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         DigitsDataModule(**kwargs)
+
+
+def test_fingerprint_describes_the_training_images():
+    base = DigitsDataModule().fingerprint
+    assert base == DigitsDataModule(batch_size=7, num_workers=2, use_labels=False).fingerprint  # same images
+    assert base != DigitsDataModule(image_size=64).fingerprint
+    assert base != DigitsDataModule(channels=3).fingerprint
+    assert base != DigitsDataModule(split_seed=1).fingerprint
+
+
+def test_image_datamodule_default_fingerprint_names_class_and_arguments():
+    from datamodules.image import ImageDataModule
+
+    class Folder(ImageDataModule):
+        def __init__(self, root: str = "data", crop: int = 140, **kwargs):
+            super().__init__(**kwargs)
+            self.root, self.crop = root, crop
+
+    assert "crop=140" in Folder().fingerprint and "image_size=32" in Folder().fingerprint
+    assert Folder().fingerprint != Folder(crop=120).fingerprint
+    assert Folder().fingerprint == Folder(batch_size=3).fingerprint
+
+
+def test_stacked_digits_stack_three_digits_with_their_joint_label():
+    from datamodules.digits import digits_tensors
+    from datamodules.stacked_digits import StackedDigitsDataModule
+
+    dm = StackedDigitsDataModule(batch_size=16, num_train=300, num_val=50)
+    dm.setup()
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (16, 3, 32, 32) and x.min() >= -1 and x.max() <= 1
+    assert dm.channels == 3 and dm.num_classes == 0 and dm.dataset_classes == 1000
+    images, labels = digits_tensors(32, 1)
+    triple = dm.train_set.triples[0]
+    image, label = dm.train_set[0]
+    assert_close(image, images[triple, 0], rtol=0, atol=0)
+    assert label.item() == 100 * labels[triple[0]] + 10 * labels[triple[1]] + labels[triple[2]]
+    all_labels = torch.stack([dm.train_set[i][1] for i in range(300)])
+    assert len(all_labels.unique()) > 200  # triples drawn independently: most of 300 are distinct
+    # validation triples come from the held-out digits only
+    train_idx, held_idx = set(dm.train_set.triples.flatten().tolist()), set(dm.val_set.triples.flatten().tolist())
+    assert not train_idx & held_idx
+    assert StackedDigitsDataModule(use_labels=True).num_classes == 1000

@@ -142,7 +142,7 @@ def test_cli_start_up_errors_are_one_line_exit_2(tmp_path, capsys, make, expecte
     with pytest.raises(SystemExit) as exit_info:
         main([
             "fit", "--config", str(EXPERIMENTS / "sagan_folder.yaml"), f"--data.init_args.root={tmp_path / 'images'}",
-            "--run_root", str(tmp_path / "runs"), "--tracker=none",
+            "--run_root", str(tmp_path / "runs"), "--tracker=none", "--metrics.features=null",
         ])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err

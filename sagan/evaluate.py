@@ -1,0 +1,104 @@
+"""`sagan eval`: FID / IS / KID (and mode coverage) of a checkpoint's EMA generator, written as JSON beside it.
+
+    sagan eval --ckpt runs/<name>/<run>/checkpoints/last.ckpt [--num_samples 50000] [--is_splits 10]
+
+The data set and the feature extractor come from the run's `config.yaml` (`data` and `metrics`), so the
+numbers are in the same feature space as the run's `val/...` metrics and reuse its cached real
+statistics (a run that trained with the metrics off gets the data module's extractor); `--features`
+picks another extractor (e.g. `sagan.features.InceptionFeatures`).
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+from jsonargparse import ArgumentParser
+
+from sagan.errors import UsageError
+from sagan.metrics import SampleQuality
+from sagan.sample import load_gan
+
+
+def build_data_and_metrics(config: dict, overrides: dict) -> tuple[L.LightningDataModule, SampleQuality]:
+    """The run's data module and a `SampleQuality` from its `metrics` section, updated with `overrides`."""
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(L.LightningDataModule, "data", required=True)
+    parser.add_class_arguments(SampleQuality, "metrics")
+    metrics = {**(config.get("metrics") or {}), **overrides}
+    try:
+        cfg = parser.parse_object({"data": config["data"], "metrics": metrics})
+        init = parser.instantiate_classes(cfg)
+    except (ValueError, TypeError, KeyError) as error:
+        raise UsageError(f"cannot build the evaluation from the run's config: {str(error).splitlines()[0]}") from error
+    return init.data, init.metrics
+
+
+def evaluate_checkpoint(
+    ckpt: Path, config_path: Path, num_samples: int, is_splits: int, features: str | None, device: str,
+    batch_size: int, kid_subsets: int = 100,
+) -> dict:
+    """Metrics of `num_samples` EMA samples of a checkpoint, as a JSON-ready dict."""
+    if not config_path.is_file():
+        raise UsageError(f"no run config at {config_path}: pass --config <the run's config.yaml>")
+    config = yaml.safe_load(config_path.read_text())
+    overrides = {
+        "num_samples": num_samples, "is_splits": is_splits, "batch_size": batch_size, "kid_subsets": kid_subsets,
+    }
+    kid_subset_size = (config.get("metrics") or {}).get("kid_subset_size", 1000)
+    overrides["kid_subset_size"] = min(kid_subset_size, num_samples)
+    if features:
+        overrides["features"] = {"class_path": features}
+    elif (config.get("metrics") or {}).get("features", "data") is None:
+        overrides["features"] = "data"  # metrics were off during training: the data module's extractor
+    data, quality = build_data_and_metrics(config, overrides)
+    quality.resolve(data)
+    if not quality.enabled:
+        raise UsageError("the run's data module names no feature extractor; pass --features CLASS")
+    model = load_gan(ckpt, map_location=device)
+    start = time.perf_counter()
+    quality.prepare(data, model.device)
+    results = quality.evaluate(model, model.generator.z_dim, model.num_classes, model.device)
+    prefix = quality.features.metric_prefix
+    global_step = torch.load(ckpt, map_location="cpu", weights_only=True).get("global_step", 0)
+    return {
+        "checkpoint": str(ckpt),
+        "generator_steps": global_step // (model.n_critic + 1),
+        "num_samples": num_samples,
+        "features": f"{type(quality.features).__module__}.{type(quality.features).__qualname__}",
+        "features_fingerprint": quality.features.fingerprint,
+        "data_fingerprint": data.fingerprint,
+        "real_images": int(quality.real["n"]),
+        "metrics": {f"{prefix}{name}": float(value) for name, value in results.items()},
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="sagan eval", description="FID / IS / KID of a checkpoint, as JSON.")
+    parser.add_argument("--ckpt", required=True, help="checkpoint written by `sagan fit`")
+    parser.add_argument("--config", default=None, help="the run's config.yaml (default: <run dir>/config.yaml)")
+    parser.add_argument("--num_samples", type=int, default=50_000, help="generated images (default 50000)")
+    parser.add_argument("--is_splits", type=int, default=10, help="Inception Score splits (default 10)")
+    parser.add_argument("--kid_subsets", type=int, default=100, help="KID subsets (default 100)")
+    parser.add_argument("--features", default=None, help="feature extractor class (default: the run's)")
+    parser.add_argument("--batch_size", type=int, default=250, help="images per batch (default 250)")
+    parser.add_argument("--out", default=None, help="JSON file (default: <ckpt without .ckpt>_eval.json)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    ckpt = Path(args.ckpt)
+    if not ckpt.is_file():
+        raise UsageError(f"checkpoint not found: {ckpt} (expected a .ckpt file written by `sagan fit`)")
+    if args.num_samples < max(2, args.is_splits):
+        raise UsageError(f"--num_samples must be >= 2 and >= --is_splits, got {args.num_samples}")
+    config = Path(args.config) if args.config else ckpt.resolve().parent.parent / "config.yaml"
+    result = evaluate_checkpoint(
+        ckpt, config, args.num_samples, args.is_splits, args.features, args.device, args.batch_size, args.kid_subsets
+    )
+    out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "_eval.json")
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["metrics"]))
+    print(f"wrote {out}")
