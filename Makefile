@@ -44,7 +44,8 @@ train: install
 test: install
 	$(BIN)/python -m pytest -q
 
-## make sample CKPT=runs/.../last.ckpt [N=64] [LABEL=all|3]
+## make sample CKPT=runs/.../last.ckpt [N=64] [LABEL=all|3]: a GAN's images (grid + PNGs in <ckpt>_samples/)
+##   or a TextGAN's sentences (<ckpt>_samples.txt, one per line); ARGS="--out PATH --seed 1"
 sample: install
 	@test -n "$(CKPT)" || { echo "error: make sample needs CKPT=<path to a .ckpt written by make train>" >&2; exit 2; }
 	$(BIN)/sagan sample --ckpt $(CKPT) --n $(N) --label $(LABEL) $(ARGS)

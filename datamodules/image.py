@@ -7,13 +7,11 @@ describes the training images for caches of statistics computed from them (`saga
 """
 
 import inspect
-import os
 
 import lightning as L
-import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.resumable import evaluation_loader, training_loader
+from datamodules.resumable import rank_loader
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -64,19 +62,10 @@ class ImageDataModule(L.LightningDataModule):
         return f"{type(self).__module__}.{type(self).__qualname__}({args}):train"
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        # Each rank reads its own share. Training batches come in an order fixed by the run's seed
-        # (Lightning's PL_GLOBAL_SEED), and the loader's position goes into checkpoints (resumable.py).
-        shard = dict(num_replicas=self.trainer.world_size, rank=self.trainer.global_rank) if self.trainer else {}
-        options = dict(
-            num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0,
-        )
-        if train:  # whole batches keep batch-norm statistics and step costs stable
-            return training_loader(
-                dataset, self.batch_size, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)), **shard, **options
-            )
-        return evaluation_loader(dataset, self.batch_size, **shard, **options)
+        # Each rank reads its own share. Training batches come in an order fixed by the run's seed, and the
+        # loader's position goes into checkpoints (resumable.py); whole batches keep batch-norm statistics
+        # and step costs stable.
+        return rank_loader(self.trainer, dataset, self.batch_size, train, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

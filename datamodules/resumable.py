@@ -12,9 +12,10 @@ stream rather than the first ones of a new permutation).
 
 `ResumableSampler` is a `DistributedSampler`, so Lightning keeps it under DDP instead of replacing it.
 The loader draws its worker seeds from its own generator, never from the global one that the training
-noise comes from.
+noise comes from. `rank_loader` is what the image and text data modules hand Lightning.
 """
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -92,3 +93,14 @@ def evaluation_loader(
     """One rank's share in the data set's order (the last rank's share is padded to equal length)."""
     sampler = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
+
+
+def rank_loader(trainer: Any, dataset: Dataset, batch_size: int, train: bool, num_workers: int = 0) -> DataLoader:
+    """A data module's loader: this rank's share (the trainer's, when the module is attached to one).
+    Training batches are whole and come in the resumable order seeded by the run's seed (Lightning's
+    PL_GLOBAL_SEED); evaluation batches in the data set's order."""
+    shard = dict(num_replicas=trainer.world_size, rank=trainer.global_rank) if trainer else {}
+    options = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
+    if train:
+        return training_loader(dataset, batch_size, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)), **shard, **options)
+    return evaluation_loader(dataset, batch_size, **shard, **options)

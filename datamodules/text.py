@@ -10,6 +10,9 @@ checkpoint trained on another vocabulary). It may also provide `oracle`, a model
 `TextDataModule` reads a UTF-8 file with one sentence per line. Sentences are split into words or
 characters, cut to `max_length` tokens, closed with `<eos>` and padded with `<pad>` to
 `seq_len = max_length + 1`. The vocabulary is built from the training split only.
+
+Loaders are those of the image data modules (datamodules/resumable.py): each rank reads its own share,
+and the training order is a seeded stream whose position is saved in checkpoints (exact resume).
 """
 
 import math
@@ -22,6 +25,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, TensorDataset
 
+from datamodules.resumable import rank_loader
 from sagan.errors import UsageError
 from sagan.vocabulary import Level, Vocabulary, check_vocabulary, tokenize
 
@@ -82,23 +86,19 @@ class TokenDataModule(L.LightningDataModule):
         if self.train_set is not None:
             return
         train, valid, test = self._splits()
-        if len(train) < self.batch_size:
+        processes = self.trainer.world_size if self.trainer else 1
+        if len(train) // processes < self.batch_size:
+            each = f" per process ({processes} processes)" if processes > 1 else ""
             raise UsageError(
-                f"{type(self).__name__}: {len(train)} training sentences, fewer than one batch "
+                f"{type(self).__name__}: {len(train) // processes} training sentences{each}, fewer than one batch "
                 f"(batch_size={self.batch_size}); lower --data.init_args.batch_size"
             )
         self.train_set, self.val_set, self.test_set = TensorDataset(train), TensorDataset(valid), TensorDataset(test)
 
     def _loader(self, dataset: TensorDataset, train: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=train,
-            drop_last=train,  # equal batches: RSGAN pairs each real sequence with one generated sequence
-            num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0,
-        )
+        # Each rank reads its own share; training batches are whole (RSGAN pairs each real sequence with one
+        # generated sequence) and come in the resumable order of the run's seed (datamodules/resumable.py).
+        return rank_loader(self.trainer, dataset, self.batch_size, train, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

@@ -1,4 +1,4 @@
-"""Data-parallel training of the GAN module over several processes (GPUs, nodes).
+"""Data-parallel training of the GAN modules (image `GAN`, text `TextGAN`) over several processes.
 
 Why not Lightning's plain DDP: `DDPStrategy` wraps the whole LightningModule in one
 `DistributedDataParallel`, whose single reducer expects a gradient for every parameter in every backward
@@ -8,9 +8,10 @@ reducer either fails ("Expected to have finished reduction in the prior iteratio
 all-reduces the idle network's buckets: about twice the communication of what a step needs.
 
 `GANDDPStrategy` gives each trained network its own `DistributedDataParallel` (its own reducer and
-gradient buckets) and leaves the LightningModule unwrapped. The module sends every forward pass that
-builds a graph through the wrapper of the network it belongs to (`GAN.distribute`), so each backward pass
-all-reduces exactly the gradients of the network being stepped, with `find_unused_parameters=False`:
+gradient buckets) and leaves the LightningModule unwrapped. The module (`PerNetworkDDP`, a mixin of both
+GAN modules) sends every pass that builds a graph through the wrapper of the network it belongs to, so
+each backward pass all-reduces exactly the gradients of the network being stepped, with
+`find_unused_parameters=False`:
 
 - D step: G runs under no_grad on the bare module; D runs through its wrapper and every D parameter
   gets a gradient; the penalty's extra forward passes are fine (one reduction per backward pass).
@@ -19,14 +20,19 @@ all-reduces exactly the gradients of the network being stepped, with `find_unuse
   computing D's weight gradients that the G step would throw away.
 - `static_graph` stays off: D's reducer sees forward passes with (D step) and without (G step) gradient
   work, which is exactly what a static graph forbids; it would only save a graph search we do not do.
+- A pass need not be `forward`: each wrapper holds its network inside `NetworkCalls`, whose forward runs
+  any method of it, so the text generator's `sample` (its relaxed one-hot vectors carry gradient) and its
+  maximum-likelihood `forward` reduce G's gradients alike.
 
-Outside the GAN module (no `distribute` method) the strategy is Lightning's DDP unchanged. `sagan fit`
+Outside the GAN modules (no `distribute` method) the strategy is Lightning's DDP unchanged. `sagan fit`
 uses it whenever Lightning would choose DDP (`--trainer.devices=N`, `--trainer.num_nodes=M`,
 `--trainer.strategy=ddp`), see `plain_ddp_is_gan_ddp`.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from functools import partial
+from typing import Any
 
 import torch
 from lightning.pytorch.overrides.distributed import _register_ddp_comm_hook, _sync_module_states
@@ -38,6 +44,55 @@ from sagan.errors import UsageError
 
 # Lightning's registry names that mean "DDP, find_unused_parameters=False", with their start methods.
 PLAIN_DDP = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
+
+
+class NetworkCalls(nn.Module):
+    """A network whose `forward(*args, method=name, **kwargs)` runs the network's method `name`.
+
+    DDP sees only passes through its wrapper's `forward`. Wrapping this instead of the network lets any
+    of the network's methods build a graph whose backward pass reduces the network's gradients. The
+    network is its only child, so the wrapper covers exactly the network's parameters and buffers.
+
+    Args:
+        network: the network to call.
+    """
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, *args: Any, method: str = "forward", **kwargs: Any) -> Any:
+        # the shapes of the method called; `forward` goes through the network's __call__ (hooks, compile)
+        if method == "forward":
+            return self.network(*args, **kwargs)
+        return getattr(self.network, method)(*args, **kwargs)
+
+
+class PerNetworkDDP:
+    """Mixin of a LightningModule whose trained networks each get their own DDP wrapper.
+
+    `GANDDPStrategy` calls `distribute(wrap)`; the module then runs every pass that builds a graph
+    through `_net(name)` (or `_net(name, method)`), which is the wrapper when there is one and gradients
+    are on, and the bare network otherwise. The module sets `data_parallel = {}` in its `__init__`.
+    """
+
+    #: attribute names of the networks that optimizers train
+    trained_networks = ("generator", "discriminator")
+    data_parallel: dict[str, nn.Module]
+
+    def distribute(self, wrap: Callable[[nn.Module], nn.Module] | None) -> None:
+        """Gives each trained network its own data-parallel wrapper (None removes them)."""
+        self.data_parallel = (
+            {} if wrap is None else {name: wrap(NetworkCalls(getattr(self, name))) for name in self.trained_networks}
+        )
+
+    def _net(self, name: str, method: str = "forward") -> Callable[..., Any]:
+        """Network `name`'s `method` for one pass: through its DDP wrapper when the pass builds a graph,
+        so that the backward pass reduces that network's gradients; the bare network's otherwise."""
+        if self.data_parallel and torch.is_grad_enabled():
+            return partial(self.data_parallel[name], method=method)
+        network = getattr(self, name)
+        return network if method == "forward" else getattr(network, method)
 
 
 class GANDDPStrategy(DDPStrategy):

@@ -10,23 +10,24 @@ Runs that survive: a step whose loss or gradients are not finite is skipped on t
 `max_nonfinite` consecutive skipped steps of one network the run stops with a checkpoint. Checkpoints
 carry the random generators' states, so a resumed run draws the noise the uninterrupted run would have
 drawn. Under several processes each network has its own DDP wrapper (`distribute`, sagan/distributed.py).
+These mechanisms are shared with the text GAN as mixins: `PerNetworkDDP`, `SkipNonFiniteSteps`,
+`TrainingRandomState`.
 """
 
 import copy
 import warnings
-from collections.abc import Callable
 
 import lightning as L
 import torch
 from torch import nn
 
-from sagan.distributed import check_strategy, rank_seed
-from sagan.errors import TrainingStopped, UsageError
+from sagan.distributed import PerNetworkDDP, check_strategy
+from sagan.errors import UsageError
 from sagan.layers.attention import SelfAttention2d
 from sagan.layers.norm import frozen_spectral_norm
 from sagan.losses import AdversarialLoss, HingeLoss, Penalty
-from sagan.nonfinite import NonFiniteSteps, found_nonfinite
-from sagan.resume import random_state, save_last, set_random_state
+from sagan.nonfinite import NonFiniteSteps, SkipNonFiniteSteps
+from sagan.resume import TrainingRandomState
 
 
 @torch.no_grad()
@@ -44,7 +45,7 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         torch._foreach_copy_(ema_buffers, [b for b in model.buffers() if b.is_floating_point()])
 
 
-class GAN(L.LightningModule):
+class GAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.LightningModule):
     """Adversarial training of a generator G(z, y) -> image against a discriminator D(image, y) -> logit.
 
     Args:
@@ -118,10 +119,6 @@ class GAN(L.LightningModule):
         ]
         self.data_parallel: dict[str, nn.Module] = {}  # per-network DDP wrappers, see sagan/distributed.py
         self.nonfinite = NonFiniteSteps(networks=2, limit=max_nonfinite)  # D: 0, G: 1
-        self._restored_random_state: dict | None = None
-        self._training_random_state: dict | None = None
-        self._scaled_gradients = False
-        self._train_batches = 0
 
     # ----------------------------------------------------------------------------------- sampling
     def train(self, mode: bool = True):
@@ -206,30 +203,6 @@ class GAN(L.LightningModule):
             self.generator.compile(mode=self.hparams.compile_mode)
             self.discriminator.compile(mode=self.hparams.compile_mode)
 
-    def distribute(self, wrap: Callable[[nn.Module], nn.Module] | None) -> None:
-        """Gives G and D each their own data-parallel wrapper (`GANDDPStrategy` calls this; None removes them)."""
-        self.data_parallel = {} if wrap is None else {n: wrap(getattr(self, n)) for n in ("generator", "discriminator")}
-
-    def _net(self, name: str) -> nn.Module:
-        """A network for a forward pass: through its DDP wrapper when the pass builds a graph, so that the
-        backward pass reduces that network's gradients; the bare network otherwise."""
-        if self.data_parallel and torch.is_grad_enabled():
-            return self.data_parallel[name]
-        return getattr(self, name)
-
-    def _step(self, optimizer, loss: torch.Tensor, net: int) -> None:
-        """Backward pass and optimizer step of network `net` (0: D, 1: G), skipped on the device when the loss
-        or a gradient is not finite (sagan/nonfinite.py). Under fp16's GradScaler, which skips steps with
-        overflowing gradients itself, only the loss is checked here."""
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        if self.hparams.grad_clip:
-            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
-        found = found_nonfinite(loss, optimizer, gradients=not self._scaled_gradients)
-        optimizer.optimizer.found_inf = found  # fused Adam leaves weights, moments and step count alone
-        optimizer.step()
-        self.nonfinite.record(net, found)
-
     def training_step(self, batch, batch_idx: int) -> None:
         real, y_real = batch
         y_real = y_real if self.num_classes else None
@@ -259,53 +232,6 @@ class GAN(L.LightningModule):
             )
             self._log_state()
         self.log("train/skipped_steps", self.nonfinite.total.clone())
-
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        self._train_batches += 1
-        if self._train_batches % max(self.trainer.log_every_n_steps, 1):
-            return
-        # The one host read of the skip counters, every log_every_n_steps batches; any rank stops all.
-        tripped = self.nonfinite.tripped()
-        if not self.trainer.strategy.reduce_boolean_decision(any(tripped), all=False):
-            return
-        nets = " and ".join(name for name, hit in zip(("discriminator", "generator"), tripped) if hit)
-        path = save_last(self.trainer)
-        raise TrainingStopped(
-            f"error: {self.hparams.max_nonfinite} consecutive {nets or 'skipped'} steps with a non-finite loss or "
-            f"gradient{'' if nets else ' on another rank'} by generator iteration {self.generator_steps}; saved the "
-            f"last finite state to {path} (lower the learning rates, set --model.grad_clip, or check the data)",
-            exit_code=3,
-        )
-
-    # ------------------------------------------------------------------------- state across runs
-    def on_fit_start(self) -> None:
-        self._scaled_gradients = getattr(self.trainer.precision_plugin, "scaler", None) is not None
-
-    def on_train_start(self) -> None:
-        """A resumed run continues the saved random streams; with several processes, each rank then draws
-        its own noise (Lightning seeds every rank alike), from a seed that depends on the rank and step."""
-        if self._restored_random_state is not None:
-            set_random_state(self._restored_random_state, self.device)
-            self._restored_random_state = None
-        if self.trainer.world_size > 1 and self.global_rank > 0:
-            torch.manual_seed(rank_seed(torch.initial_seed() + self.global_step, self.global_rank))
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["random_state"] = random_state(self.device)  # rank 0's, the rank that writes
-        checkpoint["nonfinite"] = self.nonfinite.state()
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._restored_random_state = checkpoint.get("random_state")
-        if "nonfinite" in checkpoint:
-            self.nonfinite.load_state(checkpoint["nonfinite"])
-
-    def on_validation_epoch_start(self) -> None:
-        # Validation draws the same noise every time, and leaves the training streams where they were.
-        self._training_random_state = random_state(self.device)
-        torch.manual_seed(rank_seed(0, self.global_rank))
-
-    def on_validation_epoch_end(self) -> None:
-        set_random_state(self._training_random_state, self.device)
 
     def _log_state(self) -> None:
         """Learning rates and attention gates (no host sync: the logger reads them when it writes)."""

@@ -6,6 +6,9 @@ and a checkpoint on SIGTERM / SIGINT / SIGUSR1 before the process exits.
   leaves the previous file whole. It loads with `torch.load(weights_only=True)` unless told otherwise.
 - `random_state` / `set_random_state`: torch (CPU and the current CUDA device), numpy and python
   generator states as tensors and plain containers, so checkpoints stay loadable with weights_only=True.
+- `TrainingRandomState`: the LightningModule hooks (a mixin of both GAN modules) that put those states
+  in checkpoints and take them back on resume, give every rank its own draws, and let validation draw
+  fixed noise without moving the training streams.
 - `SignalCheckpoint`: its handlers only note the signal; at the end of the training batch, when both
   networks, the average, the optimizers and the counters agree, it saves `last.ckpt`, requeues a SLURM
   job after SIGUSR1, and stops the run with exit status 128 + signal number.
@@ -25,6 +28,7 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from sagan.distributed import rank_seed
 from sagan.errors import TrainingStopped
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
@@ -88,6 +92,45 @@ def set_random_state(state: dict[str, Any], device: torch.device) -> None:
     random.setstate(state["python"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+class TrainingRandomState:
+    """Mixin of a LightningModule whose training draws noise from the global generators.
+
+    Checkpoints carry rank 0's random state, so a resumed run draws the noise the uninterrupted run would
+    have drawn. With several processes each rank then draws its own noise (Lightning seeds every rank
+    alike), from a seed that depends on the rank and the step. Validation draws the same noise every
+    time, and leaves the training streams where they were. The hooks call `super()`, so a module that
+    overrides one calls `super()` too.
+    """
+
+    _restored_random_state: dict | None = None
+    _training_random_state: dict | None = None
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        if self._restored_random_state is not None:
+            set_random_state(self._restored_random_state, self.device)
+            self._restored_random_state = None
+        if self.trainer.world_size > 1 and self.global_rank > 0:
+            torch.manual_seed(rank_seed(torch.initial_seed() + self.global_step, self.global_rank))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["random_state"] = random_state(self.device)  # rank 0's, the rank that writes
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._restored_random_state = checkpoint.get("random_state")
+
+    def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()
+        self._training_random_state = random_state(self.device)
+        torch.manual_seed(rank_seed(0, self.global_rank))
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        set_random_state(self._training_random_state, self.device)
 
 
 # ------------------------------------------------------------------------------------ checkpoints

@@ -1,28 +1,52 @@
-"""`sagan sample`: a grid and single PNGs from a checkpoint's EMA generator.
+"""`sagan sample`: what a checkpoint's generator makes, images or sentences.
 
     sagan sample --ckpt runs/sagan_digits/<run>/checkpoints/last.ckpt --n 64 [--label all|K] [--out DIR]
+    sagan sample --ckpt runs/textgan_oracle/<run>/checkpoints/last.ckpt --n 20 [--out FILE]
+
+The checkpoint names its module's class (`_class_path`, saved by `sagan fit`); the module is rebuilt
+from it, weights-only, and `write_outputs` (one implementation per module class, `functools.singledispatch`)
+writes what that module generates: a `GAN`'s EMA samples as a grid and single PNGs, a `TextGAN`'s
+sentences as a text file, one per line, decoded with the vocabulary saved in the checkpoint.
 """
 
 import argparse
+import zipfile
+from functools import singledispatch
 from pathlib import Path
 
+import lightning as L
 import torch
 from torchvision.utils import save_image
 
 from sagan.callbacks import to_grid
 from sagan.errors import UsageError
 from sagan.module import GAN
+from sagan.text_module import TextGAN
 
 
-def load_gan(ckpt: str | Path, map_location: str = "cpu") -> GAN:
-    """Rebuilds the module of a `sagan fit` checkpoint from its saved config (weights-only unpickling)."""
+def load_module(ckpt: str | Path, map_location: str = "cpu", kind: type[L.LightningModule] = L.LightningModule):
+    """Rebuilds the module of a `sagan fit` checkpoint from its saved config (weights-only unpickling), as the
+    class the checkpoint names; `kind` refuses any other than that class and its subclasses."""
     path = Path(ckpt)
     if not path.is_file():
         raise UsageError(f"checkpoint not found: {path} (expected a .ckpt file written by `sagan fit`)")
+    what = "sagan" if kind is L.LightningModule else f"sagan {kind.__name__}"
     try:
-        return GAN.load_from_checkpoint(path, map_location=map_location, weights_only=True).eval()
+        if not zipfile.is_zipfile(path):  # what torch.save writes
+            raise ValueError("it is not a PyTorch checkpoint file")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # a look, no copy
+        hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+        if not isinstance(hparams, dict) or "_class_path" not in hparams:
+            raise ValueError("it names no module class (expected a checkpoint written by `sagan fit`)")
+        return kind.load_from_checkpoint(path, map_location=map_location, weights_only=True).eval()
     except Exception as error:  # anything from unpickling to a config the classes reject
-        raise UsageError(f"cannot load {path} as a sagan GAN checkpoint: {str(error).splitlines()[0]}") from error
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"cannot load {path} as a {what} checkpoint: {reason}") from error
+
+
+def load_gan(ckpt: str | Path, map_location: str = "cpu") -> GAN:
+    """The image GAN of a `sagan fit` checkpoint."""
+    return load_module(ckpt, map_location, GAN)
 
 
 def labels_for(label: str, n: int, num_classes: int) -> torch.Tensor | None:
@@ -62,19 +86,59 @@ def write_samples(
     return paths
 
 
+def write_sentences(model: TextGAN, out: Path, n: int, seed: int = 0) -> list[str]:
+    """Writes `n` sentences drawn from the generator to the file `out`, one per line; returns them."""
+    rng = torch.Generator(device=model.device).manual_seed(seed)
+    sentences = model.decode(model.sample(n, generator=rng))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(f"{sentence}\n" for sentence in sentences), encoding="utf-8")
+    return sentences
+
+
+@singledispatch
+def write_outputs(model: L.LightningModule, ckpt: Path, args: argparse.Namespace) -> str:
+    """Writes what `model` generates as `args` ask; returns the line to print. One implementation per
+    module class (`@write_outputs.register`)."""
+    kinds = ", ".join(f"{cls.__module__}.{cls.__qualname__}" for cls in write_outputs.registry if cls is not object)
+    raise UsageError(f"{ckpt} holds a {type(model).__qualname__}; sagan sample takes checkpoints of {kinds}")
+
+
+@write_outputs.register
+def _(model: GAN, ckpt: Path, args: argparse.Namespace) -> str:
+    out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "_samples")
+    paths = write_samples(model, out, args.n, args.label, args.seed, args.nrow)
+    return f"wrote {out / 'grid.png'} and {len(paths)} images to {out}/"
+
+
+@write_outputs.register
+def _(model: TextGAN, ckpt: Path, args: argparse.Namespace) -> str:
+    for flag, value, default in (("--label", args.label, "all"), ("--nrow", args.nrow, None)):
+        if value != default:
+            raise UsageError(f"{flag} {value}: {ckpt} is a text GAN checkpoint; {flag} is for image checkpoints")
+    out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "_samples.txt")
+    if out.is_dir():
+        out = out / f"{ckpt.stem}_samples.txt"
+    sentences = write_sentences(model, out, args.n, args.seed)
+    return f"wrote {len(sentences)} sentences to {out}"
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="sagan sample", description="Images from a checkpoint's EMA generator.")
+    parser = argparse.ArgumentParser(
+        prog="sagan sample", description="Images (GAN) or sentences (TextGAN) from a checkpoint's generator."
+    )
     parser.add_argument("--ckpt", required=True, help="checkpoint written by `sagan fit`")
-    parser.add_argument("--n", type=int, default=64, help="number of single images (default 64)")
-    parser.add_argument("--label", default="all", help="'all' (cycle through the classes) or one class index")
-    parser.add_argument("--out", default=None, help="output folder (default: <ckpt without .ckpt>_samples/)")
+    parser.add_argument("--n", type=int, default=64, help="number of single images or sentences (default 64)")
+    parser.add_argument("--label", default="all", help="images: 'all' (cycle through the classes) or one class index")
+    parser.add_argument(
+        "--out", default=None,
+        help="images: output folder (default <ckpt without .ckpt>_samples/); sentences: output file, or a folder "
+        "to put it in (default <ckpt without .ckpt>_samples.txt)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
     parser.add_argument("--nrow", type=int, default=None, help="images per grid row")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     if args.n < 1:
         raise UsageError(f"--n must be >= 1, got {args.n}")
-    model = load_gan(args.ckpt, map_location=args.device)
-    out = Path(args.out) if args.out else Path(args.ckpt).with_suffix("").with_name(Path(args.ckpt).stem + "_samples")
-    paths = write_samples(model, out, args.n, args.label, args.seed, args.nrow)
-    print(f"wrote {out / 'grid.png'} and {len(paths)} images to {out}/")
+    model = load_module(args.ckpt, map_location=args.device)
+    print(write_outputs(model, Path(args.ckpt), args))

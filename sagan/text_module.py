@@ -17,6 +17,13 @@ Validation (and `sagan test`) logs `<stage>/nll` (the generator's NLL per token 
 teacher forced; on the test split, the literature's NLL-test), and from `num_eval_samples` generated
 sequences `<stage>/bleu2..5` against the held-out sentences, `<stage>/self_bleu2..5`, and
 `<stage>/nll_oracle` when the data module has an oracle, plus a table of samples (`<stage>/samples`).
+
+Robustness as the image GAN's, through the same mixins: each network its own DDP wrapper under several
+processes (`PerNetworkDDP`: the MLE pass, D's passes and G's Gumbel-softmax sampling pass go through
+it) with per-rank Gumbel noise; random states in checkpoints and fixed validation noise
+(`TrainingRandomState`), so a resumed run continues exactly, across the phase boundary too; steps
+with a non-finite loss or gradient skipped on the device and counted in `train/skipped_steps`, and a run
+of `max_nonfinite` of them stops with a checkpoint (`SkipNonFiniteSteps`; MLE steps count as G's).
 """
 
 import warnings
@@ -28,12 +35,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from sagan.callbacks import log_text_table
+from sagan.distributed import PerNetworkDDP, check_strategy
 from sagan.losses import AdversarialLoss, RelativisticLoss
+from sagan.nonfinite import NonFiniteSteps, SkipNonFiniteSteps
+from sagan.resume import TrainingRandomState
 from sagan.text_metrics import text_metrics
 from sagan.vocabulary import Vocabulary, check_vocabulary
 
 
-class TextGAN(L.LightningModule):
+class TextGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.LightningModule):
     """MLE pre-training, then adversarial training, of a token-sequence generator.
 
     Args:
@@ -58,6 +68,8 @@ class TextGAN(L.LightningModule):
         grid_size: sentences in the fixed-noise sample table that callbacks write.
         compile: compile both networks with torch.compile in `setup`.
         compile_mode: torch.compile mode.
+        max_nonfinite: stop the run (with a checkpoint) after this many consecutive skipped steps of one
+            network; a step is skipped when its loss or gradients are not finite.
     """
 
     def __init__(
@@ -80,6 +92,7 @@ class TextGAN(L.LightningModule):
         grid_size: int = 16,
         compile: bool = False,
         compile_mode: str | None = None,
+        max_nonfinite: int = 10,
     ):
         super().__init__()
         with warnings.catch_warnings():  # networks built outside the CLI are saved in the state dict
@@ -100,6 +113,8 @@ class TextGAN(L.LightningModule):
         self.pretrain_steps = pretrain_steps
         self.n_critic = n_critic
         self._references: list[torch.Tensor] = []
+        self.data_parallel: dict[str, nn.Module] = {}  # per-network DDP wrappers, see sagan/distributed.py
+        self.nonfinite = NonFiniteSteps(networks=2, limit=max_nonfinite)  # D: 0, G (MLE and adversarial): 1
 
     # ------------------------------------------------------------------------------ step counting
     @staticmethod
@@ -153,75 +168,85 @@ class TextGAN(L.LightningModule):
     # ------------------------------------------------------------------------------------- losses
     def mle_loss(self, tokens: torch.Tensor) -> torch.Tensor:
         """The generator's negative log-likelihood per token of real sequences (teacher forcing)."""
-        logits = self.generator(tokens)
+        logits = self._net("generator")(tokens)
         return F.cross_entropy(logits.flatten(0, 1), tokens.flatten())
 
     def discriminator_loss(
         self, real: torch.Tensor, fake: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """D's loss on real token ids `[N, T]` and generated one-hot relaxations `[N, T, V]`."""
-        d_real = self.discriminator(real)
-        d_fake = self.discriminator(fake.detach())
+        discriminator = self._net("discriminator")
+        d_real = discriminator(real)
+        d_fake = discriminator(fake.detach())
         stats = {"train/d_real": d_real.detach().mean(), "train/d_fake": d_fake.detach().mean()}
         return self.loss.discriminator(d_real, d_fake), stats
 
     def generator_loss(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
         """G's loss on generated relaxations; `real` is used only by losses that compare with real data."""
-        d_fake = self.discriminator(fake)
-        d_real = self.discriminator(real).detach() if self.loss.generator_needs_real else None
+        discriminator = self._net("discriminator")
+        d_fake = discriminator(fake)
+        d_real = discriminator(real).detach() if self.loss.generator_needs_real else None
         return self.loss.generator(d_fake, d_real)
 
     # ----------------------------------------------------------------------------------- training
     def configure_optimizers(self):
-        betas = tuple(self.hparams.betas)
-        opt_mle = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_mle, betas=betas)
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_g, betas=betas)
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr_d, betas=betas)
+        # Fused Adam: it takes `found_inf` to skip a non-finite step on the device (`_step`).
+        betas, hp = tuple(self.hparams.betas), self.hparams
+        opt_mle = torch.optim.Adam(self.generator.parameters(), lr=hp.lr_mle, betas=betas, fused=True)
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp.lr_g, betas=betas, fused=True)
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr_d, betas=betas, fused=True)
         return opt_mle, opt_g, opt_d
 
     def setup(self, stage: str) -> None:
+        check_strategy(getattr(self.trainer, "strategy", None))
         if self.hparams.compile:
             self.generator.compile(mode=self.hparams.compile_mode)
             self.discriminator.compile(mode=self.hparams.compile_mode)
 
-    def _step(self, optimizer, loss: torch.Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        if self.hparams.grad_clip:
-            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
-        optimizer.step()
-
     def training_step(self, batch, batch_idx: int) -> None:
         (real,) = batch
-        n = real.shape[0]
-        opt_mle, opt_g, opt_d = self.optimizers()
         if self.global_step < self.pretrain_steps:
-            with self.toggled_optimizer(opt_mle):
-                mle_loss = self.mle_loss(real)
-                self._step(opt_mle, mle_loss)
-            self.log_dict({"train/mle_loss": mle_loss.detach(), "train/phase": 0.0}, batch_size=n)
-            self.log("loss/mle", mle_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
-            return
+            self._mle_step(real)
+        else:
+            self._adversarial_step(real)
+        self.log("train/skipped_steps", self.nonfinite.total.clone())
 
+    def _mle_step(self, real: torch.Tensor) -> None:
+        opt_mle, _, _ = self.optimizers()
+        with self.toggled_optimizer(opt_mle):
+            mle_loss = self.mle_loss(real)
+            self._step(opt_mle, mle_loss, 1)
+        n = real.shape[0]
+        self.log_dict({"train/mle_loss": mle_loss.detach(), "train/phase": 0.0}, batch_size=n)
+        self._log_epoch("loss/mle", mle_loss, n)
+
+    def _adversarial_step(self, real: torch.Tensor) -> None:
+        _, opt_g, opt_d = self.optimizers()
+        n = real.shape[0]
         generator_turn = self.adversarial_steps % (self.n_critic + 1) == self.n_critic - 1
         temperature = 1.0 / self.inverse_temperature()
         with torch.no_grad():
             _, fake = self.generator.sample(n, temperature)
         with self.toggled_optimizer(opt_d):
             d_loss, stats = self.discriminator_loss(real, fake)
-            self._step(opt_d, d_loss)
+            self._step(opt_d, d_loss, 0)
         self.log_dict({"train/d_loss": d_loss.detach(), "train/phase": 1.0, **stats}, batch_size=n)
-        self.log("loss/d", d_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        self._log_epoch("loss/d", d_loss, n)
         if generator_turn:
             with self.toggled_optimizer(opt_g):
-                _, fake = self.generator.sample(n, temperature)
+                _, fake = self._net("generator", "sample")(n, temperature)  # through G's DDP wrapper, if any
                 g_loss = self.generator_loss(fake, real)
-                self._step(opt_g, g_loss)
+                self._step(opt_g, g_loss, 1)
             self.log_dict({"train/g_loss": g_loss.detach(), "train/beta": 1.0 / temperature}, batch_size=n)
-            self.log("loss/g", g_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+            self._log_epoch("loss/g", g_loss, n)
+
+    def _log_epoch(self, key: str, loss: torch.Tensor, n: int) -> None:
+        """An epoch mean over all ranks for the progress bar (one all-reduce at the end of the epoch)."""
+        self.log(key, loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
 
     # --------------------------------------------------------------------------------- evaluation
     def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()  # fixed noise for the samples scored at the end
         self._references = []
 
     def on_test_epoch_start(self) -> None:
@@ -235,6 +260,7 @@ class TextGAN(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._sample_metrics("val")
+        super().on_validation_epoch_end()  # back to the training streams
 
     def on_test_epoch_end(self) -> None:
         self._sample_metrics("test")
@@ -248,13 +274,28 @@ class TextGAN(L.LightningModule):
         rows = tokens.tolist()
         return rows if self.vocabulary is None else [self.vocabulary.strip(row) for row in rows]
 
+    def _gathered_references(self) -> torch.Tensor:
+        """The held-out sentences of this evaluation, from every rank's share (in the loader's order)."""
+        references = torch.cat(self._references)
+        if self.trainer.world_size == 1:
+            return references
+        # DistributedSampler deals the data round-robin: rank r holds items r, r + world, ...
+        gathered = self.all_gather(references.to(self.device))  # [world, M, T]
+        return gathered.transpose(0, 1).flatten(0, 1).cpu()
+
     def _sample_metrics(self, stage: str) -> None:
-        """BLEU, Self-BLEU and NLL-oracle of generated sequences, and a table of them."""
+        """BLEU, Self-BLEU and NLL-oracle of generated sequences, and a table of them, from rank 0."""
+        if not self._references:
+            return
         n = min(self.hparams.num_eval_samples, 16) if self.trainer.fast_dev_run else self.hparams.num_eval_samples
-        if not self._references or n < 2:
+        if n < 2:
+            return
+        references = self._gathered_references()  # every rank takes part in the gathering
+        self._references = []
+        if not self.trainer.is_global_zero:
             return
         samples = self.sample(n)
-        metrics = text_metrics(self._ids(samples), self._ids(torch.cat(self._references)))
+        metrics = text_metrics(self._ids(samples), self._ids(references))
         metrics = {f"{stage}/{name}": value for name, value in metrics.items()}
         oracle = getattr(self.trainer.datamodule, "oracle", None)
         rows = [[text] for text in self.decode(samples[: self.hparams.grid_size])]
@@ -262,18 +303,22 @@ class TextGAN(L.LightningModule):
             nll = oracle.to(self.device).nll(samples)
             metrics[f"{stage}/nll_oracle"] = nll.mean().item()
             rows = [[text, round(value, 3)] for (text,), value in zip(rows, nll.tolist())]
-        self.log_dict(metrics, sync_dist=True)
+        self.log_dict(metrics, rank_zero_only=True)
         columns = ["sample", "nll_oracle"] if oracle is not None else ["sample"]
         log_text_table(self.loggers, f"{stage}/samples", columns, rows)
-        self._references = []
 
     # ------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
         if self.vocabulary is not None:
             checkpoint["vocabulary"] = self.vocabulary.to_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Refuses, before any weight is loaded, a checkpoint trained on another vocabulary."""
+        """Refuses, before any weight is loaded, a checkpoint trained on another vocabulary; a module built
+        without one (`sagan sample`) takes the checkpoint's."""
         saved = checkpoint.get("vocabulary")
         if saved is not None and self.vocabulary is not None:
             check_vocabulary(Vocabulary.from_dict(saved), self.vocabulary, "the checkpoint")
+        elif saved is not None:
+            self.vocabulary = Vocabulary.from_dict(saved)
+        super().on_load_checkpoint(checkpoint)

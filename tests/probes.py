@@ -1,10 +1,12 @@
 """Callbacks that tests add to real `sagan fit` runs (`--trainer.callbacks+=probes.<Name>`) to watch or
 disturb them: tests/ is on sys.path under pytest, and on PYTHONPATH for subprocess runs."""
 
+import contextlib
 import json
 import os
 import random
 from pathlib import Path
+from unittest import mock
 
 import lightning as L
 import numpy as np
@@ -22,10 +24,11 @@ class Recorder(L.Callback):
         self.out = out
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        images, labels = batch
+        # images by their sum, labels and token ids in full
+        data = [t.double().sum().item() if t.is_floating_point() else t.tolist() for t in batch]
         record = {
             "step": trainer.global_step, "python": random.random(), "numpy": float(np.random.rand()),
-            "torch": torch.rand(1).item(), "images": images.double().sum().item(), "labels": labels.tolist(),
+            "torch": torch.rand(1).item(), "batch": data,
         }
         with open(self.out, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -67,9 +70,61 @@ class PoisonBatches(L.Callback):
             batch[0][0, 0, 0, 0] = float("nan")
         self.seen += 1
 
+class PoisonOutputs(L.Callback):
+    """Makes the output of the module's network `network` NaN (a forward hook) during each training batch
+    whose overall index (in this run) is listed: a NaN that flows through the loss and the backward pass.
+
+    Args:
+        network: attribute name of the network ("generator" or "discriminator").
+        batches: indices of the batches to poison; empty: all of them.
+    """
+
+    def __init__(self, network: str = "discriminator", batches: list[int] = []):  # noqa: B006
+        self.network = network
+        self.batches = set(batches)
+        self.seen = 0
+        self.hook = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if not self.batches or self.seen in self.batches:
+            net = getattr(pl_module, self.network)
+            self.hook = net.register_forward_hook(lambda module, args, out: out + float("nan"))
+        self.seen += 1
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        if self.hook is not None:
+            self.hook.remove()
+            self.hook = None
+
+@contextlib.contextmanager
+def no_host_reads():
+    """Every way Python code reads a tensor's value on the host raises inside the block."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("host synchronization inside the training step")
+
+    names = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__", "numpy")
+    with contextlib.ExitStack() as stack:
+        for name in names:
+            stack.enter_context(mock.patch.object(torch.Tensor, name, forbidden))
+        yield
+
+class GuardTrainingStep(L.Callback):
+    """Runs the module's `training_step` inside `no_host_reads`."""
+
+    def on_train_start(self, trainer, pl_module):
+        step = pl_module.training_step
+
+        def guarded(*args, **kwargs):
+            with no_host_reads():
+                return step(*args, **kwargs)
+
+        pl_module.training_step = guarded
+
 class RankProbe(L.Callback):
     """Writes `<out>/rank<r>.pt` at the end of training: this rank's module state, optimizer states, the
-    images it trained on and the noise it drew.
+    batches it trained on (images or token ids) and the noise it drew (the image GAN's `sample_noise`; for the text GAN, the
+    tokens of the generator's samples, drawn from its Gumbel noise).
 
     Args:
         out: folder for the files.
@@ -79,26 +134,38 @@ class RankProbe(L.Callback):
         self.out = out
 
     def on_train_start(self, trainer, pl_module):
-        self.images, self.noise = [], []
-        draw = pl_module.sample_noise
+        self.batches, self.noise, self.stepping = [], [], False
+        image = hasattr(pl_module, "sample_noise")
+        owner, name = (pl_module, "sample_noise") if image else (pl_module.generator, "sample")
+        draw, step = getattr(owner, name), pl_module.training_step
 
-        def recording(n):
-            z, y = draw(n)
-            self.noise.append(z.detach().cpu().clone())
-            return z, y
+        def recording(*args, **kwargs):  # draws of training steps only, not those of samples or validation
+            out = draw(*args, **kwargs)
+            if self.stepping:
+                self.noise.append(out[0].detach().cpu().clone())
+            return out
 
-        pl_module.sample_noise = recording
+        def stepping(*args, **kwargs):
+            self.stepping = True
+            try:
+                return step(*args, **kwargs)
+            finally:
+                self.stepping = False
+
+        setattr(owner, name, recording)
+        pl_module.training_step = stepping
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.images.append(batch[0].detach().cpu().clone())
+        self.batches.append(batch[0].detach().cpu().clone())
 
     def on_train_end(self, trainer, pl_module):
+        ema = getattr(pl_module, "generator_ema", None)
         torch.save(
             {
                 "params": {k: v.detach().cpu().clone() for k, v in pl_module.named_parameters()},
-                "ema": {k: v.detach().cpu().clone() for k, v in pl_module.generator_ema.named_parameters()},
+                "ema": {} if ema is None else {k: v.detach().cpu().clone() for k, v in ema.named_parameters()},
                 "optimizers": [opt.state_dict() for opt in trainer.optimizers],
-                "images": self.images, "noise": self.noise, "world_size": trainer.world_size,
+                "batches": self.batches, "noise": self.noise, "world_size": trainer.world_size,
                 "wrapped": sorted(pl_module.data_parallel),
             },
             Path(self.out) / f"rank{trainer.global_rank}.pt",

@@ -12,24 +12,31 @@ from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy, Stra
 from torch import nn
 from torch.testing import assert_close
 
-from conftest import REPO, TINY_DIGITS, tiny
+from conftest import REPO, TINY_DIGITS, TINY_ORACLE, tiny
+from datamodules.oracle import OracleDataModule
 from sagan.cli import SaganCLI
 from sagan.distributed import GANDDPStrategy
 from sagan.errors import UsageError
 from sagan.module import GAN
-from sagan.sample import load_gan
+from sagan.sample import load_gan, load_module
+from sagan.text_module import TextGAN
 
 
-def test_two_processes_keep_identical_weights_and_read_different_data(tmp_path):
+def _fit_two_processes(tmp_path: Path, *args: str) -> tuple[dict, dict]:
+    """`sagan fit *args` on 2 CPU processes (gloo) with a RankProbe; what each rank saw and ended with."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
     command = [
-        sys.executable, "-m", "sagan", "fit", *TINY_DIGITS, "--g_iters=3", "--tracker=none",
+        sys.executable, "-m", "sagan", "fit", *args, "--tracker=none",
         "--run_root", str(tmp_path / "runs"), "--trainer.devices=2", "--trainer.accelerator=cpu",
         "--trainer.callbacks+=probes.RankProbe", f"--trainer.callbacks.out={tmp_path}",
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    return tuple(torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+
+
+def test_two_processes_keep_identical_weights_and_read_different_data(tmp_path):
+    rank0, rank1 = _fit_two_processes(tmp_path, *TINY_DIGITS, "--g_iters=3")
     assert rank0["world_size"] == 2 and rank0["wrapped"] == ["discriminator", "generator"]
     # gradients were all-reduced: both ranks end with the same networks, average and Adam moments
     assert_close(rank1["params"], rank0["params"], rtol=0, atol=0)
@@ -38,7 +45,7 @@ def test_two_processes_keep_identical_weights_and_read_different_data(tmp_path):
     assert_close(states[1], states[0], rtol=0, atol=0)
     assert all(s["step"].item() == 3 for opt in states[0] for s in opt.values())  # 3 G and 3 D steps taken
     # each rank trained on its own shard (the digits hold no duplicate image) and drew its own noise
-    images0, images1 = torch.cat(rank0["images"]).flatten(1), torch.cat(rank1["images"]).flatten(1)
+    images0, images1 = torch.cat(rank0["batches"]).flatten(1), torch.cat(rank1["batches"]).flatten(1)
     assert len(images0) == len(images1) == 3 * 8
     assert not (images0[:, None] == images1[None]).all(dim=2).any()
     assert not any(torch.equal(a, b) for a, b in zip(rank0["noise"], rank1["noise"]))
@@ -46,6 +53,37 @@ def test_two_processes_keep_identical_weights_and_read_different_data(tmp_path):
     (run,) = (tmp_path / "runs" / "sagan_digits").iterdir()
     model = load_gan(run / "checkpoints" / "last.ckpt")
     assert_close(dict(model.named_parameters()), rank0["params"], rtol=0, atol=0)
+
+
+def test_text_gan_on_two_processes_keeps_identical_weights_and_reads_different_data(tmp_path):
+    # 2 MLE batches, then 2 adversarial batches (a D step and a G step each): one epoch of 4 batches per rank
+    rank0, rank1 = _fit_two_processes(tmp_path, *TINY_ORACLE, "--g_iters=4", "--model.pretrain_steps=2")
+    assert rank0["world_size"] == 2 and rank0["wrapped"] == ["discriminator", "generator"]
+    # MLE, D and G gradients were all-reduced: both ranks end with the same networks and Adam moments
+    assert_close(rank1["params"], rank0["params"], rtol=0, atol=0)
+    states = [[opt["state"] for opt in rank["optimizers"]] for rank in (rank0, rank1)]
+    assert_close(states[1], states[0], rtol=0, atol=0)
+    steps = [{s["step"].item() for s in opt.values()} for opt in states[0]]
+    assert steps == [{2.0}, {2.0}, {2.0}]  # MLE, adversarial G, D
+    # the ranks' shards of the epoch are disjoint and together the whole training set
+    seen = torch.cat(rank0["batches"] + rank1["batches"])
+    train, _, _ = OracleDataModule(num_train=64, num_valid=16, num_test=8, vocab_size=30, seq_len=6)._splits()
+    assert len(seen) == len(train) == 64
+    assert torch.equal(_sorted_rows(seen), _sorted_rows(train))
+    # each rank drew its own Gumbel noise: the generator's samples differ although its weights do not
+    assert len(rank0["noise"]) == len(rank1["noise"]) > 0
+    assert not any(torch.equal(a, b) for a, b in zip(rank0["noise"], rank1["noise"]))
+    (run,) = (tmp_path / "runs" / "textgan_oracle").iterdir()
+    model = load_module(run / "checkpoints" / "last.ckpt")
+    assert isinstance(model, TextGAN)
+    assert_close(dict(model.named_parameters()), rank0["params"], rtol=0, atol=0)
+
+
+def _sorted_rows(tokens: torch.Tensor) -> torch.Tensor:
+    """The rows of `[N, T]` token ids in lexicographic order (a multiset of sequences)."""
+    for column in reversed(range(tokens.shape[1])):
+        tokens = tokens[tokens[:, column].sort(stable=True).indices]
+    return tokens
 
 
 @pytest.mark.parametrize(

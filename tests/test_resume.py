@@ -8,9 +8,12 @@ import torch
 from torch.testing import assert_close
 from torch.utils.data import TensorDataset
 
-from conftest import fit
+from conftest import fit, fit_text, tiny
 from datamodules.resumable import training_loader
 from probes import records
+from sagan.models.text_transformer import TINY as TEXT_TINY
+from sagan.module import GAN
+from sagan.text_module import TextGAN
 
 # n_critic=2 makes a generator iteration two batches, and epochs of 3 batches put every stop below
 # mid-epoch, so the resumed part continues an epoch and then crosses into new ones.
@@ -75,6 +78,71 @@ def test_signal_mid_iteration_then_resume_continues_exactly(straight, tmp_path, 
     resumed = fit(tmp_path, "--g_iters=4", "--name=r", "--resume=last", *recorded(tmp_path), *SHAPE)
     assert records(tmp_path / "records.jsonl") == expected
     assert_same_training_state(run, resumed)
+
+
+# The text GAN: 3 MLE steps, then iterations of 2 D steps and 1 G step (3 optimizer steps in 2 batches);
+# validation (which draws samples) every 4 batches. 6 generator updates = 12 optimizer steps, 9 batches.
+TEXT_SHAPE = ["--model.pretrain_steps=3", "--model.n_critic=2", "--trainer.deterministic=true"]
+
+
+@pytest.fixture(scope="module")
+def straight_text(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """6 generator updates of the text GAN without a stop, with every batch's data and random draws."""
+    tmp = tmp_path_factory.mktemp("straight_text")
+    try:
+        run = fit_text(tmp, "--g_iters=6", "--name=straight", *recorded(tmp), *TEXT_SHAPE)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    return run, records(tmp / "records.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("first_budget", "first_steps"), [(2, 2), (4, 6)], ids=["stop-in-pretraining", "stop-after-the-boundary"]
+)
+def test_text_gan_resume_across_the_phase_boundary_continues_exactly(straight_text, tmp_path, first_budget, first_steps):
+    run, expected = straight_text
+    first = fit_text(tmp_path, f"--g_iters={first_budget}", "--name=r", *recorded(tmp_path), *TEXT_SHAPE)
+    assert torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == first_steps
+    second = fit_text(tmp_path, "--g_iters=6", "--name=r", "--resume=last", *recorded(tmp_path), *TEXT_SHAPE)
+    assert second == first
+    # the same token batches in the same order, and the same python / numpy / torch draws before every batch
+    assert records(tmp_path / "records.jsonl") == expected
+    straight_state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    resumed_state = torch.load(second / "checkpoints" / "last.ckpt", weights_only=True)
+    assert straight_state["global_step"] == resumed_state["global_step"] == 3 + 3 * 3
+    assert_close(resumed_state["state_dict"], straight_state["state_dict"], rtol=0, atol=0)
+    optimizers = [[opt["state"] for opt in state["optimizer_states"]] for state in (straight_state, resumed_state)]
+    assert len(optimizers[0]) == 3  # MLE, adversarial G, D
+    assert_close(optimizers[1], optimizers[0], rtol=0, atol=0)
+
+
+def _image_gan() -> GAN:
+    return GAN(tiny("generator-32"), tiny("discriminator-32"))
+
+
+def _text_gan() -> TextGAN:
+    (g_cls, g_kwargs), (d_cls, d_kwargs) = TEXT_TINY["text-generator"], TEXT_TINY["text-discriminator"]
+    return TextGAN(g_cls(**g_kwargs), d_cls(**d_kwargs))
+
+
+@pytest.mark.parametrize("make", [_image_gan, _text_gan], ids=["image", "text"])
+def test_validation_draws_fixed_noise_and_leaves_the_training_stream(make):
+    # what the modules' own hooks must keep when they extend the shared ones (they call super())
+    model = make()
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    draws = []
+    for _ in range(2):
+        model.on_validation_epoch_start()
+        draws.append(torch.rand(4))
+        model.on_validation_epoch_end()
+    assert_close(draws[1], draws[0], rtol=0, atol=0)  # every validation draws the same noise
+    assert_close(torch.rand(3), expected, rtol=0, atol=0)  # and training continues its own stream
+    checkpoint = {}
+    model.on_save_checkpoint(checkpoint)
+    assert {"random_state", "nonfinite"} <= checkpoint.keys()
+    assert_close(checkpoint["random_state"]["torch"], torch.get_rng_state(), rtol=0, atol=0)
 
 
 def _epochs(loader, batches: int) -> list[torch.Tensor]:
