@@ -2,11 +2,17 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-MODEL ?= sagan
 DATA ?= digits
+# Default model: sagan when it has an experiment for DATA, else the first model that has one
+# (DATA=text and DATA=oracle pick textgan).
+MODEL ?= $(or $(patsubst experiments/%_$(DATA).yaml,%,$(firstword $(wildcard experiments/sagan_$(DATA).yaml experiments/*_$(DATA).yaml))),sagan)
 EXPERIMENT := experiments/$(MODEL)_$(DATA).yaml
+TEXT ?=
 ARGS ?=
+DATA_DIR ?=
 RESUME ?=
+DEVICES ?=
+NODES ?=
 CKPT ?=
 N ?= 64
 LABEL ?= all
@@ -21,10 +27,18 @@ $(BIN)/sagan: pyproject.toml
 
 install: $(BIN)/sagan
 
-## make train [MODEL=sagan] [DATA=digits] [RESUME=last|path] [ARGS="--model.n_critic=2 ..."]
+# DEVICES/NODES: --trainer.devices / --trainer.num_nodes, and DDP (one reducer per network) when above 1
+PARALLEL := $(if $(DEVICES),--trainer.devices=$(DEVICES)) $(if $(NODES),--trainer.num_nodes=$(NODES)) \
+	$(if $(filter-out 0 1 auto -1,$(DEVICES) $(NODES)),--trainer.strategy=ddp)
+
+## make train [MODEL=sagan] [DATA=digits|celeba|cifar10|folder] [DATA_DIR=data] [DEVICES=N] [NODES=M]
+##            [RESUME=last|auto|path] [ARGS="--model.n_critic=2 ..."]
+## DATA_DIR (the datamodule's root) defaults to the experiment's own, ./data for celeba and cifar10.
+## make train DATA=oracle: the text GAN on the synthetic oracle benchmark
+## make train DATA=text TEXT=path/to/corpus.txt: the text GAN on a corpus, one sentence per line
 train: install
 	@test -f $(EXPERIMENT) || { echo "error: no experiment $(EXPERIMENT) for MODEL=$(MODEL) DATA=$(DATA); expected one of: $$(cd experiments && ls *.yaml | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
-	$(BIN)/sagan fit --config $(EXPERIMENT) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
+	$(BIN)/sagan fit --config $(EXPERIMENT) $(if $(DATA_DIR),--data.init_args.root=$(DATA_DIR)) $(if $(TEXT),--data.init_args.path=$(TEXT)) $(PARALLEL) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
 
 ## make test: the whole suite on CPU, no network
 test: install
@@ -35,7 +49,7 @@ sample: install
 	@test -n "$(CKPT)" || { echo "error: make sample needs CKPT=<path to a .ckpt written by make train>" >&2; exit 2; }
 	$(BIN)/sagan sample --ckpt $(CKPT) --n $(N) --label $(LABEL) $(ARGS)
 
-## make bench [ARGS="--precision bf16-mixed --compile"]: training speed as JSON lines
+## make bench [ARGS="--precision bf16-mixed --compile"]: training and data-loading speed as JSON lines
 bench: install
 	$(BIN)/sagan bench $(ARGS)
 

@@ -5,9 +5,13 @@ float tensors in [-1, 1], shape [channels, image_size, image_size]) and sets `da
 `image_size`, `channels` and `num_classes` are linked into the networks by the CLI.
 """
 
+import os
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from datamodules.resumable import evaluation_loader, training_loader
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -43,15 +47,19 @@ class ImageDataModule(L.LightningDataModule):
         return self.dataset_classes if self.use_labels else 0
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=train,
-            drop_last=train,  # equal batches keep batch-norm statistics and step costs stable
+        # Each rank reads its own share. Training batches come in an order fixed by the run's seed
+        # (Lightning's PL_GLOBAL_SEED), and the loader's position goes into checkpoints (resumable.py).
+        shard = dict(num_replicas=self.trainer.world_size, rank=self.trainer.global_rank) if self.trainer else {}
+        options = dict(
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
         )
+        if train:  # whole batches keep batch-norm statistics and step costs stable
+            return training_loader(
+                dataset, self.batch_size, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)), **shard, **options
+            )
+        return evaluation_loader(dataset, self.batch_size, **shard, **options)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

@@ -1,4 +1,4 @@
-"""`sagan bench`: training speed of real training steps, printed as JSON lines.
+"""`sagan bench`: training speed of real training steps and data-loading speed, printed as JSON lines.
 
 For each benchmark a module and its data (the default experiment's, SAGAN at 64x64, or the TransGAN
 digits experiment's) run through Lightning's `Trainer.fit` with no logger, checkpoints or progress bar.
@@ -8,19 +8,31 @@ After `--warmup` generator iterations the clock runs for `--iters` more. Printed
 - `img_per_s`: real training images consumed per second (batch_size * n_critic per iteration);
 - `peak_mem_mb`: peak CUDA memory allocated (GPU) or the process's peak resident memory (CPU).
 
+The loader benchmark (`loader_jpeg64`) writes `--loader_images` CelebA-sized JPEGs (178x218) to a
+temporary folder and reads them the way `sagan_celeba.yaml` does (center crop 178, resize to 64,
+batches of 64, `--loader_workers` DataLoader workers), once decoding the JPEGs and once from the prepared
+cache. Printed per variant: `setup_s` (the start-up check of every file, or the cache build),
+`first_epoch_img_per_s` (worker start-up included) and `img_per_s` (the last epoch: what feeds the GPU).
+
     sagan bench [--only NAME] [--iters 5] [--warmup 2] [--precision 32|bf16-mixed] [--compile]
+                [--loader_images 2048] [--loader_workers N] [--loader_epochs 2]
 """
 
 import argparse
 import json
 import resource
+import tempfile
 import time
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
+from PIL import Image
 
 from datamodules.digits import DigitsDataModule
+from datamodules.folder import ImageFolderDataModule
+from datamodules.imagefiles import cpu_threads
 from sagan.cli import SaganCLI
 from sagan.errors import UsageError
 from sagan.models.sagan import SAGANDiscriminator, SAGANGenerator
@@ -113,17 +125,81 @@ def run_benchmark(name: str, iters: int, warmup: int, precision: str, compile: b
     }
 
 
+def write_jpegs(folder: Path, count: int, seed: int = 0) -> None:
+    """`count` CelebA-sized (178x218) JPEGs of smooth random content plus grain, quality 90 (~20 KB)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        coarse = Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8))
+        smooth = np.asarray(coarse.resize((178, 218), Image.Resampling.BICUBIC), dtype=np.int16)
+        grain = rng.integers(-12, 13, smooth.shape, dtype=np.int16)
+        Image.fromarray(np.clip(smooth + grain, 0, 255).astype(np.uint8)).save(folder / f"{i:06d}.jpg", quality=90)
+
+
+def loader_benchmark(images: int, workers: int, epochs: int, batch_size: int = 64, image_size: int = 64) -> list[dict]:
+    """Images per second of the training DataLoader on generated JPEGs, without and with the cache."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="sagan-bench-") as tmp:
+        folder = Path(tmp) / "images"
+        write_jpegs(folder, images)
+        for cache in (False, True):
+            start = time.perf_counter()
+            data = ImageFolderDataModule(
+                str(folder), batch_size=batch_size, image_size=image_size, crop=178, val_fraction=1 / images,
+                num_workers=workers, cache=cache, cache_dir=str(Path(tmp) / "cache"),
+            )
+            data.prepare_data()
+            data.setup("fit")
+            setup_s = time.perf_counter() - start
+            loader = data.train_dataloader()
+            rates = []
+            for _ in range(epochs):
+                start, seen = time.perf_counter(), 0
+                for x, _ in loader:
+                    seen += x.shape[0]
+                rates.append(seen / (time.perf_counter() - start))
+            results.append({
+                "bench": "loader_jpeg64",
+                "device": f"cpu ({cpu_threads()} cores)",
+                "cache": cache,
+                "images": len(data.train_set),
+                "source": "178x218 JPEG",
+                "batch_size": batch_size,
+                "image_size": image_size,
+                "num_workers": workers,
+                "setup_s": round(setup_s, 2),
+                "first_epoch_img_per_s": round(rates[0], 1),
+                "img_per_s": round(rates[-1], 1),
+            })
+            del loader, data  # stops the persistent workers
+    return results
+
+
+LOADER_BENCHMARKS = ("loader_jpeg64",)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sagan bench", description="Training speed, as JSON lines.")
-    parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), help="run only these benchmarks")
+    parser.add_argument(
+        "--only", action="append", choices=sorted(BENCHMARKS) + list(LOADER_BENCHMARKS), help="run only these benchmarks"
+    )
     parser.add_argument("--iters", type=int, default=5, help="timed generator iterations (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed generator iterations first (default 2)")
     parser.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"])
     parser.add_argument("--compile", action="store_true", help="torch.compile both networks")
     parser.add_argument("--accelerator", default="auto")
+    parser.add_argument("--loader_images", type=int, default=2048, help="JPEGs the loader benchmark reads (default 2048)")
+    parser.add_argument("--loader_workers", type=int, default=cpu_threads(), help="DataLoader workers (default: cores)")
+    parser.add_argument("--loader_epochs", type=int, default=2, help="epochs the loader benchmark times (default 2)")
     args = parser.parse_args(argv)
     if args.iters < 1 or args.warmup < 1:
         raise UsageError("--iters and --warmup must be >= 1")
-    for name in args.only or list(BENCHMARKS):
-        result = run_benchmark(name, args.iters, args.warmup, args.precision, args.compile, args.accelerator)
-        print(json.dumps(result), flush=True)
+    if args.loader_images < 2 * 64 or args.loader_workers < 0 or args.loader_epochs < 1:
+        raise UsageError("--loader_images must be >= 128, --loader_workers >= 0 and --loader_epochs >= 1")
+    for name in args.only or [*BENCHMARKS, *LOADER_BENCHMARKS]:
+        if name in LOADER_BENCHMARKS:
+            results = loader_benchmark(args.loader_images, args.loader_workers, args.loader_epochs)
+        else:
+            results = [run_benchmark(name, args.iters, args.warmup, args.precision, args.compile, args.accelerator)]
+        for result in results:
+            print(json.dumps(result), flush=True)

@@ -1,4 +1,4 @@
-"""Callbacks that show what the generator does: sample grids from a fixed noise batch."""
+"""Callbacks that show what the generator does: samples from fixed noise, as an image grid or a text table."""
 
 from pathlib import Path
 
@@ -7,17 +7,26 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 
+def log_text_table(loggers, key: str, columns: list[str], rows: list[list]) -> None:
+    """Sends a table (one row per sample) to every logger that takes tables (W&B)."""
+    for logger in loggers:
+        if hasattr(logger, "log_text"):
+            logger.log_text(key=key, columns=columns, data=rows)
+
+
 def to_grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
     """[N, C, H, W] images in [-1, 1] -> one [C, H', W'] grid in [0, 1]."""
     return make_grid(images.float().clamp(-1, 1).add(1).div(2), nrow=nrow, padding=2, pad_value=1.0)
 
 
 class SampleGrid(L.Callback):
-    """Draws the EMA generator's samples for the module's fixed noise (`grid_z`, `grid_y`).
+    """Draws the module's samples for its fixed noise (`pl_module.fixed_samples()`).
 
-    Every `every_n_g_steps` generator iterations (and at the start and end of training) the grid is
-    written to `<run dir>/samples/grid_<iteration>.png` and sent to the logger as `samples/grid` when
-    the logger takes images (W&B). Rank 0 only.
+    Every `every_n_g_steps` generator iterations (and at the start and end of training): images
+    (a tensor `[N, C, H, W]`, the image GAN's EMA samples) are written as a grid to
+    `<run dir>/samples/grid_<iteration>.png` and sent to the logger as `samples/grid` when the logger
+    takes images (W&B); sentences (a list of strings, the text GAN's) are written one per line to
+    `<run dir>/samples/text_<iteration>.txt` and sent as a table `samples/text`. Rank 0 only.
 
     Args:
         every_n_g_steps: generator iterations between grids.
@@ -31,6 +40,11 @@ class SampleGrid(L.Callback):
         self.every_n_g_steps = every_n_g_steps
         self.nrow = nrow
         self._last_step: int | None = None
+        self._dir: Path | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # every rank asks: under DDP `trainer.log_dir` is a broadcast from rank 0
+        self._dir = Path(trainer.log_dir or trainer.default_root_dir) / "samples"
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._draw(trainer, pl_module)
@@ -48,12 +62,19 @@ class SampleGrid(L.Callback):
         if step == self._last_step or not trainer.is_global_zero:
             return
         self._last_step = step
-        images = pl_module(pl_module.grid_z, pl_module.grid_y)
-        nrow = self.nrow or pl_module.num_classes or max(int(len(images) ** 0.5), 1)
+        samples = pl_module.fixed_samples()
+        directory = self._dir or Path(trainer.default_root_dir) / "samples"
+        directory.mkdir(parents=True, exist_ok=True)
+        if isinstance(samples, torch.Tensor):
+            self._write_grid(trainer, pl_module, samples, directory, step)
+        else:
+            (directory / f"text_{step:06d}.txt").write_text("".join(f"{line}\n" for line in samples), encoding="utf-8")
+            log_text_table(trainer.loggers, "samples/text", ["iteration", "sample"], [[step, line] for line in samples])
+
+    def _write_grid(self, trainer, pl_module, images: torch.Tensor, directory: Path, step: int) -> None:
+        nrow = self.nrow or getattr(pl_module, "num_classes", 0) or max(int(len(images) ** 0.5), 1)
         grid = to_grid(images, nrow)
-        path = Path(trainer.log_dir or trainer.default_root_dir) / "samples" / f"grid_{step:06d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(grid, path)
+        save_image(grid, directory / f"grid_{step:06d}.png")
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):
                 logger.log_image(key="samples/grid", images=[grid], caption=[f"generator iteration {step}"])

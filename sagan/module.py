@@ -4,18 +4,29 @@ Manual optimization: each training batch is one discriminator step, and every `n
 followed by one generator step on fresh noise. Lightning's `trainer.global_step` counts optimizer steps
 of both networks, so `global_step = generator_iterations * (n_critic + 1)`; `generator_steps` gives the
 generator iterations directly and the CLI's `--g_iters` sets `max_steps` from it.
+
+Runs that survive: a step whose loss or gradients are not finite is skipped on the device (fused Adam's
+`found_inf`, the GradScaler mechanism; sagan/nonfinite.py) and counted in `train/skipped_steps`; after
+`max_nonfinite` consecutive skipped steps of one network the run stops with a checkpoint. Checkpoints
+carry the random generators' states, so a resumed run draws the noise the uninterrupted run would have
+drawn. Under several processes each network has its own DDP wrapper (`distribute`, sagan/distributed.py).
 """
 
 import copy
 import warnings
+from collections.abc import Callable
 
 import lightning as L
 import torch
 from torch import nn
 
+from sagan.distributed import check_strategy, rank_seed
+from sagan.errors import TrainingStopped, UsageError
 from sagan.layers.attention import SelfAttention2d
 from sagan.layers.norm import frozen_spectral_norm
 from sagan.losses import AdversarialLoss, HingeLoss, Penalty
+from sagan.nonfinite import NonFiniteSteps, found_nonfinite
+from sagan.resume import random_state, save_last, set_random_state
 
 
 @torch.no_grad()
@@ -52,6 +63,10 @@ class GAN(L.LightningModule):
         grid_size: samples in the fixed-noise grid that callbacks draw.
         compile: compile both networks with torch.compile in `setup`.
         compile_mode: torch.compile mode, e.g. "reduce-overhead" for CUDA graphs.
+        sync_batchnorm: with several processes, G's batch norms use statistics of the global batch
+            (SyncBatchNorm, one all-reduce per norm layer per forward pass); D is left as it is.
+        max_nonfinite: stop the run (with a checkpoint) after this many consecutive skipped steps of one
+            network; a step is skipped when its loss or gradients are not finite.
     """
 
     def __init__(
@@ -71,6 +86,8 @@ class GAN(L.LightningModule):
         grid_size: int = 64,
         compile: bool = False,
         compile_mode: str | None = None,
+        sync_batchnorm: bool = False,
+        max_nonfinite: int = 10,
     ):
         super().__init__()
         with warnings.catch_warnings():  # networks built outside the CLI are saved in the state dict
@@ -99,6 +116,12 @@ class GAN(L.LightningModule):
             for name, module in net.named_modules()
             if isinstance(module, SelfAttention2d)
         ]
+        self.data_parallel: dict[str, nn.Module] = {}  # per-network DDP wrappers, see sagan/distributed.py
+        self.nonfinite = NonFiniteSteps(networks=2, limit=max_nonfinite)  # D: 0, G: 1
+        self._restored_random_state: dict | None = None
+        self._training_random_state: dict | None = None
+        self._scaled_gradients = False
+        self._train_batches = 0
 
     # ----------------------------------------------------------------------------------- sampling
     def train(self, mode: bool = True):
@@ -116,17 +139,26 @@ class GAN(L.LightningModule):
         y = torch.randint(0, self.num_classes, (n,), device=self.device) if self.num_classes else None
         return z, y
 
+    def fixed_samples(self) -> torch.Tensor:
+        """EMA samples of the fixed noise (`grid_z`, `grid_y`), for the samples callback."""
+        return self(self.grid_z, self.grid_y)
+
     @property
     def generator_steps(self) -> int:
         """Generator iterations done so far."""
         return self.global_step // (self.n_critic + 1)
+
+    @staticmethod
+    def optimizer_steps(g_iters: int, config) -> int:
+        """Optimizer steps (`trainer.max_steps`) of a run of `g_iters` generator iterations."""
+        return g_iters * (config.get("n_critic", 1) + 1)
 
     # ------------------------------------------------------------------------------------- losses
     def critic(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """The discriminator as both losses see it: augmentation (if any) in front of D."""
         if self.augment is not None:
             x = self.augment(x)
-        return self.discriminator(x, y if self.num_classes else None)
+        return self._net("discriminator")(x, y if self.num_classes else None)
 
     def discriminator_loss(
         self, real: torch.Tensor, y_real: torch.Tensor | None, fake: torch.Tensor, y_fake: torch.Tensor | None
@@ -157,22 +189,45 @@ class GAN(L.LightningModule):
 
     # ----------------------------------------------------------------------------------- training
     def configure_optimizers(self):
+        # Fused Adam: one kernel per step, and it takes `found_inf` to skip a step on the device (`_step`).
         betas = tuple(self.hparams.betas)
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_g, betas=betas)
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr_d, betas=betas)
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_g, betas=betas, fused=True)
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr_d, betas=betas, fused=True)
         return opt_g, opt_d
 
     def setup(self, stage: str) -> None:
+        check_strategy(getattr(self.trainer, "strategy", None))
+        if self.hparams.sync_batchnorm and stage == "fit" and self.trainer.world_size > 1:
+            if self.device.type == "cpu":  # torch's SyncBatchNorm would fail at the first forward pass
+                raise UsageError("--model.sync_batchnorm=true needs GPUs; it cannot synchronize CPU processes")
+            self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
         if self.hparams.compile:
             self.generator.compile(mode=self.hparams.compile_mode)
             self.discriminator.compile(mode=self.hparams.compile_mode)
 
-    def _step(self, optimizer, loss: torch.Tensor) -> None:
+    def distribute(self, wrap: Callable[[nn.Module], nn.Module] | None) -> None:
+        """Gives G and D each their own data-parallel wrapper (`GANDDPStrategy` calls this; None removes them)."""
+        self.data_parallel = {} if wrap is None else {n: wrap(getattr(self, n)) for n in ("generator", "discriminator")}
+
+    def _net(self, name: str) -> nn.Module:
+        """A network for a forward pass: through its DDP wrapper when the pass builds a graph, so that the
+        backward pass reduces that network's gradients; the bare network otherwise."""
+        if self.data_parallel and torch.is_grad_enabled():
+            return self.data_parallel[name]
+        return getattr(self, name)
+
+    def _step(self, optimizer, loss: torch.Tensor, net: int) -> None:
+        """Backward pass and optimizer step of network `net` (0: D, 1: G), skipped on the device when the loss
+        or a gradient is not finite (sagan/nonfinite.py). Under fp16's GradScaler, which skips steps with
+        overflowing gradients itself, only the loss is checked here."""
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self.hparams.grad_clip:
             self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+        found = found_nonfinite(loss, optimizer, gradients=not self._scaled_gradients)
+        optimizer.optimizer.found_inf = found  # fused Adam leaves weights, moments and step count alone
         optimizer.step()
+        self.nonfinite.record(net, found)
 
     def training_step(self, batch, batch_idx: int) -> None:
         real, y_real = batch
@@ -186,20 +241,70 @@ class GAN(L.LightningModule):
             fake = self.generator(z, y_fake)
         with self.toggled_optimizer(opt_d):
             d_loss, stats = self.discriminator_loss(real, y_real, fake, y_fake)
-            self._step(opt_d, d_loss)
+            self._step(opt_d, d_loss, 0)
         self.log_dict({"train/d_loss": d_loss.detach(), **stats}, batch_size=n)
-        self.log("loss/d", d_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log("loss/d", d_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
 
         if generator_turn:
             with self.toggled_optimizer(opt_g):
                 z, y_fake = self.sample_noise(n)
-                g_loss = self.generator_loss(self.generator(z, y_fake), y_fake, real, y_real)
-                self._step(opt_g, g_loss)
+                g_loss = self.generator_loss(self._net("generator")(z, y_fake), y_fake, real, y_real)
+                self._step(opt_g, g_loss, 1)
             decay = self.hparams.ema_decay if self.generator_steps > self.hparams.ema_start else 0.0
             ema_update(self.generator_ema, self.generator, decay)
             self.log("train/g_loss", g_loss.detach(), batch_size=n)
-            self.log("loss/g", g_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+            self.log(
+                "loss/g", g_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True
+            )
             self._log_state()
+        self.log("train/skipped_steps", self.nonfinite.total.clone())
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self._train_batches += 1
+        if self._train_batches % max(self.trainer.log_every_n_steps, 1):
+            return
+        # The one host read of the skip counters, every log_every_n_steps batches; any rank stops all.
+        tripped = self.nonfinite.tripped()
+        if not self.trainer.strategy.reduce_boolean_decision(any(tripped), all=False):
+            return
+        nets = " and ".join(name for name, hit in zip(("discriminator", "generator"), tripped) if hit)
+        path = save_last(self.trainer)
+        raise TrainingStopped(
+            f"error: {self.hparams.max_nonfinite} consecutive {nets or 'skipped'} steps with a non-finite loss or "
+            f"gradient{'' if nets else ' on another rank'} by generator iteration {self.generator_steps}; saved the "
+            f"last finite state to {path} (lower the learning rates, set --model.grad_clip, or check the data)",
+            exit_code=3,
+        )
+
+    # ------------------------------------------------------------------------- state across runs
+    def on_fit_start(self) -> None:
+        self._scaled_gradients = getattr(self.trainer.precision_plugin, "scaler", None) is not None
+
+    def on_train_start(self) -> None:
+        """A resumed run continues the saved random streams; with several processes, each rank then draws
+        its own noise (Lightning seeds every rank alike), from a seed that depends on the rank and step."""
+        if self._restored_random_state is not None:
+            set_random_state(self._restored_random_state, self.device)
+            self._restored_random_state = None
+        if self.trainer.world_size > 1 and self.global_rank > 0:
+            torch.manual_seed(rank_seed(torch.initial_seed() + self.global_step, self.global_rank))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["random_state"] = random_state(self.device)  # rank 0's, the rank that writes
+        checkpoint["nonfinite"] = self.nonfinite.state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._restored_random_state = checkpoint.get("random_state")
+        if "nonfinite" in checkpoint:
+            self.nonfinite.load_state(checkpoint["nonfinite"])
+
+    def on_validation_epoch_start(self) -> None:
+        # Validation draws the same noise every time, and leaves the training streams where they were.
+        self._training_random_state = random_state(self.device)
+        torch.manual_seed(rank_seed(0, self.global_rank))
+
+    def on_validation_epoch_end(self) -> None:
+        set_random_state(self._training_random_state, self.device)
 
     def _log_state(self) -> None:
         """Learning rates and attention gates (no host sync: the logger reads them when it writes)."""
@@ -216,5 +321,6 @@ class GAN(L.LightningModule):
         y_real = y_real if self.num_classes else None
         z, y_fake = self.sample_noise(real.shape[0])
         fake = self(z, y_fake)
-        self.log("val/d_real", self.critic(real, y_real).mean(), batch_size=real.shape[0])
-        self.log("val/d_fake", self.critic(fake, y_fake).mean(), batch_size=real.shape[0])
+        n = real.shape[0]  # epoch means over all ranks' shards: one all-reduce at the end of validation
+        self.log("val/d_real", self.critic(real, y_real).mean(), batch_size=n, sync_dist=True)
+        self.log("val/d_fake", self.critic(fake, y_fake).mean(), batch_size=n, sync_dist=True)

@@ -6,11 +6,16 @@ from pathlib import Path
 
 os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
+# Tiny test networks gain nothing from intra-op threads, and on a busy machine OpenMP threads spinning
+# for a core cost 10x; subprocesses (DDP, signal tests) inherit the setting.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
+from datafixtures import make_celeba, make_cifar10, make_class_folder
 from sagan.cli import main
 from sagan.models.sagan import TINY
 
@@ -28,6 +33,39 @@ TINY_DIGITS = [
     "--trainer.enable_progress_bar=false",
     "--trainer.enable_model_summary=false",
 ]
+
+
+# Shrinks the text experiments: a small oracle, small networks, few evaluation samples.
+TINY_TEXT_MODEL = [
+    "--model.generator.init_args.dim=16", "--model.generator.init_args.depth=1",
+    "--model.discriminator.init_args.dim=16", "--model.discriminator.init_args.depth=1",
+    "--model.num_eval_samples=8", "--model.grid_size=4", "--model.n_critic=1",
+    "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+]
+TINY_ORACLE = [
+    "--config", str(EXPERIMENTS / "textgan_oracle.yaml"),
+    "--data.init_args.num_train=64", "--data.init_args.num_valid=16", "--data.init_args.num_test=8",
+    "--data.init_args.vocab_size=30", "--data.init_args.seq_len=6", "--data.init_args.batch_size=8",
+    "--trainer.val_check_interval=4", "--trainer.limit_val_batches=1",
+    *TINY_TEXT_MODEL,
+]
+
+CORPUS = [
+    "the cat sat on the mat",
+    "a dog ran in the park",
+    "the bird sang a song",
+    "my cat likes the warm sun",
+    "a small dog sleeps all day",
+    "the park is green in may",
+    "birds fly over the old park",
+    "the sun is warm today",
+]
+
+
+def write_corpus(path: Path, lines: list[str] | None = None, repeat: int = 4) -> Path:
+    """A small UTF-8 corpus file, one sentence per line."""
+    path.write_text("\n".join((lines or CORPUS) * repeat) + "\n", encoding="utf-8")
+    return path
 
 
 @pytest.fixture(autouse=True)
@@ -50,6 +88,13 @@ def fit(tmp_path: Path, *args: str) -> Path:
     return runs[-1]
 
 
+def fit_text(tmp_path: Path, *args: str) -> Path:
+    """Runs `sagan fit` on the tiny oracle experiment in-process; returns the run directory."""
+    main(["fit", *TINY_ORACLE, "--run_root", str(tmp_path / "runs"), "--tracker", "csv", *args])
+    runs = sorted((tmp_path / "runs").glob("*/*"), key=lambda p: p.stat().st_mtime)
+    return runs[-1]
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Path:
     """A finished tiny run: 6 generator iterations with a checkpoint every 4 optimizer steps."""
@@ -59,3 +104,42 @@ def trained_run(tmp_path_factory) -> Path:
         tmp, "--g_iters=6", "--checkpoint.every_n_train_steps=4", "--samples.every_n_g_steps=3",
         "--trainer.log_every_n_steps=1",
     )
+
+
+# Data modules that read files: the fixture each needs (written under the given folder) and its root.
+DATA_FIXTURES = {
+    "datamodules.celeba.CelebADataModule": make_celeba,
+    "datamodules.cifar10.CIFAR10DataModule": make_cifar10,
+    "datamodules.folder.ImageFolderDataModule": make_class_folder,
+}
+SMALL_BATCHES = {"datamodules.digits.DigitsDataModule", *DATA_FIXTURES}
+# Text data modules: the overrides that give each tiny data (a corpus written under the folder, fewer
+# oracle sequences from the same oracle).
+TEXT_FIXTURES = {
+    "datamodules.text.TextDataModule": lambda tmp: [
+        f"--data.init_args.path={write_corpus(tmp / 'corpus.txt')}", "--data.init_args.batch_size=8",
+        "--data.init_args.max_length=8",
+    ],
+    "datamodules.oracle.OracleDataModule": lambda tmp: [
+        "--data.init_args.num_train=128", "--data.init_args.num_valid=64", "--data.init_args.num_test=64",
+    ],
+}
+
+
+def experiment_data_args(experiment: Path, tmp_path: Path) -> list[str]:
+    """CLI overrides that run `experiment` on tiny data: for a data set read from files, a fixture in
+    the real layout is written under tmp_path and the data module's root points at it; known image
+    data modules also get batches of 2 and no worker processes."""
+    data = yaml.safe_load(experiment.read_text()).get("data") or {}
+    if isinstance(data, str):  # a shared data piece: `data: data/celeba.yaml`
+        data = yaml.safe_load((experiment.parent / data).read_text()) or {}
+    class_path = data.get("class_path", "")
+    args = []
+    if class_path in DATA_FIXTURES:
+        root = DATA_FIXTURES[class_path](tmp_path / "data")
+        args.append(f"--data.init_args.root={root}")
+    if class_path in SMALL_BATCHES:
+        args += ["--data.init_args.batch_size=2", "--data.init_args.num_workers=0"]
+    if class_path in TEXT_FIXTURES:
+        args += TEXT_FIXTURES[class_path](tmp_path)
+    return args

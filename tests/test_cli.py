@@ -7,7 +7,7 @@ import torch
 import yaml
 from torch.testing import assert_close
 
-from conftest import EXPERIMENTS, TINY_DIGITS, fit
+from conftest import EXPERIMENTS, TINY_DIGITS, experiment_data_args, fit
 from sagan.cli import SaganCLI, main
 from sagan.sample import load_gan
 
@@ -18,11 +18,18 @@ def test_default_experiment_exists():
     assert EXPERIMENTS / "sagan_digits.yaml" in EXPERIMENT_FILES
 
 
+def _small_grid(experiment: Path) -> list[str]:
+    """A 4-image sample grid for GAN experiments: drawing the default 64 samples dominates a fast_dev_run."""
+    model = yaml.safe_load(experiment.read_text()).get("model") or {}
+    return ["--model.init_args.grid_size=4"] if model.get("class_path") == "sagan.module.GAN" else []
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENT_FILES, ids=lambda p: p.stem)
 def test_experiment_runs_fast_dev_run(experiment, tmp_path):
     main([
         "fit", "--config", str(experiment), "--trainer.fast_dev_run=true", "--tracker=none",
-        "--run_root", str(tmp_path), "--trainer.enable_progress_bar=false",
+        "--run_root", str(tmp_path / "runs"), "--trainer.enable_progress_bar=false",
+        *_small_grid(experiment), *experiment_data_args(experiment, tmp_path),
     ])
 
 
@@ -132,3 +139,18 @@ def test_bf16_mixed_precision_trains_on_cpu(tmp_path):
 def test_compiled_networks_train(tmp_path):
     run = fit(tmp_path, "--g_iters=2", "--model.init_args.compile=true")
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
+def test_two_wandb_runs_in_one_process_stay_apart(tmp_path):
+    import wandb
+
+    main(["fit", *TINY_DIGITS, "--g_iters=1", "--tracker=wandb", "--run_root", str(tmp_path / "a")])
+    assert wandb.run is None  # the fit closed its run
+    main(["fit", *TINY_DIGITS, "--g_iters=1", "--tracker=wandb", "--run_root", str(tmp_path / "b")])
+    assert len(list(tmp_path.rglob("offline-run-*"))) == 2
+
+
+def test_validate_writes_nothing_into_the_working_directory(trained_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["validate", *TINY_DIGITS, "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")])
+    assert not list(tmp_path.iterdir())

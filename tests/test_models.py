@@ -1,4 +1,9 @@
-"""Contract suite: every network in every file of sagan/models, at each of its TINY presets."""
+"""Contract suite: every network in every file of sagan/models, at each of its TINY presets.
+
+Image networks: generators map noise `[N, z_dim]` (and labels) to images `[N, C, H, W]` in [-1, 1],
+discriminators images to logits `[N]`. Text networks (they have `vocab_size`): generators map token ids
+`[N, T]` to next-token logits `[N, T, V]`, discriminators (soft) one-hot vectors `[N, T, V]` to `[N]`.
+"""
 
 import importlib
 import pkgutil
@@ -15,8 +20,16 @@ PRESETS = [
 ]
 
 
+def _is_generator(net: torch.nn.Module) -> bool:
+    return hasattr(net, "z_dim") or hasattr(net, "sample")
+
+
 def _inputs(net: torch.nn.Module, n: int, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
+    if hasattr(net, "vocab_size"):
+        if _is_generator(net):
+            return (torch.randint(0, net.vocab_size, (n, net.seq_len), generator=g),)
+        return (torch.softmax(3 * torch.randn(n, net.seq_len, net.vocab_size, generator=g), dim=-1),)
     y = torch.randint(0, net.num_classes, (n,), generator=g) if net.num_classes else None
     if hasattr(net, "z_dim"):
         return torch.randn(n, net.z_dim, generator=g), y
@@ -24,7 +37,9 @@ def _inputs(net: torch.nn.Module, n: int, seed: int = 1):
 
 
 def _check_output(net, out, n):
-    if hasattr(net, "z_dim"):
+    if hasattr(net, "vocab_size") and _is_generator(net):
+        assert out.shape == (n, net.seq_len, net.vocab_size)
+    elif hasattr(net, "z_dim"):
         assert out.shape == (n, net.channels, net.image_size, net.image_size)
         assert out.min() >= -1 and out.max() <= 1
     else:
@@ -34,6 +49,7 @@ def _check_output(net, out, n):
 
 def test_presets_found():
     assert len(PRESETS) >= 4
+    assert any(kwargs.get("vocab_size") for _, kwargs in (p.values for p in PRESETS))  # text networks too
 
 
 @pytest.mark.parametrize(("cls", "kwargs"), PRESETS)

@@ -1,0 +1,279 @@
+"""The LightningModule that trains a text generator: maximum likelihood first, then adversarially.
+
+One run has two phases, visible in the logs as `train/phase` (0, then 1):
+
+1. Pre-training (`pretrain_steps` batches): maximum likelihood with teacher forcing, one step of the
+   generator's own MLE optimizer per batch (`train/mle_loss`, in nats per token).
+2. Adversarial training, as RelGAN: each batch is one discriminator step and every `n_critic`-th batch
+   also one generator step. The discriminator sees real sequences as one-hot vectors and generated
+   ones as Gumbel-softmax relaxations, whose temperature 1/beta falls as beta grows from 1 to `beta_max`
+   over `beta_steps` adversarial generator iterations (`train/beta`). RSGAN is the default loss.
+
+`trainer.global_step` counts optimizer steps: `pretrain_steps`, then `n_critic + 1` per adversarial
+generator iteration. `generator_steps` counts generator updates of both phases, and the CLI's
+`--g_iters` budgets the same count (`optimizer_steps`).
+
+Validation (and `sagan test`) logs `<stage>/nll` (the generator's NLL per token of held-out sentences,
+teacher forced; on the test split, the literature's NLL-test), and from `num_eval_samples` generated
+sequences `<stage>/bleu2..5` against the held-out sentences, `<stage>/self_bleu2..5`, and
+`<stage>/nll_oracle` when the data module has an oracle, plus a table of samples (`<stage>/samples`).
+"""
+
+import warnings
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sagan.callbacks import log_text_table
+from sagan.losses import AdversarialLoss, RelativisticLoss
+from sagan.text_metrics import text_metrics
+from sagan.vocabulary import Vocabulary, check_vocabulary
+
+
+class TextGAN(L.LightningModule):
+    """MLE pre-training, then adversarial training, of a token-sequence generator.
+
+    Args:
+        generator: network with `forward(tokens) -> logits [N, T, V]` and
+            `sample(n, temperature, generator) -> (tokens [N, T], relaxed one-hot [N, T, V])`.
+        discriminator: network mapping one-hot vectors `[N, T, V]` (or token ids `[N, T]`) to logits `[N]`.
+        loss: the adversarial objective (RSGAN as RelGAN; `sagan.losses.HingeLoss` also works).
+        vocabulary: the data's vocabulary (linked from the data); decodes samples, and a checkpoint
+            trained on another vocabulary is refused.
+        pretrain_steps: maximum-likelihood steps before adversarial training starts.
+        lr_mle: learning rate of the generator during pre-training.
+        lr_g: generator learning rate during adversarial training.
+        lr_d: discriminator learning rate.
+        betas: Adam betas of all three optimizers.
+        n_critic: discriminator steps per adversarial generator step.
+        beta_max: largest inverse temperature of the Gumbel-softmax (RelGAN: 100 or 1000).
+        beta_steps: adversarial generator iterations over which beta grows from 1 to `beta_max`.
+        beta_schedule: how beta grows: "exp" (beta_max ** (i / beta_steps), RelGAN's), "linear" or
+            "constant" (beta_max from the start).
+        grad_clip: clip each optimizer's gradient norm to this value (None: no clipping).
+        num_eval_samples: generated sequences scored at each validation (16 under `fast_dev_run`).
+        grid_size: sentences in the fixed-noise sample table that callbacks write.
+        compile: compile both networks with torch.compile in `setup`.
+        compile_mode: torch.compile mode.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        loss: AdversarialLoss = RelativisticLoss(),
+        vocabulary: Vocabulary | None = None,
+        pretrain_steps: int = 1000,
+        lr_mle: float = 1e-3,
+        lr_g: float = 1e-4,
+        lr_d: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        n_critic: int = 1,
+        beta_max: float = 100.0,
+        beta_steps: int = 1000,
+        beta_schedule: Literal["exp", "linear", "constant"] = "exp",
+        grad_clip: float | None = 5.0,
+        num_eval_samples: int = 500,
+        grid_size: int = 16,
+        compile: bool = False,
+        compile_mode: str | None = None,
+    ):
+        super().__init__()
+        with warnings.catch_warnings():  # networks built outside the CLI are saved in the state dict
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`")
+            self.save_hyperparameters(ignore=["vocabulary"])  # saved in the checkpoint by on_save_checkpoint
+        for name in ("generator", "discriminator"):
+            if isinstance(self.hparams.get(name), nn.Module):
+                del self.hparams[name]
+        if n_critic < 1:
+            raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+        if pretrain_steps < 0 or beta_steps < 1 or beta_max < 1:
+            raise ValueError("pretrain_steps must be >= 0, beta_steps >= 1 and beta_max >= 1")
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.loss = loss
+        self.vocabulary = vocabulary
+        self.pretrain_steps = pretrain_steps
+        self.n_critic = n_critic
+        self._references: list[torch.Tensor] = []
+
+    # ------------------------------------------------------------------------------ step counting
+    @staticmethod
+    def optimizer_steps(g_iters: int, config) -> int:
+        """Optimizer steps (`trainer.max_steps`) of a run of `g_iters` generator updates."""
+        pretrain, n_critic = config.get("pretrain_steps", 1000), config.get("n_critic", 1)
+        return min(g_iters, pretrain) + max(g_iters - pretrain, 0) * (n_critic + 1)
+
+    @property
+    def adversarial_steps(self) -> int:
+        """Optimizer steps since pre-training ended."""
+        return max(self.global_step - self.pretrain_steps, 0)
+
+    @property
+    def generator_steps(self) -> int:
+        """Generator updates so far: MLE steps plus adversarial generator iterations."""
+        return min(self.global_step, self.pretrain_steps) + self.adversarial_steps // (self.n_critic + 1)
+
+    def inverse_temperature(self) -> float:
+        """beta of the Gumbel-softmax at the current adversarial generator iteration."""
+        progress = min(self.adversarial_steps // (self.n_critic + 1) / self.hparams.beta_steps, 1.0)
+        beta_max = self.hparams.beta_max
+        schedule = self.hparams.beta_schedule
+        if schedule == "exp":
+            return beta_max**progress
+        if schedule == "linear":
+            return 1.0 + (beta_max - 1.0) * progress
+        return beta_max
+
+    # ----------------------------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, batch_size: int = 256) -> torch.Tensor:
+        """`[n, seq_len]` token ids drawn from the generator."""
+        chunks = [
+            self.generator.sample(min(batch_size, n - start), generator=generator)[0]
+            for start in range(0, n, batch_size)
+        ]
+        return torch.cat(chunks)
+
+    def decode(self, tokens: torch.Tensor) -> list[str]:
+        """The text of each sequence of `[N, T]` token ids (ids themselves without a vocabulary)."""
+        if self.vocabulary is None:
+            return [" ".join(map(str, row)) for row in tokens.tolist()]
+        return [self.vocabulary.decode(row) for row in tokens.tolist()]
+
+    def fixed_samples(self) -> list[str]:
+        """`grid_size` sentences from fixed Gumbel noise, for the samples callback."""
+        rng = torch.Generator(device=self.device).manual_seed(0)
+        return self.decode(self.sample(self.hparams.grid_size, generator=rng))
+
+    # ------------------------------------------------------------------------------------- losses
+    def mle_loss(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The generator's negative log-likelihood per token of real sequences (teacher forcing)."""
+        logits = self.generator(tokens)
+        return F.cross_entropy(logits.flatten(0, 1), tokens.flatten())
+
+    def discriminator_loss(
+        self, real: torch.Tensor, fake: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """D's loss on real token ids `[N, T]` and generated one-hot relaxations `[N, T, V]`."""
+        d_real = self.discriminator(real)
+        d_fake = self.discriminator(fake.detach())
+        stats = {"train/d_real": d_real.detach().mean(), "train/d_fake": d_fake.detach().mean()}
+        return self.loss.discriminator(d_real, d_fake), stats
+
+    def generator_loss(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        """G's loss on generated relaxations; `real` is used only by losses that compare with real data."""
+        d_fake = self.discriminator(fake)
+        d_real = self.discriminator(real).detach() if self.loss.generator_needs_real else None
+        return self.loss.generator(d_fake, d_real)
+
+    # ----------------------------------------------------------------------------------- training
+    def configure_optimizers(self):
+        betas = tuple(self.hparams.betas)
+        opt_mle = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_mle, betas=betas)
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_g, betas=betas)
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr_d, betas=betas)
+        return opt_mle, opt_g, opt_d
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.compile:
+            self.generator.compile(mode=self.hparams.compile_mode)
+            self.discriminator.compile(mode=self.hparams.compile_mode)
+
+    def _step(self, optimizer, loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.hparams.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        (real,) = batch
+        n = real.shape[0]
+        opt_mle, opt_g, opt_d = self.optimizers()
+        if self.global_step < self.pretrain_steps:
+            with self.toggled_optimizer(opt_mle):
+                mle_loss = self.mle_loss(real)
+                self._step(opt_mle, mle_loss)
+            self.log_dict({"train/mle_loss": mle_loss.detach(), "train/phase": 0.0}, batch_size=n)
+            self.log("loss/mle", mle_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+            return
+
+        generator_turn = self.adversarial_steps % (self.n_critic + 1) == self.n_critic - 1
+        temperature = 1.0 / self.inverse_temperature()
+        with torch.no_grad():
+            _, fake = self.generator.sample(n, temperature)
+        with self.toggled_optimizer(opt_d):
+            d_loss, stats = self.discriminator_loss(real, fake)
+            self._step(opt_d, d_loss)
+        self.log_dict({"train/d_loss": d_loss.detach(), "train/phase": 1.0, **stats}, batch_size=n)
+        self.log("loss/d", d_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        if generator_turn:
+            with self.toggled_optimizer(opt_g):
+                _, fake = self.generator.sample(n, temperature)
+                g_loss = self.generator_loss(fake, real)
+                self._step(opt_g, g_loss)
+            self.log_dict({"train/g_loss": g_loss.detach(), "train/beta": 1.0 / temperature}, batch_size=n)
+            self.log("loss/g", g_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+
+    # --------------------------------------------------------------------------------- evaluation
+    def on_validation_epoch_start(self) -> None:
+        self._references = []
+
+    def on_test_epoch_start(self) -> None:
+        self._references = []
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._evaluation_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._evaluation_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._sample_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._sample_metrics("test")
+
+    def _evaluation_step(self, batch, stage: str) -> None:
+        (tokens,) = batch
+        self.log(f"{stage}/nll", self.mle_loss(tokens), batch_size=tokens.shape[0], sync_dist=True)
+        self._references.append(tokens.cpu())
+
+    def _ids(self, tokens: torch.Tensor) -> list[list[int]]:
+        rows = tokens.tolist()
+        return rows if self.vocabulary is None else [self.vocabulary.strip(row) for row in rows]
+
+    def _sample_metrics(self, stage: str) -> None:
+        """BLEU, Self-BLEU and NLL-oracle of generated sequences, and a table of them."""
+        n = min(self.hparams.num_eval_samples, 16) if self.trainer.fast_dev_run else self.hparams.num_eval_samples
+        if not self._references or n < 2:
+            return
+        samples = self.sample(n)
+        metrics = text_metrics(self._ids(samples), self._ids(torch.cat(self._references)))
+        metrics = {f"{stage}/{name}": value for name, value in metrics.items()}
+        oracle = getattr(self.trainer.datamodule, "oracle", None)
+        rows = [[text] for text in self.decode(samples[: self.hparams.grid_size])]
+        if oracle is not None:
+            nll = oracle.to(self.device).nll(samples)
+            metrics[f"{stage}/nll_oracle"] = nll.mean().item()
+            rows = [[text, round(value, 3)] for (text,), value in zip(rows, nll.tolist())]
+        self.log_dict(metrics, sync_dist=True)
+        columns = ["sample", "nll_oracle"] if oracle is not None else ["sample"]
+        log_text_table(self.loggers, f"{stage}/samples", columns, rows)
+        self._references = []
+
+    # ------------------------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.vocabulary is not None:
+            checkpoint["vocabulary"] = self.vocabulary.to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Refuses, before any weight is loaded, a checkpoint trained on another vocabulary."""
+        saved = checkpoint.get("vocabulary")
+        if saved is not None and self.vocabulary is not None:
+            check_vocabulary(Vocabulary.from_dict(saved), self.vocabulary, "the checkpoint")

@@ -1,0 +1,107 @@
+"""Several processes: a real 2-process DDP training on CPU (gloo), strategy choice, SyncBatchNorm."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy, StrategyRegistry
+from torch import nn
+from torch.testing import assert_close
+
+from conftest import REPO, TINY_DIGITS, tiny
+from sagan.cli import SaganCLI
+from sagan.distributed import GANDDPStrategy
+from sagan.errors import UsageError
+from sagan.module import GAN
+from sagan.sample import load_gan
+
+
+def test_two_processes_keep_identical_weights_and_read_different_data(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
+    command = [
+        sys.executable, "-m", "sagan", "fit", *TINY_DIGITS, "--g_iters=3", "--tracker=none",
+        "--run_root", str(tmp_path / "runs"), "--trainer.devices=2", "--trainer.accelerator=cpu",
+        "--trainer.callbacks+=probes.RankProbe", f"--trainer.callbacks.out={tmp_path}",
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert rank0["world_size"] == 2 and rank0["wrapped"] == ["discriminator", "generator"]
+    # gradients were all-reduced: both ranks end with the same networks, average and Adam moments
+    assert_close(rank1["params"], rank0["params"], rtol=0, atol=0)
+    assert_close(rank1["ema"], rank0["ema"], rtol=0, atol=0)
+    states = [[opt["state"] for opt in rank["optimizers"]] for rank in (rank0, rank1)]
+    assert_close(states[1], states[0], rtol=0, atol=0)
+    assert all(s["step"].item() == 3 for opt in states[0] for s in opt.values())  # 3 G and 3 D steps taken
+    # each rank trained on its own shard (the digits hold no duplicate image) and drew its own noise
+    images0, images1 = torch.cat(rank0["images"]).flatten(1), torch.cat(rank1["images"]).flatten(1)
+    assert len(images0) == len(images1) == 3 * 8
+    assert not (images0[:, None] == images1[None]).all(dim=2).any()
+    assert not any(torch.equal(a, b) for a, b in zip(rank0["noise"], rank1["noise"]))
+    # one run directory, written by rank 0, with a checkpoint of the trained networks
+    (run,) = (tmp_path / "runs" / "sagan_digits").iterdir()
+    model = load_gan(run / "checkpoints" / "last.ckpt")
+    assert_close(dict(model.named_parameters()), rank0["params"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected", "start_method"),
+    [("auto", GANDDPStrategy, "popen"), ("ddp", GANDDPStrategy, "popen"), ("ddp_spawn", GANDDPStrategy, "spawn"),
+     ("ddp_find_unused_parameters_true", DDPStrategy, "popen")],
+)
+def test_several_devices_get_the_gan_strategy(strategy, expected, start_method, tmp_path):
+    args = [*TINY_DIGITS, "--trainer.accelerator=cpu",
+            "--trainer.devices=2", f"--trainer.strategy={strategy}"]
+    trainer = SaganCLI(args=args, run=False).trainer
+    assert type(trainer.strategy) is expected and trainer.strategy._start_method == start_method
+    assert StrategyRegistry["ddp"]["strategy"] is DDPStrategy  # the registry is Lightning's again
+
+
+def test_one_device_keeps_the_single_device_strategy(tmp_path):
+    trainer = SaganCLI(args=TINY_DIGITS, run=False).trainer
+    assert isinstance(trainer.strategy, SingleDeviceStrategy)
+
+
+def _setup_fit(model: GAN, world_size: int, device: str = "cuda") -> None:
+    model._trainer = SimpleNamespace(world_size=world_size)  # all that `setup` asks of the trainer
+    model._device = torch.device(device, 0) if device == "cuda" else torch.device(device)  # as Lightning sets it
+    model.setup("fit")
+
+
+def test_sync_batchnorm_converts_only_the_generator_under_several_processes():
+    model = GAN(tiny("generator-32-cond"), tiny("discriminator-32-cond"), sync_batchnorm=True)
+    before = {name: p for name, p in model.named_parameters()}
+    _setup_fit(model, world_size=2)
+    norms = [m for m in model.generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(isinstance(m, nn.SyncBatchNorm) for m in norms)
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in model.generator_ema.modules())
+    # the same parameter objects and names: optimizers and checkpoints are unaffected
+    after = dict(model.named_parameters())
+    assert after.keys() == before.keys() and all(p is before[name] for name, p in after.items())
+    single = GAN(tiny("generator-32-cond"), tiny("discriminator-32-cond"), sync_batchnorm=True)
+    _setup_fit(single, world_size=1)
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in single.modules())
+    with pytest.raises(UsageError, match="needs GPUs"):
+        _setup_fit(GAN(tiny("generator-32"), tiny("discriminator-32"), sync_batchnorm=True), 2, device="cpu")
+
+
+def test_lightnings_whole_module_ddp_is_refused_at_start_up():
+    model = GAN(tiny("generator-32"), tiny("discriminator-32"))
+    model._trainer = SimpleNamespace(strategy=DDPStrategy(), world_size=2)
+    with pytest.raises(UsageError, match="--trainer.strategy=ddp"):
+        model.setup("fit")
+    model._trainer = SimpleNamespace(strategy=DDPStrategy(find_unused_parameters=True), world_size=2)
+    model.setup("fit")  # slower, but it works
+
+
+def test_makefile_maps_devices_and_nodes():
+    out = subprocess.run(
+        ["make", "-n", "train", "DEVICES=4", "NODES=2"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    assert "--trainer.devices=4 --trainer.num_nodes=2 --trainer.strategy=ddp" in out
+    plain = subprocess.run(["make", "-n", "train"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "--trainer.devices" not in plain and "--trainer.strategy" not in plain

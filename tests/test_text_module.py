@@ -1,0 +1,152 @@
+"""System tests of the text GAN module: both phases on CPU with tiny networks and a tiny oracle."""
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.testing import assert_close
+
+from datamodules.oracle import OracleDataModule
+from sagan.errors import UsageError
+from sagan.losses import HingeLoss, RelativisticLoss
+from sagan.models.text_transformer import TINY
+from sagan.text_module import TextGAN
+from sagan.vocabulary import Vocabulary
+
+
+def _data() -> OracleDataModule:
+    return OracleDataModule(num_train=64, num_valid=16, num_test=8, seq_len=6, vocab_size=11, batch_size=8)
+
+
+def _gan(data: OracleDataModule | None = None, **kwargs) -> TextGAN:
+    g_cls, g_kwargs = TINY["text-generator"]
+    d_cls, d_kwargs = TINY["text-discriminator"]
+    vocabulary = (data or _data()).vocabulary
+    return TextGAN(g_cls(**g_kwargs), d_cls(**d_kwargs), vocabulary=vocabulary, **{"num_eval_samples": 8, **kwargs})
+
+
+def _fit(model: TextGAN, max_steps: int, data: OracleDataModule | None = None, **trainer_kwargs) -> L.Trainer:
+    trainer = L.Trainer(**{
+        "default_root_dir": _fit.root, "max_steps": max_steps, "accelerator": "cpu", "logger": False, "enable_checkpointing": False,
+        "enable_progress_bar": False, "enable_model_summary": False, "limit_val_batches": 0, **trainer_kwargs,
+    })
+    trainer.fit(model, datamodule=data or _data())
+    return trainer
+
+
+@pytest.fixture(autouse=True)
+def _run_directory(tmp_path):
+    _fit.root = str(tmp_path)  # where the data module saves the vocabulary of a fit
+
+
+def _copy(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in net.named_parameters()}
+
+
+def _changed(before: dict, net: torch.nn.Module) -> bool:
+    return any(not torch.equal(before[k], v) for k, v in net.named_parameters())
+
+
+def test_pretraining_moves_only_the_generator_and_logs_phase_0():
+    model = _gan(pretrain_steps=3)
+    g, d = _copy(model.generator), _copy(model.discriminator)
+    trainer = _fit(model, max_steps=2)
+    assert trainer.global_step == 2 and model.generator_steps == 2
+    assert _changed(g, model.generator) and not _changed(d, model.discriminator)
+    assert trainer.logged_metrics["train/phase"] == 0.0
+    assert {"train/mle_loss"} <= set(trainer.logged_metrics) and "train/d_loss" not in trainer.logged_metrics
+
+
+def test_adversarial_discriminator_step_leaves_the_generator_untouched():
+    model = _gan(pretrain_steps=0, n_critic=2)
+    g, d = _copy(model.generator), _copy(model.discriminator)
+    trainer = _fit(model, max_steps=1)  # one D step (n_critic=2: G waits for the second)
+    assert trainer.global_step == 1 and model.generator_steps == 0
+    assert _changed(d, model.discriminator) and not _changed(g, model.generator)
+    assert trainer.logged_metrics["train/phase"] == 1.0
+
+
+def test_full_adversarial_iteration_moves_both_and_logs_its_keys():
+    model = _gan(pretrain_steps=2, n_critic=1)
+    g, d = _copy(model.generator), _copy(model.discriminator)
+    trainer = _fit(model, max_steps=6)  # 2 MLE steps, then 2 x (D, G)
+    assert model.generator_steps == 4 and model.adversarial_steps == 4
+    assert _changed(g, model.generator) and _changed(d, model.discriminator)
+    keys = set(trainer.logged_metrics)
+    assert {"train/d_loss", "train/d_real", "train/d_fake", "train/g_loss", "train/beta", "train/phase"} <= keys
+    assert all(torch.isfinite(torch.as_tensor(v)).all() for v in trainer.logged_metrics.values())
+
+
+def test_step_accounting_matches_the_cli_budget():
+    config = {"pretrain_steps": 5, "n_critic": 2}
+    assert TextGAN.optimizer_steps(3, config) == 3  # stops inside pre-training
+    assert TextGAN.optimizer_steps(8, config) == 5 + 3 * 3
+    model = _gan(pretrain_steps=5, n_critic=2)
+    _fit(model, max_steps=TextGAN.optimizer_steps(7, config))
+    assert model.generator_steps == 7
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"), [("exp", [1.0, 10.0, 100.0, 100.0]), ("linear", [1.0, 50.5, 100.0, 100.0]), ("constant", [100.0] * 4)]
+)
+def test_inverse_temperature_schedule(schedule, expected, monkeypatch):
+    model = _gan(pretrain_steps=10, n_critic=1, beta_max=100.0, beta_steps=4, beta_schedule=schedule)
+    values = []
+    for g_iteration in (0, 2, 4, 8):
+        monkeypatch.setattr(TextGAN, "global_step", property(lambda self, i=g_iteration: 10 + 2 * i))
+        values.append(model.inverse_temperature())
+    assert values == pytest.approx(expected)
+
+
+def test_losses_run_without_a_trainer():
+    model = _gan(loss=RelativisticLoss())
+    real = torch.randint(0, 11, (4, 6))
+    logits = model.generator(real)
+    assert_close(model.mle_loss(real), F.cross_entropy(logits.reshape(-1, 11), real.reshape(-1)))
+    _, fake = model.generator.sample(4, temperature=0.5)
+    loss, stats = model.discriminator_loss(real, fake)
+    d_real, d_fake = model.discriminator(real), model.discriminator(fake)
+    assert_close(loss, F.softplus(d_fake - d_real).mean())
+    assert_close(stats["train/d_fake"], d_fake.mean())
+    assert_close(model.generator_loss(fake, real), F.softplus(d_real - d_fake).mean())
+    hinge = _gan(loss=HingeLoss())
+    assert_close(hinge.generator_loss(fake), -hinge.discriminator(fake).mean())
+
+
+def test_validation_logs_text_metrics_and_nll_oracle():
+    data = _data()
+    model = _gan(data, pretrain_steps=2)
+    trainer = _fit(model, max_steps=2, data=data, limit_val_batches=2, val_check_interval=2, check_val_every_n_epoch=None)
+    metrics = trainer.logged_metrics
+    assert {f"val/{m}{n}" for m in ("bleu", "self_bleu") for n in (2, 3, 4, 5)} <= set(metrics)
+    assert 0 <= metrics["val/bleu2"] <= 1
+    # NLL-oracle is the oracle's NLL per token of the model's samples
+    torch.manual_seed(0)
+    samples = model.sample(8)
+    assert 0 < metrics["val/nll_oracle"] < 2 * torch.log(torch.tensor(11.0))
+    assert samples.shape == (8, 6)
+    assert metrics["val/nll"] > 0
+
+
+def test_fixed_samples_are_reproducible_sentences():
+    model = _gan(grid_size=3)
+    a, b = model.fixed_samples(), model.fixed_samples()
+    assert a == b and len(a) == 3 and all(len(s.split()) == 6 for s in a)
+
+
+def test_checkpoint_of_another_vocabulary_is_refused_before_loading_weights():
+    model = _gan()
+    checkpoint = {"vocabulary": model.vocabulary.to_dict()}
+    model.on_load_checkpoint(checkpoint)  # same vocabulary: fine
+    other = Vocabulary([str(i) for i in range(10, 21)])
+    with pytest.raises(UsageError, match="vocabulary mismatch: the checkpoint"):
+        model.on_load_checkpoint({"vocabulary": other.to_dict()})
+    saved = {}
+    model.on_save_checkpoint(saved)
+    assert Vocabulary.from_dict(saved["vocabulary"]) == model.vocabulary
+
+
+def test_rejects_bad_arguments():
+    for kwargs in (dict(n_critic=0), dict(pretrain_steps=-1), dict(beta_max=0.5)):
+        with pytest.raises(ValueError):
+            _gan(**kwargs)
