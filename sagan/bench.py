@@ -1,8 +1,8 @@
 """`sagan bench`: training speed of real training steps and data-loading speed, printed as JSON lines.
 
-For each benchmark a module and its data (the default experiment's, or SAGAN at 64x64) run through
-Lightning's `Trainer.fit` with no logger, checkpoints or progress bar. After `--warmup` generator
-iterations the clock runs for `--iters` more. Printed per benchmark:
+For each benchmark a module and its data (the default experiment's, SAGAN at 64x64, or the TransGAN
+digits experiment's) run through Lightning's `Trainer.fit` with no logger, checkpoints or progress bar.
+After `--warmup` generator iterations the clock runs for `--iters` more. Printed per benchmark:
 
 - `ms_per_iter`: wall time of one generator iteration (n_critic D steps + 1 G step);
 - `img_per_s`: real training images consumed per second (batch_size * n_critic per iteration);
@@ -55,7 +55,13 @@ def _sagan_64() -> tuple[L.LightningModule, L.LightningDataModule]:
     return GAN(generator, discriminator), data
 
 
-BENCHMARKS = {"sagan_digits": _default_experiment, "sagan_64": _sagan_64}
+def _transgan_digits() -> tuple[L.LightningModule, L.LightningDataModule]:
+    """The module and data of `experiments/transgan_digits.yaml`, as `make train MODEL=transgan` builds them."""
+    cli = SaganCLI(args=["--config", str(EXPERIMENTS / "transgan_digits.yaml")], run=False)
+    return cli.model, cli.datamodule
+
+
+BENCHMARKS = {"sagan_digits": _default_experiment, "sagan_64": _sagan_64, "transgan_digits": _transgan_digits}
 
 
 class _Clock(L.Callback):

@@ -63,14 +63,30 @@ class HingeLoss(AdversarialLoss):
 class WassersteinLoss(AdversarialLoss):
     """Wasserstein loss (Arjovsky et al., 2017); pair it with `GradientPenalty` for WGAN-GP.
 
-    D minimizes D(G(z)) - D(x); G minimizes -D(G(z)).
+    D minimizes D(G(z)) - D(x) + drift * E[D(x)]^2; G minimizes -D(G(z)).
+
+    The drift term keeps the critic's output from wandering off, as the loss is blind to a constant
+    shift of D. `drift=1e-3` with the square of the mean is TransGAN's "wgangp-eps" loss; Progressive
+    GAN's epsilon term (Karras et al., 2018) squares each logit before the mean instead.
+
+    Args:
+        drift: weight of the drift term (0: plain Wasserstein loss).
     """
 
+    def __init__(self, drift: float = 0.0):
+        if drift < 0:
+            raise ValueError(f"WassersteinLoss: drift must be >= 0, got {drift}")
+        self.drift = drift
+
     def discriminator(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        return fake.mean() - real.mean()
+        loss = fake.mean() - real.mean()
+        return loss + self.drift * real.mean().square() if self.drift else loss
 
     def generator(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
         return -fake.mean()
+
+    def __repr__(self) -> str:
+        return f"WassersteinLoss(drift={self.drift})" if self.drift else "WassersteinLoss()"
 
 
 class RelativisticLoss(AdversarialLoss):

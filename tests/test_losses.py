@@ -37,6 +37,18 @@ def test_wasserstein_exact():
     assert_close(loss.generator(FAKE), torch.tensor(-2.0 / 3))
 
 
+def test_wasserstein_drift_exact():
+    # TransGAN's epsilon term: drift * E[D(x)]^2 with E[D(x)] = 0.5 here
+    loss = WassersteinLoss(drift=0.1)
+    assert_close(loss.discriminator(REAL, FAKE), torch.tensor(2.0 / 3 - 0.5 + 0.1 * 0.25))
+    assert_close(loss.generator(FAKE), torch.tensor(-2.0 / 3))
+    real = REAL.clone().requires_grad_(True)
+    loss.discriminator(real, FAKE).backward()
+    assert_close(real.grad, torch.full((3,), (-1 + 2 * 0.1 * 0.5) / 3))  # the term pulls E[D(x)] to 0
+    with pytest.raises(ValueError):
+        WassersteinLoss(drift=-1.0)
+
+
 def test_relativistic_exact():
     loss = RelativisticLoss()
     assert_close(loss.discriminator(REAL, FAKE), -torch.log(torch.sigmoid(REAL - FAKE)).mean())

@@ -123,3 +123,30 @@ def test_ema_update_exact():
 def test_rejects_bad_n_critic():
     with pytest.raises(ValueError, match="n_critic"):
         _gan(n_critic=0)
+
+
+class _GradNorms(L.Callback):
+    """Records each network's total gradient norm just before its optimizer steps."""
+
+    def __init__(self):
+        self.norms: list[float] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        self.norms.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item())
+
+
+@pytest.mark.parametrize("clip", [None, 1e-3])
+def test_grad_clip_bounds_both_networks_under_manual_optimization(clip):
+    model = _gan(grad_clip=clip, n_critic=1)
+    recorder = _GradNorms()
+    trainer = L.Trainer(
+        max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, callbacks=[recorder],
+    )
+    trainer.fit(model, datamodule=_TinyData())
+    assert len(recorder.norms) == 4  # D, G, D, G
+    if clip is None:
+        assert min(recorder.norms) > 1e-2  # what clipping has to bring down
+    else:
+        assert max(recorder.norms) <= clip * (1 + 1e-4)

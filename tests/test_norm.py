@@ -1,8 +1,17 @@
+import pytest
 import torch
 from torch import nn
 from torch.testing import assert_close
 
-from sagan.layers.norm import ConditionalBatchNorm2d, SpectralNorm, frozen_spectral_norm, spectral_norm, spectral_norms
+from sagan.layers.norm import (
+    ConditionalBatchNorm2d,
+    ModulatedLayerNorm,
+    SpectralNorm,
+    frozen_spectral_norm,
+    improved_spectral_norm,
+    spectral_norm,
+    spectral_norms,
+)
 
 
 def top_singular_value(weight: torch.Tensor) -> torch.Tensor:
@@ -70,3 +79,32 @@ def test_unconditional_batch_norm_ignores_labels():
     bn = ConditionalBatchNorm2d(4, num_classes=0)
     x = torch.randn(6, 4, 2, 2)
     assert_close(bn(x), bn(x, torch.zeros(6, dtype=torch.long)))
+
+
+def test_improved_spectral_norm_keeps_the_initial_top_singular_value():
+    layer = nn.Linear(20, 30)
+    initial = top_singular_value(layer.weight.detach())
+    improved_spectral_norm(layer)
+    with torch.no_grad():
+        layer.parametrizations.weight.original.mul_(5.0)  # training rescales the weight ...
+    for _ in range(30):
+        layer(torch.randn(2, 20))
+    assert_close(top_singular_value(layer.weight), initial, rtol=1e-3, atol=0)  # ... its gain stays put
+    assert len(spectral_norms(layer)) == 1  # paused by frozen_spectral_norm like the plain one
+
+
+def test_modulated_layer_norm_formula():
+    norm = ModulatedLayerNorm(6, cond_dim=3)
+    x, cond = torch.randn(4, 5, 6), torch.randn(4, 3)
+    normalized = nn.functional.layer_norm(x, (6,))
+    expected = normalized * (1 + norm.scale(cond)[:, None]) + norm.shift(cond)[:, None]
+    assert_close(norm(x, cond), expected)
+    assert not torch.allclose(norm(x, cond), norm(x, cond * 2))
+    with pytest.raises(ValueError, match="cond"):
+        norm(x)
+
+
+def test_unmodulated_layer_norm_is_layer_norm():
+    norm = ModulatedLayerNorm(6)
+    x = torch.randn(4, 5, 6)
+    assert_close(norm(x), nn.functional.layer_norm(x, (6,), norm.norm.weight, norm.norm.bias))

@@ -1,0 +1,60 @@
+"""Positional encodings for token grids: fixed sinusoids (Vaswani et al., 2017) or learned tables.
+
+A 2-D sinusoidal encoding spends the first half of the channels on the row index and the second half
+on the column index, each with the 1-D formula
+
+    PE(p, 2i) = sin(p / 10000^(2i / d)),    PE(p, 2i + 1) = cos(p / 10000^(2i / d)),
+
+where `d` is the number of channels given to that axis.
+"""
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+
+def sinusoidal_encoding(positions: torch.Tensor, dim: int, base: float = 10000.0) -> torch.Tensor:
+    """[P] positions -> [P, dim] encodings with sines in even and cosines in odd channels."""
+    if dim % 2:
+        raise ValueError(f"sinusoidal_encoding: dim must be even, got {dim}")
+    frequencies = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # [dim / 2]
+    angles = positions.to(torch.float64)[:, None] * frequencies[None, :]  # [P, dim / 2]
+    return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1).float()  # interleaved sin, cos
+
+
+def sinusoidal_encoding_2d(height: int, width: int, dim: int) -> torch.Tensor:
+    """[height * width, dim] encodings of a row-major grid: rows in channels [0, dim/2), columns after."""
+    if dim % 4:
+        raise ValueError(f"sinusoidal_encoding_2d: dim must be a multiple of 4, got {dim}")
+    rows = sinusoidal_encoding(torch.arange(height), dim // 2)  # [H, dim/2]
+    cols = sinusoidal_encoding(torch.arange(width), dim // 2)  # [W, dim/2]
+    grid = torch.cat([rows[:, None, :].expand(-1, width, -1), cols[None, :, :].expand(height, -1, -1)], dim=-1)
+    return grid.reshape(height * width, dim)
+
+
+class PositionalEncoding2d(nn.Module):
+    """Adds a position code to each token of a `height x width` grid (row-major order).
+
+    Args:
+        height: rows of the grid.
+        width: columns of the grid.
+        dim: channels of a token.
+        kind: "sinusoidal" (fixed, `sinusoidal_encoding_2d`) or "learned" (a table trained with the
+            network, initialized from a normal distribution with std 0.02).
+    """
+
+    def __init__(self, height: int, width: int, dim: int, kind: Literal["sinusoidal", "learned"] = "learned"):
+        super().__init__()
+        if kind not in ("sinusoidal", "learned"):
+            raise ValueError(f"PositionalEncoding2d: kind must be 'sinusoidal' or 'learned', got {kind!r}")
+        self.kind = kind
+        if kind == "learned":
+            self.table = nn.Parameter(torch.zeros(1, height * width, dim))
+            nn.init.trunc_normal_(self.table, std=0.02)
+        else:  # recomputed at construction, so it need not be saved
+            self.register_buffer("table", sinusoidal_encoding_2d(height, width, dim)[None], persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [N, H*W, D] -> [N, H*W, D]
+        return x + self.table

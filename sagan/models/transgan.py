@@ -1,0 +1,262 @@
+"""Transformer GANs: a generator of transformer blocks that grows a token grid from noise (TransGAN,
+Jiang et al., 2021) and a Vision Transformer discriminator with ViTGAN's Lipschitz tools (Lee et al., 2022).
+
+Generator: z (with a class embedding when conditional) -> linear -> a bottom_size x bottom_size grid of
+tokens -> stages of pre-norm transformer blocks, the resolution doubling between stages (pixel shuffle
+or bilinear) -> a linear map of each token to a pixel -> tanh. Each stage adds its own positional
+encoding. Self-modulated layer norm carries a code of the noise (and class) into every block; stages at
+high resolution can attend in local windows or sparse grids so that 64x64 and 128x128 fit in memory.
+
+Discriminator: patches (optionally overlapping) -> linear embedding + positional encoding -> a class
+token or mean pooling -> transformer blocks -> layer norm -> linear logit, plus a projection head
+(Miyato & Koyama, 2018) when classes are given. Spectral norm (plain or ViTGAN's improved variant) on
+every projection and L2-distance attention with tied queries and keys bound its Lipschitz constant.
+Neither network contains a convolution apart from the patch embedding, which is a linear map of patches.
+"""
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from sagan.layers.norm import ModulatedLayerNorm
+from sagan.layers.position import PositionalEncoding2d
+from sagan.layers.transformer import (
+    AttentionKind,
+    SpectralNormMode,
+    TokenUpsample,
+    TransformerBlock,
+    linear,
+    lipschitz,
+)
+
+
+class TransGANGenerator(nn.Module):
+    """Transformer generator from noise.
+
+    Args:
+        image_size: output height and width; must equal bottom_size * 2^(stages - 1).
+        channels: output image channels.
+        num_classes: classes to condition on; 0 makes the generator unconditional.
+        z_dim: size of the noise vector (and of the class embedding).
+        bottom_size: side of the first token grid.
+        dims: channels of the tokens in each stage, lowest resolution first.
+        depths: transformer blocks in each stage.
+        num_heads: attention heads in every block; each stage's channels must be divisible by it.
+        mlp_ratio: hidden channels of each MLP as a multiple of the stage's channels.
+        upsample: "pixel_shuffle" (channels / 4 onto 2x2 new tokens, then a linear to the next stage's
+            channels if they differ) or "bilinear" (interpolation, then a linear).
+        pos_encoding: "learned" (a table per stage) or "sinusoidal" (fixed).
+        norm: how z and y reach every block. "self_modulated": layer norms modulated by a code of the
+            noise and class (a 2-layer MLP of them); "conditional": layer norms modulated by the class
+            embedding only (plain layer norm when unconditional); "layer": plain layer norm. The noise and
+            class always enter through the first linear layer as well.
+        style_dim: size of the code of "self_modulated" norms.
+        window_size: side of the local attention groups in `window_resolutions` (a group as large as the
+            map is global attention).
+        window_resolutions: stage resolutions whose blocks attend locally instead of globally.
+        window_mode: "window" (size x size neighbourhoods), "grid" (size x size tokens spread over the whole
+            map) or "alternate" (window, grid, window, ... block by block: local and sparse global mixing).
+    """
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        channels: int = 3,
+        num_classes: int = 0,
+        z_dim: int = 128,
+        bottom_size: int = 8,
+        dims: tuple[int, ...] = (256, 64, 16),
+        depths: tuple[int, ...] = (5, 4, 2),
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        upsample: Literal["pixel_shuffle", "bilinear"] = "pixel_shuffle",
+        pos_encoding: Literal["learned", "sinusoidal"] = "learned",
+        norm: Literal["self_modulated", "conditional", "layer"] = "self_modulated",
+        style_dim: int = 128,
+        window_size: int = 8,
+        window_resolutions: tuple[int, ...] = (),
+        window_mode: Literal["window", "grid", "alternate"] = "window",
+    ):
+        super().__init__()
+        dims, depths = tuple(dims), tuple(depths)
+        self.resolutions = [bottom_size * 2**i for i in range(len(dims))]
+        _check_generator(image_size, dims, depths, num_heads, norm, window_size, window_resolutions, window_mode,
+                         self.resolutions)
+        self.image_size, self.channels, self.num_classes, self.z_dim = image_size, channels, num_classes, z_dim
+        self.norm_kind = norm
+        self.class_embed = nn.Embedding(num_classes, z_dim) if num_classes else None
+        code_dim = 2 * z_dim if num_classes else z_dim
+        if norm == "self_modulated":
+            self.mapping = nn.Sequential(linear(code_dim, style_dim), nn.GELU(), linear(style_dim, style_dim))
+            cond_dim = style_dim
+        else:
+            self.mapping = None
+            cond_dim = z_dim if (norm == "conditional" and num_classes) else 0
+        self.stem = linear(code_dim, bottom_size * bottom_size * dims[0])
+        self.upsample = nn.ModuleList(TokenUpsample(dims[i], dims[i + 1], upsample) for i in range(len(dims) - 1))
+        self.pos = nn.ModuleList(PositionalEncoding2d(r, r, d, pos_encoding) for r, d in zip(self.resolutions, dims))
+        self.stages = nn.ModuleList()
+        for res, dim, depth in zip(self.resolutions, dims, depths):
+            blocks = []
+            for j in range(depth):
+                local = res in window_resolutions
+                mode = ("window", "grid")[j % 2] if window_mode == "alternate" else window_mode
+                blocks.append(TransformerBlock(dim, num_heads, mlp_ratio, cond_dim, "dot",
+                                               window_size if local else 0, mode))
+            self.stages.append(nn.ModuleList(blocks))
+        self.out_norm = ModulatedLayerNorm(dims[-1], cond_dim)
+        self.to_pixels = linear(dims[-1], channels)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        # z: [N, z_dim], y: [N] class indices or None -> [N, channels, image_size, image_size] in [-1, 1]
+        n = z.shape[0]
+        embedding = self.class_embed(y) if self.class_embed is not None else None
+        code = z if embedding is None else torch.cat([z, embedding], dim=1)
+        cond = self.mapping(code) if self.mapping is not None else (
+            embedding if self.norm_kind == "conditional" else None
+        )
+        h = self.stem(code).view(n, self.resolutions[0] ** 2, -1)  # [N, bottom^2, dims[0]]
+        for i, (res, pos, blocks) in enumerate(zip(self.resolutions, self.pos, self.stages)):
+            if i > 0:
+                h = self.upsample[i - 1](h, (res // 2, res // 2))
+            h = pos(h)
+            for block in blocks:
+                h = block(h, cond, (res, res))
+        pixels = self.to_pixels(self.out_norm(h, cond))  # [N, H*W, channels]
+        return torch.tanh(pixels).transpose(1, 2).reshape(n, self.channels, self.image_size, self.image_size)
+
+
+def _check_generator(image_size, dims, depths, num_heads, norm, window_size, window_resolutions, window_mode,
+                     resolutions) -> None:
+    who = "TransGANGenerator"
+    if not dims or len(dims) != len(depths):
+        raise ValueError(f"{who}: dims {dims} and depths {depths} must name the same number (>= 1) of stages")
+    if resolutions[-1] != image_size:
+        raise ValueError(
+            f"{who}: bottom_size {resolutions[0]} with {len(dims)} stages gives {resolutions[-1]}px, not {image_size}px"
+        )
+    bad = [d for d in dims if d % num_heads]
+    if bad:
+        raise ValueError(f"{who}: stage channels {bad} are not divisible by num_heads {num_heads}")
+    if norm not in ("self_modulated", "conditional", "layer"):
+        raise ValueError(f"{who}: norm must be 'self_modulated', 'conditional' or 'layer', got {norm!r}")
+    if window_mode not in ("window", "grid", "alternate"):
+        raise ValueError(f"{who}: window_mode must be 'window', 'grid' or 'alternate', got {window_mode!r}")
+    missing = sorted(set(window_resolutions) - set(resolutions))
+    if missing:
+        raise ValueError(f"{who}: window_resolutions {missing} not among the stage resolutions {resolutions}")
+    if window_resolutions and (window_size < 1 or any(r % window_size for r in window_resolutions if r > window_size)):
+        raise ValueError(f"{who}: window_size {window_size} must divide the window resolutions {window_resolutions}")
+
+
+class TransGANDiscriminator(nn.Module):
+    """Vision Transformer discriminator with optional class projection.
+
+    Args:
+        image_size: input height and width; must be divisible by `patch_size`.
+        channels: input image channels.
+        num_classes: classes for the projection head; 0 makes the discriminator unconditional.
+        patch_size: side of the patches, i.e. the stride between neighbouring tokens.
+        patch_overlap: pixels each patch extends into its neighbours on every side (ViTGAN's overlapping
+            patches: kernel patch_size + 2 * overlap at stride patch_size); 0: disjoint patches.
+        dim: channels of a token.
+        depth: transformer blocks.
+        num_heads: attention heads; `dim` must be divisible by it.
+        mlp_ratio: hidden channels of each MLP as a multiple of `dim`.
+        pos_encoding: "learned" or "sinusoidal" (fixed).
+        pool: "cls" (a learned class token read out at the end) or "mean" (the mean of all tokens).
+        attention: "l2" (L2-distance attention with tied query/key, Lipschitz) or "dot".
+        spectral_norm: "improved" (ViTGAN: W * sigma(W_init) / sigma(W)), "plain" or "none", on the patch
+            embedding, every projection, the head and the class embedding.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        channels: int = 3,
+        num_classes: int = 0,
+        patch_size: int = 4,
+        patch_overlap: int = 0,
+        dim: int = 192,
+        depth: int = 4,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        pos_encoding: Literal["learned", "sinusoidal"] = "learned",
+        pool: Literal["cls", "mean"] = "cls",
+        attention: AttentionKind = "l2",
+        spectral_norm: SpectralNormMode = "improved",
+    ):
+        super().__init__()
+        who = "TransGANDiscriminator"
+        if patch_size < 1 or image_size % patch_size:
+            raise ValueError(f"{who}: patch_size {patch_size} does not divide image_size {image_size}")
+        if patch_overlap < 0:
+            raise ValueError(f"{who}: patch_overlap must be >= 0, got {patch_overlap}")
+        if pool not in ("cls", "mean"):
+            raise ValueError(f"{who}: pool must be 'cls' or 'mean', got {pool!r}")
+        self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
+        kernel = patch_size + 2 * patch_overlap
+        self.patch_embed = lipschitz(
+            nn.Conv2d(channels, dim, kernel, stride=patch_size, padding=patch_overlap), spectral_norm
+        )
+        grid = image_size // patch_size
+        self.pos = PositionalEncoding2d(grid, grid, dim, pos_encoding)
+        self.cls_token = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, 1, dim), std=0.02)) if pool == "cls" else None
+        self.blocks = nn.ModuleList(
+            TransformerBlock(dim, num_heads, mlp_ratio, kind=attention, spectral_norm=spectral_norm) for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.head = linear(dim, 1, spectral_norm)
+        self.embed = lipschitz(nn.Embedding(num_classes, dim), spectral_norm) if num_classes else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        # x: [N, channels, image_size, image_size], y: [N] class indices or None -> [N] logits
+        h = self.pos(self.patch_embed(x).flatten(2).transpose(1, 2))  # [N, L, dim]
+        if self.cls_token is not None:
+            h = torch.cat([self.cls_token.expand(h.shape[0], -1, -1).to(h.dtype), h], dim=1)
+        for block in self.blocks:
+            h = block(h)
+        h = self.norm(h)
+        features = h[:, 0] if self.cls_token is not None else h.mean(dim=1)  # [N, dim]
+        logits = self.head(features).squeeze(1)
+        if self.embed is not None:
+            logits = logits + (self.embed(y) * features).sum(dim=1)
+        return logits
+
+
+# Small configurations for the contract tests: name -> (class, keyword arguments).
+TINY = {
+    "generator-32": (
+        TransGANGenerator,
+        dict(image_size=32, channels=3, z_dim=8, bottom_size=8, dims=(16, 8, 4), depths=(1, 1, 1), num_heads=2,
+             style_dim=8, window_size=8, window_resolutions=(32,)),
+    ),
+    "generator-32-cond": (
+        TransGANGenerator,
+        dict(image_size=32, channels=1, num_classes=3, z_dim=8, bottom_size=8, dims=(16, 8, 4), depths=(1, 1, 2),
+             num_heads=2, upsample="bilinear", pos_encoding="sinusoidal", style_dim=8, window_size=4,
+             window_resolutions=(16, 32), window_mode="alternate"),
+    ),
+    "generator-32-cond-ln": (
+        TransGANGenerator,
+        dict(image_size=32, channels=3, num_classes=3, z_dim=8, bottom_size=16, dims=(8, 4), depths=(1, 1),
+             num_heads=2, norm="conditional", window_size=8, window_resolutions=(32,), window_mode="grid"),
+    ),
+    "generator-64": (
+        TransGANGenerator,
+        dict(image_size=64, channels=3, z_dim=8, bottom_size=8, dims=(16, 8, 8, 4), depths=(1, 1, 1, 1),
+             num_heads=2, norm="layer", window_size=8, window_resolutions=(32, 64)),
+    ),
+    "discriminator-32": (TransGANDiscriminator, dict(image_size=32, channels=3, patch_size=4, dim=16, depth=1, num_heads=2)),
+    "discriminator-32-cond": (
+        TransGANDiscriminator,
+        dict(image_size=32, channels=1, num_classes=3, patch_size=4, patch_overlap=2, dim=16, depth=2, num_heads=2,
+             pos_encoding="sinusoidal", pool="mean", attention="dot", spectral_norm="plain"),
+    ),
+    "discriminator-64": (
+        TransGANDiscriminator,
+        dict(image_size=64, channels=3, patch_size=8, patch_overlap=1, dim=8, depth=1, num_heads=2,
+             spectral_norm="none"),
+    ),
+}

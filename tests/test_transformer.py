@@ -1,0 +1,155 @@
+"""Transformer layers: attention against naive references, local groups, fused kernels, blocks."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.testing import assert_close
+
+from sagan.layers.transformer import (
+    MultiHeadAttention,
+    TokenUpsample,
+    TransformerBlock,
+    grid_merge,
+    grid_partition,
+    window_merge,
+    window_partition,
+)
+
+
+def naive_attention(layer: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
+    """Global attention written out per head: dot products or negative squared distances."""
+    hs, nh = layer.head_dim, layer.num_heads
+    projected = x @ layer.qkv.weight.t() + layer.qkv.bias
+    if layer.kind == "dot":
+        q, k, v = projected.chunk(3, dim=-1)
+    else:
+        q, v = projected.chunk(2, dim=-1)
+        k = q
+    heads = []
+    for i in range(nh):
+        qs, ks = q[..., i * hs : (i + 1) * hs], k[..., i * hs : (i + 1) * hs]
+        if layer.kind == "dot":
+            scores = qs @ ks.transpose(1, 2)
+        else:
+            scores = -(qs[:, :, None, :] - ks[:, None, :, :]).pow(2).sum(-1)
+        heads.append(torch.softmax(scores / hs**0.5, dim=-1) @ v[..., i * hs : (i + 1) * hs])
+    return torch.cat(heads, dim=-1) @ layer.out.weight.t() + layer.out.bias
+
+
+def _randomize(layer: torch.nn.Module) -> torch.nn.Module:
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_(0, 0.3)
+    return layer
+
+
+@pytest.mark.parametrize("kind", ["dot", "l2"])
+def test_attention_matches_naive_reference(kind):
+    layer = _randomize(MultiHeadAttention(12, num_heads=3, kind=kind))
+    x = torch.randn(2, 7, 12)
+    assert_close(layer(x), naive_attention(layer, x))
+
+
+def test_l2_attention_is_the_distance_formula():
+    """One head, identity projections: the weights are softmax(-||x_i - x_j||^2 / sqrt(d))."""
+    layer = MultiHeadAttention(4, num_heads=1, kind="l2")
+    with torch.no_grad():
+        layer.qkv.weight.copy_(torch.cat([torch.eye(4), torch.eye(4)]))
+        layer.qkv.bias.zero_()
+        layer.out.weight.copy_(torch.eye(4))
+        layer.out.bias.zero_()
+    x = torch.randn(3, 6, 4) * 2
+    weights = torch.softmax(-torch.cdist(x, x).pow(2) / 2.0, dim=-1)
+    assert_close(layer(x), weights @ x)
+    # unlike dot-product attention, a token attends most to itself
+    assert (weights.argmax(-1) == torch.arange(6)).all()
+
+
+@pytest.mark.parametrize("mode", ["window", "grid"])
+@pytest.mark.parametrize("size", [8, 16])
+def test_window_covering_the_map_is_full_attention(mode, size):
+    full = _randomize(MultiHeadAttention(8, num_heads=2))
+    local = MultiHeadAttention(8, num_heads=2, window_size=size, window_mode=mode)
+    local.load_state_dict(full.state_dict())
+    x = torch.randn(2, 64, 8)
+    assert_close(local(x, (8, 8)), full(x, (8, 8)))
+
+
+def test_window_attention_attends_within_each_window():
+    layer = _randomize(MultiHeadAttention(8, num_heads=2, window_size=2, window_mode="window"))
+    full = MultiHeadAttention(8, num_heads=2)
+    full.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 4, 6, 8)  # [N, H, W, D]
+    out = layer(x.reshape(2, 24, 8), (4, 6)).view(2, 4, 6, 8)
+    for r in range(0, 4, 2):
+        for c in range(0, 6, 2):
+            window = x[:, r : r + 2, c : c + 2].reshape(2, 4, 8)
+            assert_close(out[:, r : r + 2, c : c + 2].reshape(2, 4, 8), full(window))
+
+
+def test_grid_attention_attends_within_each_strided_grid():
+    layer = _randomize(MultiHeadAttention(8, num_heads=2, window_size=2, window_mode="grid"))
+    full = MultiHeadAttention(8, num_heads=2)
+    full.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 4, 6, 8)
+    out = layer(x.reshape(2, 24, 8), (4, 6)).view(2, 4, 6, 8)
+    for a in range(2):  # a 2 x 2 grid of tokens at strides 2 (rows) and 3 (columns)
+        for b in range(3):
+            group = x[:, a::2, b::3].reshape(2, 4, 8)
+            assert_close(out[:, a::2, b::3].reshape(2, 4, 8), full(group))
+
+
+@pytest.mark.parametrize(("partition", "merge"), [(window_partition, window_merge), (grid_partition, grid_merge)])
+def test_partitions_invert(partition, merge):
+    x = torch.randn(3, 8 * 12, 5)
+    groups = partition(x, 8, 12, 4)
+    assert groups.shape == (3 * 2 * 3, 16, 5)
+    assert_close(merge(groups, 8, 12, 4), x, rtol=0, atol=0)
+
+
+def test_window_size_must_divide_the_grid():
+    layer = MultiHeadAttention(8, num_heads=2, window_size=3)
+    with pytest.raises(ValueError, match="divide"):
+        layer(torch.randn(1, 16, 8), (4, 4))
+    with pytest.raises(ValueError, match="hw"):
+        layer(torch.randn(1, 16, 8))
+
+
+@pytest.mark.parametrize(("kind", "window"), [("dot", 0), ("l2", 0), ("dot", 4)])
+def test_attention_runs_on_the_fused_kernel_forward_and_backward(kind, window):
+    """Only the flash kernel allowed: L2 attention needs no mask (which would rule fused kernels out)."""
+    layer = MultiHeadAttention(16, num_heads=2, kind=kind, window_size=window)
+    x = torch.randn(2, 64, 16, requires_grad=True)
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        out = layer(x, (8, 8))
+        out.square().sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_block_is_pre_norm_residual_and_uses_the_condition():
+    block = _randomize(TransformerBlock(8, num_heads=2, mlp_ratio=2.0, cond_dim=3))
+    x, cond = torch.randn(2, 5, 8), torch.randn(2, 3)
+    h = x + block.attention(block.norm1(x, cond))
+    assert_close(block(x, cond), h + block.mlp(block.norm2(h, cond)))
+    assert not torch.allclose(block(x, cond), block(x, cond + 1))
+
+
+@pytest.mark.parametrize("mode", ["pixel_shuffle", "bilinear"])
+def test_token_upsample_matches_the_image_operation(mode):
+    out_dim = 2 if mode == "pixel_shuffle" else 8
+    up = TokenUpsample(8, out_dim, mode)
+    assert isinstance(up.proj, torch.nn.Identity)
+    grid = torch.randn(2, 8, 3, 4)  # [N, C, H, W]
+    tokens = grid.flatten(2).transpose(1, 2)
+    if mode == "pixel_shuffle":
+        expected = F.pixel_shuffle(grid, 2)
+    else:
+        expected = F.interpolate(grid, scale_factor=2.0, mode="bilinear", align_corners=False)
+    assert_close(up(tokens, (3, 4)), expected.flatten(2).transpose(1, 2))
+    assert TokenUpsample(8, 6, mode)(tokens, (3, 4)).shape == (2, 48, 6)
+
+
+def test_attention_rejects_heads_that_do_not_divide():
+    with pytest.raises(ValueError, match="divisible"):
+        MultiHeadAttention(10, num_heads=4)
