@@ -10,6 +10,7 @@ a DataLoader worker never dies hours into a run because of one file.
 
 import os
 import warnings
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Sequence
 
@@ -71,7 +72,7 @@ def scan(paths: Sequence[Path], threads: int) -> tuple[list[int], list[tuple[Pat
     return good, [(path, reason) for path, reason in zip(paths, reasons) if reason is not None]
 
 
-class ImageFilesDataModule(ImageDataModule):
+class ImageFilesDataModule(ImageDataModule, ABC):
     """Base of data modules that read image files. A subclass sets `name`, builds `transform` and
     implements `split_files(split)` -> (paths, labels or None) for the splits in `splits`
     (training split first, then the validation split).
@@ -114,9 +115,9 @@ class ImageFilesDataModule(ImageDataModule):
         self.transform = CropResize(image_size)
 
     # ------------------------------------------------------------------------------- subclass API
+    @abstractmethod
     def split_files(self, split: str) -> tuple[list[Path], list[int] | None]:
         """The image files of `split` and their class indices (None: the data has no classes)."""
-        raise NotImplementedError
 
     def split_fingerprint(self, split: str) -> str:
         """What the images of `split` are: data set, split, transform, resolution and channels."""

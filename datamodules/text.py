@@ -16,6 +16,7 @@ and the training order is a seeded stream whose position is saved in checkpoints
 """
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from sagan.errors import UsageError
 from sagan.vocabulary import Level, Vocabulary, check_vocabulary, tokenize
 
 
-class TokenDataModule(L.LightningDataModule):
+class TokenDataModule(L.LightningDataModule, ABC):
     """Base class of text data modules: loaders, the linked facts, and the vocabulary saved with the run.
 
     Subclasses implement `vocabulary`, `seq_len` and `_splits()`.
@@ -54,21 +55,22 @@ class TokenDataModule(L.LightningDataModule):
         self.test_set: TensorDataset | None = None
 
     @property
+    @abstractmethod
     def vocabulary(self) -> Vocabulary:
-        raise NotImplementedError
+        """The tokens the networks see."""
 
     @property
+    @abstractmethod
     def seq_len(self) -> int:
         """Length of every sequence the networks see."""
-        raise NotImplementedError
 
     @property
     def vocab_size(self) -> int:
         return len(self.vocabulary)
 
+    @abstractmethod
     def _splits(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Token ids of the train, validation and test sentences, each `[N, seq_len]`."""
-        raise NotImplementedError
 
     def prepare_data(self) -> None:
         """Saves the vocabulary in the run directory; a resumed run must find the same one there."""

@@ -16,6 +16,7 @@ that numbers measured in different feature spaces are never confused, and descri
 
 import hashlib
 import os
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import torch
@@ -54,7 +55,7 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-class FeatureExtractor(nn.Module):
+class FeatureExtractor(nn.Module, ABC):
     """Base class: `forward(x) -> (features, logits)` for images in [-1, 1]; `load()` before use.
 
     Subclasses set `num_features`, `num_classes`, `metric_prefix` and `fingerprint`.
@@ -65,8 +66,9 @@ class FeatureExtractor(nn.Module):
     metric_prefix: str = ""
 
     @property
+    @abstractmethod
     def fingerprint(self) -> str:
-        raise NotImplementedError
+        """What the extractor is (weights and preprocessing), for caches of features computed with it."""
 
     def load(self) -> "FeatureExtractor":
         """Builds or loads the network (idempotent); called once before the first forward."""
