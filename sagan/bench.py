@@ -8,6 +8,9 @@ After `--warmup` generator iterations the clock runs for `--iters` more. Printed
 - `img_per_s`: real training images consumed per second (batch_size * n_critic per iteration);
 - `peak_mem_mb`: peak CUDA memory allocated (GPU) or the process's peak resident memory (CPU).
 
+Each training benchmark runs in a fresh process, so its peak memory is its own (a process's peak
+resident memory never goes down) and no benchmark inherits another's allocator or compile caches.
+
 The loader benchmark (`loader_jpeg64`) writes `--loader_images` CelebA-sized JPEGs (178x218) to a
 temporary folder and reads them the way `sagan_celeba.yaml` does (center crop 178, resize to 64,
 batches of 64, `--loader_workers` DataLoader workers), once decoding the JPEGs and once from the prepared
@@ -20,9 +23,11 @@ cache. Printed per variant: `setup_s` (the start-up check of every file, or the 
 
 import argparse
 import json
+import multiprocessing
 import resource
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import lightning as L
@@ -125,6 +130,12 @@ def run_benchmark(name: str, iters: int, warmup: int, precision: str, compile: b
     }
 
 
+def run_isolated(name: str, iters: int, warmup: int, precision: str, compile: bool, accelerator: str) -> dict:
+    """`run_benchmark` in a fresh spawned process, so the peak memory it reports is this benchmark's own."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(run_benchmark, name, iters, warmup, precision, compile, accelerator).result()
+
+
 def write_jpegs(folder: Path, count: int, seed: int = 0) -> None:
     """`count` CelebA-sized (178x218) JPEGs of smooth random content plus grain, quality 90 (~20 KB)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -200,6 +211,6 @@ def main(argv: list[str] | None = None) -> None:
         if name in LOADER_BENCHMARKS:
             results = loader_benchmark(args.loader_images, args.loader_workers, args.loader_epochs)
         else:
-            results = [run_benchmark(name, args.iters, args.warmup, args.precision, args.compile, args.accelerator)]
+            results = [run_isolated(name, args.iters, args.warmup, args.precision, args.compile, args.accelerator)]
         for result in results:
             print(json.dumps(result), flush=True)
