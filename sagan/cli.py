@@ -276,6 +276,10 @@ def main(argv: list[str] | None = None) -> None:
         if rank_zero_only.rank == 0:  # every rank stops; one says why
             sys.stderr.write(f"sagan: {stop}\n")
         sys.exit(stop.exit_code)
+    finally:  # a run that stopped early still closes its W&B run, marked failed (after_fit closes the rest)
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and getattr(wandb, "run", None) is not None:
+            wandb.finish(exit_code=1)
 
 
 if __name__ == "__main__":

@@ -108,12 +108,13 @@ class RelativisticLoss(AdversarialLoss):
 
 
 def _input_gradient(critic: Critic, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-    """d(sum critic(x))/dx with a graph kept for the double backward, on the math attention kernel."""
+    """d(sum critic(x))/dx with a graph kept for the double backward, on the math attention kernel: one
+    row per score, so a packing discriminator (one score per group of images) gets each group's gradient."""
     x = x.detach().requires_grad_(True)
     with math_attention():
         scores = critic(x, y)
         (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
-    return grad.flatten(1)
+    return grad.reshape(scores.shape[0], -1)
 
 
 class Penalty(ABC):

@@ -145,6 +145,11 @@ class GAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.LightningMod
         """Generator iterations done so far."""
         return self.global_step // (self.n_critic + 1)
 
+    @property
+    def discriminator_pack(self) -> int:
+        """Images per discriminator logit (PacGAN packing; 1 for a plain discriminator)."""
+        return getattr(self.discriminator, "pack", 1)
+
     @staticmethod
     def optimizer_steps(g_iters: int, config) -> int:
         """Optimizer steps (`trainer.max_steps`) of a run of `g_iters` generator iterations."""
@@ -161,10 +166,9 @@ class GAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.LightningMod
         self, real: torch.Tensor, y_real: torch.Tensor | None, fake: torch.Tensor, y_fake: torch.Tensor | None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """D's loss on a real and a generated batch (one forward pass over both), plus its statistics."""
-        n = real.shape[0]
         y = torch.cat([y_real, y_fake]) if self.num_classes else None
         logits = self.critic(torch.cat([real, fake.detach()]), y)
-        d_real, d_fake = logits[:n], logits[n:]
+        d_real, d_fake = logits.chunk(2)  # equal batches: also right for a packing D (one logit per group)
         loss = self.loss.discriminator(d_real, d_fake)
         stats = {"train/d_real": d_real.detach().mean(), "train/d_fake": d_fake.detach().mean()}
         if self.penalty is not None:
@@ -195,6 +199,12 @@ class GAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.LightningMod
     def setup(self, stage: str) -> None:
         if stage == "fit":  # validation and tests compute no gradients: any DDP strategy does
             check_strategy(getattr(self.trainer, "strategy", None))
+            batch_size = getattr(getattr(self.trainer, "datamodule", None), "batch_size", None)
+            if batch_size is not None and batch_size % self.discriminator_pack:
+                raise UsageError(
+                    f"--data.batch_size={batch_size} must be divisible by the discriminator's "
+                    f"pack={self.discriminator_pack}"
+                )
         if self.hparams.sync_batchnorm and stage == "fit" and self.trainer.world_size > 1:
             if self.device.type == "cpu":  # torch's SyncBatchNorm would fail at the first forward pass
                 raise UsageError("--model.sync_batchnorm=true needs GPUs; it cannot synchronize CPU processes")
@@ -245,7 +255,10 @@ class GAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.LightningMod
         """D's mean logit on held-out real images and on EMA samples: a widening gap between
         `val/d_real` and `train/d_real` means the discriminator is memorizing the training set."""
         real, y_real = batch
-        y_real = y_real if self.num_classes else None
+        real = real[: real.shape[0] - real.shape[0] % self.discriminator_pack]  # whole groups for a packing D
+        if real.shape[0] == 0:
+            return
+        y_real = y_real[: real.shape[0]] if self.num_classes else None
         z, y_fake = self.sample_noise(real.shape[0])
         fake = self(z, y_fake)
         n = real.shape[0]  # epoch means over all ranks' shards: one all-reduce at the end of validation

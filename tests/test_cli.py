@@ -56,6 +56,9 @@ def _error_lines(capsys) -> list[str]:
         (["--g_iters=0"], "g_iters"),
         (["--resume", "missing.ckpt"], "missing.ckpt"),
         (["--resume", "last"], "nothing to resume"),
+        (["--model.init_args.discriminator.init_args.pack=2"], "needs an unconditional discriminator"),
+        (["--data.init_args.use_labels=false", "--model.init_args.discriminator.init_args.pack=3"],
+         "must be divisible by the discriminator's pack=3"),
     ],
 )
 def test_bad_configuration_is_one_line_and_exit_2(args, expected, capsys, tmp_path):
@@ -126,6 +129,15 @@ def test_wandb_offline_run_without_secrets(tmp_path, monkeypatch):
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_a_run_that_fails_at_start_up_closes_its_wandb_run(tmp_path):
+    import wandb
+
+    with pytest.raises(SystemExit):  # fails in setup, after the logger started its W&B run
+        main(["fit", *TINY_DIGITS, "--tracker=wandb", "--run_root", str(tmp_path), "--data.init_args.use_labels=false",
+              "--model.init_args.discriminator.init_args.pack=3"])
+    assert wandb.run is None  # else the next run in this process would log into it
 
 
 def test_bf16_mixed_precision_trains_on_cpu(tmp_path):

@@ -69,6 +69,15 @@ def test_gradient_penalty_linear_critic_is_exact():
     assert_close(GradientPenalty(weight=2.0, center=0.0)(_linear_critic(w), real, fake), torch.tensor(50.0))
 
 
+def test_gradient_penalty_of_a_packing_critic_is_per_group():
+    # A critic scoring pairs of images (PacGAN) has gradient w on each pair: ||w|| per group, not per image.
+    w = torch.tensor([3.0, 4.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])  # ||w|| = 5 over a pair of 4-pixel images
+    packed = lambda x, y: (x.reshape(x.shape[0] // 2, -1) * w).sum(1)
+    real, fake = torch.randn(6, 1, 2, 2), torch.randn(6, 1, 2, 2)
+    assert_close(GradientPenalty(weight=10.0)(packed, real, fake), torch.tensor(160.0))
+    assert_close(R1Penalty(gamma=0.2)(packed, real, real), torch.tensor(2.5))
+
+
 def test_r1_linear_critic_is_exact():
     w = torch.tensor([3.0, 4.0, 0.0, 0.0])
     real = torch.randn(6, 1, 2, 2)

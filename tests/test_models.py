@@ -1,7 +1,8 @@
 """Contract suite: every network in every file of sagan/models, at each of its TINY presets.
 
 Image networks: generators map noise `[N, z_dim]` (and labels) to images `[N, C, H, W]` in [-1, 1],
-discriminators images to logits `[N]`. Text networks (they have `vocab_size`): generators map token ids
+discriminators images to logits `[N]` (a packing discriminator, `pack` > 1, one logit per group of
+`pack` images: `[N / pack]`). Text networks (they have `vocab_size`): generators map token ids
 `[N, T]` to next-token logits `[N, T, V]`, discriminators (soft) one-hot vectors `[N, T, V]` to `[N]`.
 """
 
@@ -10,6 +11,7 @@ import pkgutil
 
 import pytest
 import torch
+from torch.testing import assert_close
 
 import sagan.models
 
@@ -25,7 +27,9 @@ def _is_generator(net: torch.nn.Module) -> bool:
 
 
 def _inputs(net: torch.nn.Module, n: int, seed: int = 1):
+    """Inputs for `n` outputs (`n * pack` images for a packing discriminator)."""
     g = torch.Generator().manual_seed(seed)
+    n = n * getattr(net, "pack", 1)
     if hasattr(net, "vocab_size"):
         if _is_generator(net):
             return (torch.randint(0, net.vocab_size, (n, net.seq_len), generator=g),)
@@ -123,3 +127,19 @@ def test_sagan_rejects_impossible_layouts(kwargs):
 
     with pytest.raises(ValueError):
         SAGANGenerator(**{"image_size": 32, **kwargs})
+
+
+def test_packing_discriminator_judges_each_group_as_one_input():
+    from sagan.models.sagan import SAGANDiscriminator
+
+    torch.manual_seed(0)
+    d = SAGANDiscriminator(image_size=32, channels=3, width=4, attn_resolutions=(16,), pack=2).eval()
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    scores = d(x)
+    assert scores.shape == (2,)
+    assert_close(d(x[2:]), scores[1:])  # a group's score depends on its own images only
+    assert not torch.allclose(d(x[[1, 0, 2, 3]])[0], scores[0])  # the order within a group is seen: channels
+    with pytest.raises(ValueError, match="divisible by 2"):
+        d(x[:3])
+    with pytest.raises(ValueError, match="unconditional"):
+        SAGANDiscriminator(image_size=32, channels=3, num_classes=10, width=4, pack=2)

@@ -150,3 +150,25 @@ def test_grad_clip_bounds_both_networks_under_manual_optimization(clip):
         assert min(recorder.norms) > 1e-2  # what clipping has to bring down
     else:
         assert max(recorder.norms) <= clip * (1 + 1e-4)
+
+
+def test_packing_discriminator_scores_groups_of_real_and_of_generated_images():
+    """PacGAN: D judges pairs, so the loss sees n/2 real and n/2 generated scores, never a mixed pair."""
+    g = tiny("generator-32", channels=1)
+    d = tiny("discriminator-32-pack", channels=1)
+    model = GAN(g, d)
+    real = torch.rand(4, 1, 32, 32) * 2 - 1
+    fake = model.generator(*model.sample_noise(4))
+    loss, stats = model.discriminator_loss(real, None, fake, None)
+    with frozen_spectral_norm(model.discriminator):
+        d_real, d_fake = model.discriminator(real), model.discriminator(fake)
+    assert d_real.shape == (2,)
+    assert_close(loss, HingeLoss().discriminator(d_real, d_fake))
+    assert_close(stats["train/d_fake"], d_fake.mean())
+    _fit_unconditional = L.Trainer(
+        max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )
+    before = _copy(model.discriminator)
+    _fit_unconditional.fit(model, datamodule=_TinyData())  # batches of 8: four pairs
+    assert _changed(before, model.discriminator) and model.generator_steps == 2

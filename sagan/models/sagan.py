@@ -106,6 +106,9 @@ class SAGANDiscriminator(nn.Module):
         attn_resolutions: resolutions after whose down-block a self-attention layer sits.
         attn_heads: heads of each self-attention layer.
         channel_multipliers: overrides the layout's multipliers, one per block (downsampling stays).
+        pack: PacGAN packing (Lin et al., 2018): D judges groups of `pack` consecutive images, stacked
+            along the channels, and returns one logit per group, which penalizes a generator whose
+            samples lack variety (mode collapse). Unconditional only; the batch must divide by `pack`.
     """
 
     def __init__(
@@ -117,8 +120,16 @@ class SAGANDiscriminator(nn.Module):
         attn_resolutions: tuple[int, ...] = (16,),
         attn_heads: int = 1,
         channel_multipliers: tuple[int, ...] | None = None,
+        pack: int = 1,
     ):
         super().__init__()
+        if pack < 1:
+            raise ValueError(f"SAGANDiscriminator: pack must be >= 1, got {pack}")
+        if pack > 1 and num_classes:
+            raise ValueError(
+                f"SAGANDiscriminator: packing (pack={pack}) needs an unconditional discriminator, got "
+                f"num_classes={num_classes} (train with --data.use_labels=false)"
+            )
         layout = DISCRIMINATOR_CHANNELS.get(image_size, ())
         if channel_multipliers is not None:
             if len(channel_multipliers) != len(layout):
@@ -132,10 +143,10 @@ class SAGANDiscriminator(nn.Module):
             res = res // 2 if down else res
             resolutions.append(res)
         _check(image_size, attn_resolutions, resolutions, "SAGANDiscriminator")
-        self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
+        self.image_size, self.channels, self.num_classes, self.pack = image_size, channels, num_classes, pack
         self.blocks = nn.ModuleList()
         self.attention = nn.ModuleDict()
-        in_channels, placed = channels, set()
+        in_channels, placed = channels * pack, set()
         for i, ((mult, down), res) in enumerate(zip(layout, resolutions)):
             self.blocks.append(DiscriminatorBlock(in_channels, mult * width, downsample=down, first=i == 0))
             in_channels = mult * width
@@ -146,8 +157,13 @@ class SAGANDiscriminator(nn.Module):
         self.embed = spectral_norm(nn.Embedding(num_classes, in_channels)) if num_classes else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        # x: [N, channels, image_size, image_size], y: [N] class indices or None -> [N] logits
+        # x: [N, channels, image_size, image_size], y: [N] class indices or None -> [N / pack] logits
         h = x
+        if self.pack > 1:
+            n, c, height, width = x.shape
+            if n % self.pack:
+                raise ValueError(f"SAGANDiscriminator(pack={self.pack}) needs a batch divisible by {self.pack}, got {n}")
+            h = x.reshape(n // self.pack, self.pack * c, height, width)  # images 0..pack-1 form group 0, ...
         for i, block in enumerate(self.blocks):
             h = block(h)
             if str(i) in self.attention:
@@ -168,6 +184,9 @@ TINY = {
     ),
     "generator-64": (SAGANGenerator, dict(image_size=64, channels=3, z_dim=8, width=1, attn_resolutions=(32,))),
     "discriminator-32": (SAGANDiscriminator, dict(image_size=32, channels=3, width=4, attn_resolutions=(16,))),
+    "discriminator-32-pack": (
+        SAGANDiscriminator, dict(image_size=32, channels=3, width=4, attn_resolutions=(16,), pack=2)
+    ),
     "discriminator-32-cond": (
         SAGANDiscriminator,
         dict(image_size=32, channels=1, num_classes=3, width=4, attn_resolutions=(8,)),
