@@ -59,7 +59,7 @@ eval: install
 bench: install
 	$(BIN)/sagan bench $(ARGS)
 
-## make bench-quality [ARGS="--stacked_iters 2500 --only stacked"]: digits FID / IS / KID, stacked-digits modes and KL
+## make bench-quality [ARGS="--only stacked --stacked_iters 6000"]: digits FID / IS / KID, stacked-digits modes and KL
 bench-quality: install
 	$(BIN)/sagan bench-quality $(ARGS)
 

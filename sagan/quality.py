@@ -10,7 +10,7 @@
 
 Prints a markdown table and writes it, with the numbers as JSON, to `<run_root>/`.
 
-    sagan bench-quality [--digits_iters 1200] [--stacked_iters 8000] [--eval_every 1000] [--only digits|stacked]
+    sagan bench-quality [--digits_iters 1200] [--stacked_iters 6000] [--eval_every 1000] [--only digits|stacked]
 """
 
 import argparse
@@ -93,7 +93,7 @@ def _row(name: str, iters, samples, values: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sagan bench-quality", description="Sample quality and mode coverage.")
     parser.add_argument("--digits_iters", type=int, default=1200, help="generator iterations on the digits")
-    parser.add_argument("--stacked_iters", type=int, default=8000, help="generator iterations on stacked digits")
+    parser.add_argument("--stacked_iters", type=int, default=6000, help="generator iterations on stacked digits")
     parser.add_argument("--eval_every", type=int, default=1000, help="stacked-digits evaluation interval")
     parser.add_argument("--digits_samples", type=int, default=10_000, help="samples for digits FID / IS / KID")
     parser.add_argument("--stacked_samples", type=int, default=26_000, help="samples for modes and KL")
