@@ -49,7 +49,7 @@ class DigitsDataModule(ImageDataModule):
     """
 
     dataset_classes = 10
-    metric_features = "sagan.features.DigitsFeatures"  # offline digits FID / IS / KID
+    metric_features = "sagan.evaluation.features.DigitsFeatures"  # offline digits FID / IS / KID
 
     def __init__(
         self,

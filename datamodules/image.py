@@ -3,7 +3,7 @@
 A subclass provides `train_set` and `val_set` in `setup` (datasets of `(image, label)` with images as
 float tensors in [-1, 1], shape [channels, image_size, image_size]) and sets `dataset_classes`.
 `image_size`, `channels` and `num_classes` are linked into the networks by the CLI. `fingerprint`
-describes the training images for caches of statistics computed from them (`sagan.metrics`).
+describes the training images for caches of statistics computed from them (`sagan.evaluation.metrics`).
 """
 
 import inspect
@@ -26,8 +26,8 @@ class ImageDataModule(L.LightningDataModule):
     """
 
     dataset_classes: int = 0
-    # Feature extractor of the sample-quality metrics (import path; `sagan.metrics.SampleQuality`).
-    metric_features: str | None = "sagan.features.InceptionFeatures"
+    # Feature extractor of the sample-quality metrics (import path; `sagan.evaluation.metrics.SampleQuality`).
+    metric_features: str | None = "sagan.evaluation.features.InceptionFeatures"
 
     def __init__(
         self, batch_size: int = 64, image_size: int = 32, channels: int = 3, use_labels: bool = True, num_workers: int = 0

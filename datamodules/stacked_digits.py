@@ -51,7 +51,7 @@ class StackedDigitsDataModule(ImageDataModule):
     """
 
     dataset_classes = 1000
-    metric_features = "sagan.features.StackedDigitsFeatures"
+    metric_features = "sagan.evaluation.features.StackedDigitsFeatures"
 
     def __init__(
         self,

@@ -1,3 +1,3 @@
-from sagan.cli import main
+from sagan.commands import main
 
 main()

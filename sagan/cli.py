@@ -1,18 +1,16 @@
-"""The `sagan` command: LightningCLI for `fit`/`validate`, plus `sample`, `eval` and `bench`.
+"""`SaganCLI`: the LightningCLI behind `sagan fit`, `validate` and `test` (`sagan.commands` dispatches to it).
 
 This file wires things together and holds no training logic: data facts are linked into the networks,
 each `fit` gets a run directory `<run_root>/<name>/<timestamp>/` (config, samples, checkpoints, logs),
 and configuration mistakes end in one line on stderr and exit status 2. Checkpoints are written atomically
 and loaded weights-only, a signal ends training with a checkpoint, and whenever Lightning would pick DDP
-the GAN-aware `GANDDPStrategy` is used (sagan/distributed.py).
+the GAN-aware `GANDDPStrategy` is used (sagan/training/distributed.py).
 """
 
 import importlib
-import os
 import re
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Literal, NoReturn
 
@@ -24,11 +22,12 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from sagan.callbacks import SampleGrid
-from sagan.distributed import plain_ddp_is_gan_ddp
-from sagan.errors import TrainingStopped, UsageError
-from sagan.metrics import SampleQuality
-from sagan.resume import AtomicCheckpointIO, SignalCheckpoint
+from sagan.errors import UsageError
+from sagan.evaluation.metrics import SampleQuality
+from sagan.training.checkpoints import renamed_in
+from sagan.training.distributed import plain_ddp_is_gan_ddp
+from sagan.training.resume import AtomicCheckpointIO, SignalCheckpoint
+from sagan.training.sample_grid import SampleGrid
 
 # Facts of the data set that the networks are built from (a link whose source attribute or target
 # parameter does not exist is skipped: image data has no vocab_size, a text network no image_size).
@@ -70,7 +69,8 @@ class _Parser(LightningArgumentParser):
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:
             super().error(message, ex)
-        sys.stderr.write(f"sagan: error: {_one_line(message)} (see: {self.prog} --help)\n")
+        moved = "".join(f"; {old} is now {new}" for old, new in renamed_in(str(message)))
+        sys.stderr.write(f"sagan: error: {_one_line(message)}{moved} (see: {self.prog} --help)\n")
         sys.exit(2)
 
 
@@ -238,49 +238,3 @@ class SaganCLI(LightningCLI):
             project=cfg.wandb_project, name=cfg.name, id=run_id, save_dir=str(run_dir),
             offline=not cfg.online, resume="allow",
         )
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `sagan` command."""
-    args = argv  # None: LightningCLI reads sys.argv itself
-    argv = sys.argv[1:] if argv is None else list(argv)
-    warnings.filterwarnings("ignore", message=".*Using ModelCheckpoint with manual optimization.*")
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the EMA generator, by design
-    warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
-    os.environ.setdefault("WANDB_SILENT", "true")
-    try:
-        if argv[:1] == ["eval"]:
-            from sagan.evaluate import main as eval_main
-
-            eval_main(argv[1:])
-        elif argv[:1] == ["sample"]:
-            from sagan.sample import main as sample_main
-
-            sample_main(argv[1:])
-        elif argv[:1] == ["bench-quality"]:
-            from sagan.quality import main as quality_main
-
-            quality_main(argv[1:])
-        elif argv[:1] == ["bench"]:
-            from sagan.bench import main as bench_main
-
-            bench_main(argv[1:])
-        else:
-            SaganCLI(args=args)
-    except UsageError as error:
-        sys.stderr.write(f"sagan: error: {error}\n")
-        sys.exit(2)
-    except TrainingStopped as stop:
-        if rank_zero_only.rank == 0:  # every rank stops; one says why
-            sys.stderr.write(f"sagan: {stop}\n")
-        sys.exit(stop.exit_code)
-    finally:  # a run that stopped early still closes its W&B run, marked failed (after_fit closes the rest)
-        wandb = sys.modules.get("wandb")
-        if wandb is not None and getattr(wandb, "run", None) is not None:
-            wandb.finish(exit_code=1)
-
-
-if __name__ == "__main__":
-    main()

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from datafixtures import make_celeba, make_cifar10, make_class_folder
-from sagan.cli import main
+
+from sagan.commands import main
 from sagan.models.sagan import TINY
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,6 +12,7 @@ import lightning as L
 import numpy as np
 import torch
 
+
 class Recorder(L.Callback):
     """Appends, for every training batch, a draw from each global generator (python, numpy, torch) and a
     fingerprint of the batch to a JSON-lines file: two runs fed the same data and noise write the same lines.

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from sagan.augment import DiffAugment
+from sagan.layers.augment import DiffAugment
 
 
 def _images(n: int = 6, c: int = 3, size: int = 16) -> torch.Tensor:

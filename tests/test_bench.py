@@ -1,6 +1,6 @@
 import json
 
-from sagan.cli import main
+from sagan.commands import main
 
 
 def test_bench_prints_json_lines(capsys):

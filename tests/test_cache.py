@@ -6,10 +6,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from datafixtures import BROKEN, CELEBA_PARTITIONS, make_celeba, make_odd_folder
 from PIL import Image
 from torch.testing import assert_close
 
-from datafixtures import BROKEN, CELEBA_PARTITIONS, make_celeba, make_odd_folder
 from datamodules.cache import PreparedCache, UInt8Images
 from datamodules.celeba import CelebADataModule
 from datamodules.folder import ImageFolderDataModule

@@ -3,12 +3,12 @@
 import pytest
 import torch
 import torchvision
-from PIL import Image
-
 from conftest import EXPERIMENTS
 from datafixtures import CELEBA_PARTITIONS, make_celeba
+from PIL import Image
+
 from datamodules.celeba import CelebADataModule
-from sagan.cli import main
+from sagan.commands import main
 from sagan.errors import UsageError
 
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from torch.testing import assert_close
-
 from conftest import EXPERIMENTS
 from datafixtures import cifar_arrays, make_cifar10
+from torch.testing import assert_close
+
 from datamodules.cifar10 import CIFAR10DataModule, read_batch
-from sagan.cli import main
+from sagan.commands import main
 from sagan.errors import UsageError
 
 

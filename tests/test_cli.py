@@ -5,11 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import EXPERIMENTS, TINY_DIGITS, experiment_data_args, fit
 from torch.testing import assert_close
 
-from conftest import EXPERIMENTS, TINY_DIGITS, experiment_data_args, fit
-from sagan.cli import SaganCLI, main
-from sagan.sample import load_gan
+from sagan.cli import SaganCLI
+from sagan.commands import main
+from sagan.commands.sample import load_gan
 
 EXPERIMENT_FILES = sorted(EXPERIMENTS.glob("*.yaml"))
 
@@ -21,7 +22,7 @@ def test_default_experiment_exists():
 def _small_grid(experiment: Path) -> list[str]:
     """A 4-image sample grid for GAN experiments: drawing the default 64 samples dominates a fast_dev_run."""
     model = yaml.safe_load(experiment.read_text()).get("model") or {}
-    return ["--model.init_args.grid_size=4"] if model.get("class_path") == "sagan.module.GAN" else []
+    return ["--model.init_args.grid_size=4"] if model.get("class_path") == "sagan.tasks.image.ImageGAN" else []
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENT_FILES, ids=lambda p: p.stem)
@@ -38,7 +39,7 @@ def test_print_config_shows_linked_data_facts(capsys):
         main(["fit", "--config", str(EXPERIMENTS / "sagan_digits.yaml"), "--print_config"])
     assert exit_info.value.code in (0, None)
     config = yaml.safe_load(capsys.readouterr().out)
-    assert config["model"]["class_path"] == "sagan.module.GAN"
+    assert config["model"]["class_path"] == "sagan.tasks.image.ImageGAN"
     assert config["data"]["init_args"]["image_size"] == 32
 
 

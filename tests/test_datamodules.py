@@ -1,5 +1,5 @@
-import torch
 import pytest
+import torch
 from torch.testing import assert_close
 
 from datamodules.digits import DigitsDataModule, held_out_split

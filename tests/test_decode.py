@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from datafixtures import BROKEN, ODD_MODES, make_odd_folder
 from PIL import Image
 from torch.testing import assert_close
 
-from datafixtures import BROKEN, ODD_MODES, make_odd_folder
 from datamodules.decode import CropResize, check_image, load_image, to_channels
 
 

@@ -8,18 +8,18 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import REPO, TINY_DIGITS, TINY_ORACLE, tiny
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy, StrategyRegistry
 from torch import nn
 from torch.testing import assert_close
 
-from conftest import REPO, TINY_DIGITS, TINY_ORACLE, tiny
 from datamodules.oracle import OracleDataModule
 from sagan.cli import SaganCLI
-from sagan.distributed import GANDDPStrategy
+from sagan.commands.sample import load_gan, load_module
 from sagan.errors import UsageError
-from sagan.module import GAN
-from sagan.sample import load_gan, load_module
-from sagan.text_module import TextGAN
+from sagan.tasks.image import ImageGAN
+from sagan.tasks.text import TextGAN
+from sagan.training.distributed import GANDDPStrategy
 
 
 def _fit_two_processes(tmp_path: Path, *args: str) -> tuple[dict, dict]:
@@ -104,14 +104,14 @@ def test_one_device_keeps_the_single_device_strategy(tmp_path):
     assert isinstance(trainer.strategy, SingleDeviceStrategy)
 
 
-def _setup_fit(model: GAN, world_size: int, device: str = "cuda") -> None:
+def _setup_fit(model: ImageGAN, world_size: int, device: str = "cuda") -> None:
     model._trainer = SimpleNamespace(world_size=world_size)  # all that `setup` asks of the trainer
     model._device = torch.device(device, 0) if device == "cuda" else torch.device(device)  # as Lightning sets it
     model.setup("fit")
 
 
 def test_sync_batchnorm_converts_only_the_generator_under_several_processes():
-    model = GAN(tiny("generator-32-cond"), tiny("discriminator-32-cond"), sync_batchnorm=True)
+    model = ImageGAN(tiny("generator-32-cond"), tiny("discriminator-32-cond"), sync_batchnorm=True)
     before = {name: p for name, p in model.named_parameters()}
     _setup_fit(model, world_size=2)
     norms = [m for m in model.generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -120,15 +120,15 @@ def test_sync_batchnorm_converts_only_the_generator_under_several_processes():
     # the same parameter objects and names: optimizers and checkpoints are unaffected
     after = dict(model.named_parameters())
     assert after.keys() == before.keys() and all(p is before[name] for name, p in after.items())
-    single = GAN(tiny("generator-32-cond"), tiny("discriminator-32-cond"), sync_batchnorm=True)
+    single = ImageGAN(tiny("generator-32-cond"), tiny("discriminator-32-cond"), sync_batchnorm=True)
     _setup_fit(single, world_size=1)
     assert not any(isinstance(m, nn.SyncBatchNorm) for m in single.modules())
     with pytest.raises(UsageError, match="needs GPUs"):
-        _setup_fit(GAN(tiny("generator-32"), tiny("discriminator-32"), sync_batchnorm=True), 2, device="cpu")
+        _setup_fit(ImageGAN(tiny("generator-32"), tiny("discriminator-32"), sync_batchnorm=True), 2, device="cpu")
 
 
 def test_lightnings_whole_module_ddp_is_refused_at_start_up():
-    model = GAN(tiny("generator-32"), tiny("discriminator-32"))
+    model = ImageGAN(tiny("generator-32"), tiny("discriminator-32"))
     model._trainer = SimpleNamespace(strategy=DDPStrategy(), world_size=2)
     with pytest.raises(UsageError, match="--trainer.strategy=ddp"):
         model.setup("fit")

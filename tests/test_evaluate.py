@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
+from conftest import TINY_DIGITS, fit
 from torch.testing import assert_close
 
-from conftest import TINY_DIGITS, fit
-from sagan.cli import main
+from sagan.commands import main
 
 # validation after every 4 batches, on few samples: seconds on CPU
 VALIDATE_OFTEN = [
@@ -28,7 +28,7 @@ def test_missing_inception_weights_stop_the_run_at_start_up(tmp_path, monkeypatc
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     args = ["fit", *TINY_DIGITS, "--run_root", str(tmp_path / "runs"), "--tracker=csv"]
     with pytest.raises(SystemExit) as exit_info:
-        main([*args, "--metrics.features=sagan.features.InceptionFeatures"])
+        main([*args, "--metrics.features=sagan.evaluation.features.InceptionFeatures"])
     assert exit_info.value.code == 2
     lines = _error_lines(capsys)
     assert len(lines) == 1, lines
@@ -39,7 +39,7 @@ def test_missing_inception_weights_stop_the_run_at_start_up(tmp_path, monkeypatc
     ckpt = next((tmp_path / "runs").rglob("last.ckpt"))
     # evaluating that run afterwards uses the extractor its data module names
     main(["eval", "--ckpt", str(ckpt), "--num_samples", "20", "--is_splits", "2"])
-    assert json.loads(ckpt.with_name("last_eval.json").read_text())["features"] == "sagan.features.DigitsFeatures"
+    assert json.loads(ckpt.with_name("last_eval.json").read_text())["features"] == "sagan.evaluation.features.DigitsFeatures"
 
 
 def test_validation_logs_digits_metrics_and_a_checkpoint_keeps_the_best_fid(tmp_path):
@@ -68,7 +68,7 @@ def test_eval_writes_json_next_to_the_checkpoint(trained_run, capsys):
     main(["eval", "--ckpt", str(ckpt), "--num_samples", "64", "--is_splits", "4"])
     result = json.loads((trained_run / "checkpoints" / "last_eval.json").read_text())
     assert result["num_samples"] == 64 and result["generator_steps"] == 6 and result["real_images"] == 1618
-    assert result["features"] == "sagan.features.DigitsFeatures"
+    assert result["features"] == "sagan.evaluation.features.DigitsFeatures"
     assert set(result["metrics"]) == {"digits_fid", "digits_is", "digits_is_std", "digits_kid", "digits_kid_std"}
     assert all(math.isfinite(v) for v in result["metrics"].values())
     assert json.loads(capsys.readouterr().out.splitlines()[0]) == result["metrics"]

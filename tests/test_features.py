@@ -5,7 +5,7 @@ from torch.testing import assert_close
 
 from datamodules.digits import digits_tensors, held_out_split
 from datamodules.stacked_digits import StackedDigitsDataModule
-from sagan.features import DigitsFeatures, StackedDigitsFeatures, default_cache_dir
+from sagan.evaluation.features import DigitsFeatures, StackedDigitsFeatures, default_cache_dir
 
 
 def test_digits_classifier_is_accurate_cached_and_reused():

@@ -4,12 +4,12 @@ import warnings
 
 import pytest
 import torch
-from torch.testing import assert_close
-
 from conftest import EXPERIMENTS
 from datafixtures import BROKEN, ODD_MODES, make_class_folder, make_odd_folder
+from torch.testing import assert_close
+
 from datamodules.folder import ImageFolderDataModule, list_images
-from sagan.cli import main
+from sagan.commands import main
 from sagan.errors import UsageError
 
 

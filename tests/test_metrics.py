@@ -8,8 +8,8 @@ import torch
 from torch.testing import assert_close
 
 from datamodules.digits import DigitsDataModule
-from sagan.features import FeatureExtractor, InceptionFeatures
-from sagan.metrics import SampleMetrics, SampleQuality, real_statistics, shard
+from sagan.evaluation.features import FeatureExtractor, InceptionFeatures
+from sagan.evaluation.metrics import SampleMetrics, SampleQuality, real_statistics, shard
 
 
 class TinyFeatures(FeatureExtractor):
@@ -226,10 +226,11 @@ class _Record(L.Callback):
 
 def _validate(folder, devices: int) -> None:
     from conftest import tiny
-    from sagan.module import GAN
+
+    from sagan.tasks.image import ImageGAN
 
     torch.manual_seed(0)  # the same weights in every process
-    model = GAN(tiny("generator-32-cond", num_classes=10), tiny("discriminator-32-cond", num_classes=10))
+    model = ImageGAN(tiny("generator-32-cond", num_classes=10), tiny("discriminator-32-cond", num_classes=10))
     quality = SampleQuality(features=TinyFeatures(), num_samples=45, batch_size=16, kid_subsets=10,
                             kid_subset_size=30, is_splits=3, cache_dir=str(folder / "cache"))
     trainer = L.Trainer(
@@ -277,7 +278,7 @@ def test_the_data_module_picks_the_extractor(tmp_path, monkeypatch):
     from datamodules.image import ImageDataModule
     from datamodules.stacked_digits import StackedDigitsDataModule
     from sagan.errors import UsageError
-    from sagan.features import DigitsFeatures, StackedDigitsFeatures
+    from sagan.evaluation.features import DigitsFeatures, StackedDigitsFeatures
 
     def resolved(data):
         quality = SampleQuality(num_samples=40, kid_subset_size=20, cache_dir=str(tmp_path))  # features="data"

@@ -4,17 +4,17 @@ checkpoint; and the training step never reads a tensor on the host. For the imag
 import lightning as L
 import pytest
 import torch
+from conftest import fit_text, tiny
+from probes import GuardTrainingStep, PoisonBatches, PoisonOutputs, no_host_reads
 from torch.testing import assert_close
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import fit_text, tiny
 from datamodules.oracle import OracleDataModule
-from probes import GuardTrainingStep, PoisonBatches, PoisonOutputs, no_host_reads
 from sagan.errors import TrainingStopped
 from sagan.losses import R1Penalty
 from sagan.models.text_transformer import TINY as TEXT_TINY
-from sagan.module import GAN
-from sagan.text_module import TextGAN
+from sagan.tasks.image import ImageGAN
+from sagan.tasks.text import TextGAN
 
 
 class _Data(L.LightningDataModule):
@@ -24,11 +24,11 @@ class _Data(L.LightningDataModule):
         return DataLoader(data, batch_size=8, shuffle=False, drop_last=True)
 
 
-def _gan(**kwargs) -> GAN:
-    return GAN(tiny("generator-32-cond"), tiny("discriminator-32-cond"), **kwargs)
+def _gan(**kwargs) -> ImageGAN:
+    return ImageGAN(tiny("generator-32-cond"), tiny("discriminator-32-cond"), **kwargs)
 
 
-def _fit(model: GAN, tmp_path, max_steps: int, *callbacks: L.Callback) -> L.Trainer:
+def _fit(model: ImageGAN, tmp_path, max_steps: int, *callbacks: L.Callback) -> L.Trainer:
     trainer = L.Trainer(
         max_steps=max_steps, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, limit_val_batches=0, log_every_n_steps=1, default_root_dir=tmp_path,

@@ -5,15 +5,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import fit, fit_text, tiny
+from probes import records
 from torch.testing import assert_close
 from torch.utils.data import TensorDataset
 
-from conftest import fit, fit_text, tiny
 from datamodules.resumable import training_loader
-from probes import records
 from sagan.models.text_transformer import TINY as TEXT_TINY
-from sagan.module import GAN
-from sagan.text_module import TextGAN
+from sagan.tasks.image import ImageGAN
+from sagan.tasks.text import TextGAN
 
 # n_critic=2 makes a generator iteration two batches, and epochs of 3 batches put every stop below
 # mid-epoch, so the resumed part continues an epoch and then crosses into new ones.
@@ -116,8 +116,8 @@ def test_text_gan_resume_across_the_phase_boundary_continues_exactly(straight_te
     assert_close(optimizers[1], optimizers[0], rtol=0, atol=0)
 
 
-def _image_gan() -> GAN:
-    return GAN(tiny("generator-32"), tiny("discriminator-32"))
+def _image_gan() -> ImageGAN:
+    return ImageGAN(tiny("generator-32"), tiny("discriminator-32"))
 
 
 def _text_gan() -> TextGAN:

@@ -6,12 +6,12 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import fit_text
 from PIL import Image
 
-from conftest import fit_text
-from sagan.cli import main
-from sagan.sample import load_module, write_outputs
-from sagan.text_module import TextGAN
+from sagan.commands import main
+from sagan.commands.sample import load_module, write_outputs
+from sagan.tasks.text import TextGAN
 from sagan.vocabulary import Vocabulary
 
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY_DIGITS, fit
-from sagan.cli import SaganCLI, main
-from sagan.resume import AtomicCheckpointIO, requeue
-from sagan.sample import load_gan
+
+from sagan.cli import SaganCLI
+from sagan.commands import main
+from sagan.commands.sample import load_gan
+from sagan.training.resume import AtomicCheckpointIO, requeue
 
 
 def _sagan_lines(err: str) -> list[str]:

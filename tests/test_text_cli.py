@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import EXPERIMENTS, TINY_ORACLE, TINY_TEXT_MODEL, fit_text, write_corpus
-from sagan.cli import main
+
+from sagan.commands import main
 from sagan.vocabulary import Vocabulary
 
 

@@ -3,8 +3,8 @@
 import lightning as L
 import pytest
 import torch
-
 from conftest import CORPUS, write_corpus
+
 from datamodules.text import TextDataModule, read_corpus
 from sagan.errors import UsageError
 from sagan.vocabulary import Vocabulary

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchmetrics.text import BLEUScore
 
-from sagan.text_metrics import BLEU, self_bleu, text_metrics
+from sagan.evaluation.text_metrics import BLEU, self_bleu, text_metrics
 
 REFERENCES = [
     "the cat sat on the mat today".split(),

@@ -3,14 +3,14 @@ gradient penalties through the transformer, bf16, impossible layouts, and traini
 
 import pytest
 import torch
+from conftest import EXPERIMENTS
 from torch.testing import assert_close
 
-from conftest import EXPERIMENTS
-from sagan.augment import DiffAugment
-from sagan.cli import main
+from sagan.commands import main
+from sagan.commands.sample import load_gan
+from sagan.layers.augment import DiffAugment
 from sagan.losses import GradientPenalty, R1Penalty
 from sagan.models.transgan import TINY, TransGANDiscriminator, TransGANGenerator
-from sagan.sample import load_gan
 
 
 def tiny(name: str, **overrides) -> torch.nn.Module:

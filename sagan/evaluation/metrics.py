@@ -1,7 +1,7 @@
 """FID, Inception Score, KID and mode coverage of generated images, at validation time and after training.
 
 Thin wrappers over torchmetrics' `FrechetInceptionDistance`, `InceptionScore` and
-`KernelInceptionDistance`: images go through a feature extractor once (`sagan.features`), and the three
+`KernelInceptionDistance`: images go through a feature extractor once (`sagan.evaluation.features`), and the three
 metrics are fed its features and logits. The real side is the training set's statistics, computed once
 and cached on disk under a key made of the data module's `fingerprint`, the extractor's, and the number
 of real images; every later validation and run reuses them.
@@ -13,9 +13,9 @@ same samples, and nothing depends on how many validation batches a rank holds.
 """
 
 import hashlib
+import importlib
 import json
 import warnings
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from sagan.errors import UsageError
-from sagan.features import FeatureExtractor, atomic_save, default_cache_dir
+from sagan.evaluation.features import FeatureExtractor, atomic_save, default_cache_dir
 
 CACHE_VERSION = 1
 FAST_DEV_RUN_IMAGES = 64  # generated and real images per evaluation under `trainer.fast_dev_run`

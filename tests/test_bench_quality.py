@@ -2,7 +2,7 @@
 
 import json
 
-from sagan.cli import main
+from sagan.commands import main
 
 
 def test_bench_quality_prints_and_writes_the_table(tmp_path, capsys):

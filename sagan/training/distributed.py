@@ -167,7 +167,7 @@ def check_strategy(strategy: object) -> None:
     if type(strategy) is DDPStrategy and not strategy._ddp_kwargs.get("find_unused_parameters"):
         raise UsageError(
             "Lightning's DDPStrategy gives G and D one gradient reducer, which fails at a GAN's first step: "
-            "use --trainer.strategy=ddp (sagan.distributed.GANDDPStrategy, one reducer per network)"
+            "use --trainer.strategy=ddp (sagan.training.distributed.GANDDPStrategy, one reducer per network)"
         )
 
 

@@ -5,7 +5,7 @@
 The data set and the feature extractor come from the run's `config.yaml` (`data` and `metrics`), so the
 numbers are in the same feature space as the run's `val/...` metrics and reuse its cached real
 statistics (a run that trained with the metrics off gets the data module's extractor); `--features`
-picks another extractor (e.g. `sagan.features.InceptionFeatures`).
+picks another extractor (e.g. `sagan.evaluation.features.InceptionFeatures`).
 """
 
 import argparse
@@ -18,9 +18,10 @@ import torch
 import yaml
 from jsonargparse import ArgumentParser
 
+from sagan.commands.sample import load_gan
 from sagan.errors import UsageError
-from sagan.metrics import SampleQuality
-from sagan.sample import load_gan
+from sagan.evaluation.metrics import SampleQuality
+from sagan.training.checkpoints import upgrade_config
 
 
 def build_data_and_metrics(config: dict, overrides: dict) -> tuple[L.LightningDataModule, SampleQuality]:
@@ -44,7 +45,7 @@ def evaluate_checkpoint(
     """Metrics of `num_samples` EMA samples of a checkpoint, as a JSON-ready dict."""
     if not config_path.is_file():
         raise UsageError(f"no run config at {config_path}: pass --config <the run's config.yaml>")
-    config = yaml.safe_load(config_path.read_text())
+    config = upgrade_config(yaml.safe_load(config_path.read_text()))  # runs of earlier versions too
     overrides = {
         "num_samples": num_samples, "is_splits": is_splits, "batch_size": batch_size, "kid_subsets": kid_subsets,
     }

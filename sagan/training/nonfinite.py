@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from sagan.errors import TrainingStopped
-from sagan.resume import save_last
+from sagan.training.resume import save_last
 
 
 def found_nonfinite(loss: torch.Tensor, optimizer: torch.optim.Optimizer, gradients: bool = True) -> torch.Tensor:

@@ -28,8 +28,8 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from sagan.distributed import rank_seed
 from sagan.errors import TrainingStopped
+from sagan.training.distributed import rank_seed
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 

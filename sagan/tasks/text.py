@@ -34,12 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sagan.callbacks import log_text_table
-from sagan.distributed import PerNetworkDDP, check_strategy
+from sagan.evaluation.text_metrics import text_metrics
 from sagan.losses import AdversarialLoss, RelativisticLoss
-from sagan.nonfinite import NonFiniteSteps, SkipNonFiniteSteps
-from sagan.resume import TrainingRandomState
-from sagan.text_metrics import text_metrics
+from sagan.training.distributed import PerNetworkDDP, check_strategy
+from sagan.training.nonfinite import NonFiniteSteps, SkipNonFiniteSteps
+from sagan.training.resume import TrainingRandomState
+from sagan.training.sample_grid import log_text_table
 from sagan.vocabulary import Vocabulary, check_vocabulary
 
 
@@ -113,7 +113,7 @@ class TextGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightnin
         self.pretrain_steps = pretrain_steps
         self.n_critic = n_critic
         self._references: list[torch.Tensor] = []
-        self.data_parallel: dict[str, nn.Module] = {}  # per-network DDP wrappers, see sagan/distributed.py
+        self.data_parallel: dict[str, nn.Module] = {}  # per-network DDP wrappers, see sagan/training/distributed.py
         self.nonfinite = NonFiniteSteps(networks=2, limit=max_nonfinite)  # D: 0, G (MLE and adversarial): 1
 
     # ------------------------------------------------------------------------------ step counting

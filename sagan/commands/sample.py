@@ -10,7 +10,6 @@ sentences as a text file, one per line, decoded with the vocabulary saved in the
 """
 
 import argparse
-import zipfile
 from functools import singledispatch
 from pathlib import Path
 
@@ -18,35 +17,16 @@ import lightning as L
 import torch
 from torchvision.utils import save_image
 
-from sagan.callbacks import to_grid
 from sagan.errors import UsageError
-from sagan.module import GAN
-from sagan.text_module import TextGAN
+from sagan.tasks.image import ImageGAN
+from sagan.tasks.text import TextGAN
+from sagan.training.checkpoints import load_module
+from sagan.training.sample_grid import to_grid
 
 
-def load_module(ckpt: str | Path, map_location: str = "cpu", kind: type[L.LightningModule] = L.LightningModule):
-    """Rebuilds the module of a `sagan fit` checkpoint from its saved config (weights-only unpickling), as the
-    class the checkpoint names; `kind` refuses any other than that class and its subclasses."""
-    path = Path(ckpt)
-    if not path.is_file():
-        raise UsageError(f"checkpoint not found: {path} (expected a .ckpt file written by `sagan fit`)")
-    what = "sagan" if kind is L.LightningModule else f"sagan {kind.__name__}"
-    try:
-        if not zipfile.is_zipfile(path):  # what torch.save writes
-            raise ValueError("it is not a PyTorch checkpoint file")
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # a look, no copy
-        hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-        if not isinstance(hparams, dict) or "_class_path" not in hparams:
-            raise ValueError("it names no module class (expected a checkpoint written by `sagan fit`)")
-        return kind.load_from_checkpoint(path, map_location=map_location, weights_only=True).eval()
-    except Exception as error:  # anything from unpickling to a config the classes reject
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UsageError(f"cannot load {path} as a {what} checkpoint: {reason}") from error
-
-
-def load_gan(ckpt: str | Path, map_location: str = "cpu") -> GAN:
+def load_gan(ckpt: str | Path, map_location: str = "cpu") -> ImageGAN:
     """The image GAN of a `sagan fit` checkpoint."""
-    return load_module(ckpt, map_location, GAN)
+    return load_module(ckpt, map_location, ImageGAN)
 
 
 def labels_for(label: str, n: int, num_classes: int) -> torch.Tensor | None:
@@ -64,7 +44,7 @@ def labels_for(label: str, n: int, num_classes: int) -> torch.Tensor | None:
 
 @torch.no_grad()
 def write_samples(
-    model: GAN, out: Path, n: int, label: str = "all", seed: int = 0, nrow: int | None = None, batch_size: int = 256
+    model: ImageGAN, out: Path, n: int, label: str = "all", seed: int = 0, nrow: int | None = None, batch_size: int = 256
 ) -> list[Path]:
     """Writes `grid.png` and `n` single images `000000.png`... to `out`; returns the single images' paths."""
     y = labels_for(label, n, model.num_classes)
@@ -104,7 +84,7 @@ def write_outputs(model: L.LightningModule, ckpt: Path, args: argparse.Namespace
 
 
 @write_outputs.register
-def _(model: GAN, ckpt: Path, args: argparse.Namespace) -> str:
+def _(model: ImageGAN, ckpt: Path, args: argparse.Namespace) -> str:
     out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "_samples")
     paths = write_samples(model, out, args.n, args.label, args.seed, args.nrow)
     return f"wrote {out / 'grid.png'} and {len(paths)} images to {out}/"

@@ -41,9 +41,9 @@ from datamodules.imagefiles import cpu_threads
 from sagan.cli import SaganCLI
 from sagan.errors import UsageError
 from sagan.models.sagan import SAGANDiscriminator, SAGANGenerator
-from sagan.module import GAN
+from sagan.tasks.image import ImageGAN
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"  # the repository's experiments/
 
 
 def _default_experiment() -> tuple[L.LightningModule, L.LightningDataModule]:
@@ -57,7 +57,7 @@ def _sagan_64() -> tuple[L.LightningModule, L.LightningDataModule]:
     data = DigitsDataModule(batch_size=64, image_size=64, channels=3)
     generator = SAGANGenerator(64, 3, data.num_classes, z_dim=128, width=64, attn_resolutions=(32,))
     discriminator = SAGANDiscriminator(64, 3, data.num_classes, width=64, attn_resolutions=(32,))
-    return GAN(generator, discriminator), data
+    return ImageGAN(generator, discriminator), data
 
 
 def _transgan_digits() -> tuple[L.LightningModule, L.LightningDataModule]:

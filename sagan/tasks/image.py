@@ -6,10 +6,10 @@ of both networks, so `global_step = generator_iterations * (n_critic + 1)`; `gen
 generator iterations directly and the CLI's `--g_iters` sets `max_steps` from it.
 
 Runs that survive: a step whose loss or gradients are not finite is skipped on the device (fused Adam's
-`found_inf`, the GradScaler mechanism; sagan/nonfinite.py) and counted in `train/skipped_steps`; after
+`found_inf`, the GradScaler mechanism; sagan/training/nonfinite.py) and counted in `train/skipped_steps`; after
 `max_nonfinite` consecutive skipped steps of one network the run stops with a checkpoint. Checkpoints
 carry the random generators' states, so a resumed run draws the noise the uninterrupted run would have
-drawn. Under several processes each network has its own DDP wrapper (`distribute`, sagan/distributed.py).
+drawn. Under several processes each network has its own DDP wrapper (`distribute`, sagan/training/distributed.py).
 These mechanisms are shared with the text GAN as mixins: `PerNetworkDDP`, `SkipNonFiniteSteps`,
 `TrainingRandomState`.
 """
@@ -21,31 +21,17 @@ import lightning as L
 import torch
 from torch import nn
 
-from sagan.distributed import PerNetworkDDP, check_strategy
 from sagan.errors import UsageError
 from sagan.layers.attention import SelfAttention2d
 from sagan.layers.norm import frozen_spectral_norm
 from sagan.losses import AdversarialLoss, HingeLoss, Penalty
-from sagan.nonfinite import NonFiniteSteps, SkipNonFiniteSteps
-from sagan.resume import TrainingRandomState
+from sagan.training.distributed import PerNetworkDDP, check_strategy
+from sagan.training.ema import ema_update
+from sagan.training.nonfinite import NonFiniteSteps, SkipNonFiniteSteps
+from sagan.training.resume import TrainingRandomState
 
 
-@torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * model for parameters; buffers (batch-norm statistics,
-    spectral-norm vectors) are copied."""
-    ema_params = [p for p in ema.parameters()]
-    params = [p.detach() for p in model.parameters()]
-    if decay == 0.0:
-        torch._foreach_copy_(ema_params, params)
-    else:
-        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
-    ema_buffers = [b for b in ema.buffers() if b.is_floating_point()]
-    if ema_buffers:
-        torch._foreach_copy_(ema_buffers, [b for b in model.buffers() if b.is_floating_point()])
-
-
-class GAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.LightningModule):
+class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.LightningModule):
     """Adversarial training of a generator G(z, y) -> image against a discriminator D(image, y) -> logit.
 
     Args:
@@ -117,7 +103,7 @@ class GAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.LightningMod
             for name, module in net.named_modules()
             if isinstance(module, SelfAttention2d)
         ]
-        self.data_parallel: dict[str, nn.Module] = {}  # per-network DDP wrappers, see sagan/distributed.py
+        self.data_parallel: dict[str, nn.Module] = {}  # per-network DDP wrappers, see sagan/training/distributed.py
         self.nonfinite = NonFiniteSteps(networks=2, limit=max_nonfinite)  # D: 0, G: 1
 
     # ----------------------------------------------------------------------------------- sampling

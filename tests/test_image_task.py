@@ -3,13 +3,14 @@
 import lightning as L
 import pytest
 import torch
+from conftest import tiny
 from torch.testing import assert_close
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import tiny
 from sagan.layers.norm import frozen_spectral_norm
 from sagan.losses import HingeLoss, R1Penalty
-from sagan.module import GAN, ema_update
+from sagan.tasks.image import ImageGAN
+from sagan.training.ema import ema_update
 
 
 class _TinyData(L.LightningDataModule):
@@ -22,13 +23,13 @@ class _TinyData(L.LightningDataModule):
         return DataLoader(self.data, batch_size=8, shuffle=True, drop_last=True)
 
 
-def _gan(**kwargs) -> GAN:
+def _gan(**kwargs) -> ImageGAN:
     g = tiny("generator-32-cond")
     d = tiny("discriminator-32-cond")
-    return GAN(g, d, **kwargs)
+    return ImageGAN(g, d, **kwargs)
 
 
-def _fit(model: GAN, max_steps: int) -> L.Trainer:
+def _fit(model: ImageGAN, max_steps: int) -> L.Trainer:
     trainer = L.Trainer(
         max_steps=max_steps, accelerator="cpu", logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
@@ -156,7 +157,7 @@ def test_packing_discriminator_scores_groups_of_real_and_of_generated_images():
     """PacGAN: D judges pairs, so the loss sees n/2 real and n/2 generated scores, never a mixed pair."""
     g = tiny("generator-32", channels=1)
     d = tiny("discriminator-32-pack", channels=1)
-    model = GAN(g, d)
+    model = ImageGAN(g, d)
     real = torch.rand(4, 1, 32, 32) * 2 - 1
     fake = model.generator(*model.sample_noise(4))
     loss, stats = model.discriminator_loss(real, None, fake, None)

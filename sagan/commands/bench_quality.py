@@ -21,12 +21,13 @@ from pathlib import Path
 import torch
 import yaml
 
+from sagan.commands.evaluate import build_data_and_metrics
+from sagan.commands.sample import load_gan
 from sagan.errors import UsageError
-from sagan.evaluate import build_data_and_metrics
-from sagan.metrics import SampleMetrics, extract
-from sagan.sample import load_gan
+from sagan.evaluation.metrics import SampleMetrics, extract
+from sagan.training.checkpoints import upgrade_config
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"  # the repository's experiments/
 COLUMNS = ("fid", "is", "kid", "modes", "kl")
 
 
@@ -49,7 +50,7 @@ def train(experiment: str, g_iters: int, run_root: Path, every: int | None) -> P
 def prepare(run_dir: Path, features: str, num_samples: int, device: str):
     """The run's data module (validation split of `num_samples` images where it is configurable) and a
     `SampleQuality` in `features` with modes on, its real statistics loaded or computed."""
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config = upgrade_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
     if "num_val" in config["data"].get("init_args", {}):
         config["data"]["init_args"]["num_val"] = num_samples  # a floor with as many images as the samples
     overrides = {"features": {"class_path": features}, "num_samples": num_samples, "modes": True, "num_real": None,
@@ -109,9 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     rows, records = [], []
     start = time.perf_counter()
     plan = [
-        ("sagan_digits", args.digits_iters, None, args.digits_samples, "digits", "sagan.features.DigitsFeatures"),
+        ("sagan_digits", args.digits_iters, None, args.digits_samples, "digits", "sagan.evaluation.features.DigitsFeatures"),
         ("sagan_stacked_digits", args.stacked_iters, args.eval_every, args.stacked_samples, "stacked digits",
-         "sagan.features.StackedDigitsFeatures"),
+         "sagan.evaluation.features.StackedDigitsFeatures"),
     ]
     for experiment, iters, every, samples, label, features in plan:
         if args.only and not label.startswith(args.only):

@@ -1,7 +1,7 @@
 """Differentiable augmentation of the discriminator's inputs: DiffAugment (Zhao et al., 2020).
 
 The same random transformations are applied to real and generated images every time the discriminator
-sees them (`GAN(augment=DiffAugment())` puts the module in front of D for both losses, the penalty and
+sees them (`ImageGAN(augment=DiffAugment())` puts the module in front of D for both losses, the penalty and
 validation), so D never sees un-augmented data and G is trained through the transformations. Every
 operation is built from arithmetic and indexing: gradients reach the input, also twice (a gradient
 penalty through the augmentation), and nothing waits on the host.

@@ -10,7 +10,7 @@ from datamodules.oracle import OracleDataModule
 from sagan.errors import UsageError
 from sagan.losses import HingeLoss, RelativisticLoss
 from sagan.models.text_transformer import TINY
-from sagan.text_module import TextGAN
+from sagan.tasks.text import TextGAN
 from sagan.vocabulary import Vocabulary
 
 

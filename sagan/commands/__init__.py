@@ -1,0 +1,59 @@
+"""The `sagan` console command: one verb per file of this package, `fit`/`validate`/`test` through the
+LightningCLI (`sagan.cli.SaganCLI`).
+
+    sagan fit|validate|test ...   train or score a module from a YAML experiment (LightningCLI)
+    sagan sample ...              images or sentences from a checkpoint (commands/sample.py)
+    sagan eval ...                FID / IS / KID of a checkpoint (commands/evaluate.py)
+    sagan bench ...               training and data-loading speed (commands/bench.py)
+    sagan bench-quality ...       sample quality for a fixed budget (commands/bench_quality.py)
+
+Errors the user can fix end in one line on stderr and exit status 2; a run stopped on purpose (signal,
+non-finite losses) in one line and its own exit status.
+"""
+
+import importlib
+import os
+import sys
+import warnings
+
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from sagan.errors import TrainingStopped, UsageError
+
+# verb -> module of this package whose `main(argv)` runs it; any other verb goes to the LightningCLI
+VERBS = {
+    "sample": "sample",
+    "eval": "evaluate",
+    "bench": "bench",
+    "bench-quality": "bench_quality",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `sagan` command."""
+    args = argv  # None: LightningCLI reads sys.argv itself
+    argv = sys.argv[1:] if argv is None else list(argv)
+    warnings.filterwarnings("ignore", message=".*Using ModelCheckpoint with manual optimization.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the EMA generator, by design
+    warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    try:
+        if argv[:1] and argv[0] in VERBS:
+            importlib.import_module(f"sagan.commands.{VERBS[argv[0]]}").main(argv[1:])
+        else:
+            from sagan.cli import SaganCLI
+
+            SaganCLI(args=args)
+    except UsageError as error:
+        sys.stderr.write(f"sagan: error: {error}\n")
+        sys.exit(2)
+    except TrainingStopped as stop:
+        if rank_zero_only.rank == 0:  # every rank stops; one says why
+            sys.stderr.write(f"sagan: {stop}\n")
+        sys.exit(stop.exit_code)
+    finally:  # a run that stopped early still closes its W&B run, marked failed (after_fit closes the rest)
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and getattr(wandb, "run", None) is not None:
+            wandb.finish(exit_code=1)
