@@ -22,7 +22,9 @@ def to_grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
 class SampleGrid(L.Callback):
     """Draws the module's samples for its fixed noise (`pl_module.fixed_samples()`).
 
-    Every `every_n_g_steps` generator iterations (and at the start and end of training): images
+    Every `every_n_g_steps` generator iterations (and at the start and end of training): a module
+    with a method `write_samples(directory, step, loggers)` writes its own samples into `directory`;
+    otherwise images
     (a tensor `[N, C, H, W]`, the image GAN's EMA samples) are written as a grid to
     `<run dir>/samples/grid_<iteration>.png` and sent to the logger as `samples/grid` when the logger
     takes images (W&B); sentences (a list of strings, the text GAN's) are written one per line to
@@ -62,9 +64,13 @@ class SampleGrid(L.Callback):
         if step == self._last_step or not trainer.is_global_zero:
             return
         self._last_step = step
-        samples = pl_module.fixed_samples()
         directory = self._dir or Path(trainer.default_root_dir) / "samples"
         directory.mkdir(parents=True, exist_ok=True)
+        writer = getattr(pl_module, "write_samples", None)
+        if writer is not None:  # a task with its own kind of samples (videos, sounds, repairs) writes them itself
+            writer(directory, step, trainer.loggers)
+            return
+        samples = pl_module.fixed_samples()
         if isinstance(samples, torch.Tensor):
             self._write_grid(trainer, pl_module, samples, directory, step)
         else:
