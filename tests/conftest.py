@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from audiofixtures import make_audio_folder
 from datafixtures import make_celeba, make_cifar10, make_class_folder
 
 from sagan.commands import main
@@ -114,8 +115,12 @@ DATA_FIXTURES = {
     "datamodules.celeba.CelebADataModule": make_celeba,
     "datamodules.cifar10.CIFAR10DataModule": make_cifar10,
     "datamodules.folder.ImageFolderDataModule": make_class_folder,
+    "datamodules.audio_folder.AudioFolderDataModule": make_audio_folder,
 }
-SMALL_BATCHES = {"datamodules.digits.DigitsDataModule", *DATA_FIXTURES}
+SMALL_BATCHES = {"datamodules.digits.DigitsDataModule", "datamodules.spoken_digits.SpokenDigitsDataModule", *DATA_FIXTURES}
+# Data modules whose metric classifier takes a minute to train: fast_dev_runs leave their metrics off
+# (tests/test_speech_features.py runs the metric on an untrained classifier instead).
+NO_METRICS = {"datamodules.spoken_digits.SpokenDigitsDataModule"}
 # Text data modules: the overrides that give each tiny data (a corpus written under the folder, fewer
 # oracle sequences from the same oracle).
 TEXT_FIXTURES = {
@@ -142,6 +147,8 @@ def experiment_data_args(experiment: Path, tmp_path: Path) -> list[str]:
         root = DATA_FIXTURES[class_path](tmp_path / "data")
         # real data sets are scored with Inception, whose weights tests cannot download
         args += [f"--data.init_args.root={root}", "--metrics.features=null"]
+    if class_path in NO_METRICS:
+        args += ["--metrics.features=null"]
     if class_path in SMALL_BATCHES:
         args += ["--data.init_args.batch_size=2", "--data.init_args.num_workers=0"]
     if class_path in TEXT_FIXTURES:

@@ -4,6 +4,7 @@ Image networks: generators map noise `[N, z_dim]` (and labels) to images `[N, C,
 discriminators images to logits `[N]` (a packing discriminator, `pack` > 1, one logit per group of
 `pack` images: `[N / pack]`). Text networks (they have `vocab_size`): generators map token ids
 `[N, T]` to next-token logits `[N, T, V]`, discriminators (soft) one-hot vectors `[N, T, V]` to `[N]`.
+Audio networks (they have `num_samples`): waveforms `[N, 1, num_samples]` in [-1, 1] in place of images.
 """
 
 import importlib
@@ -26,6 +27,11 @@ def _is_generator(net: torch.nn.Module) -> bool:
     return hasattr(net, "z_dim") or hasattr(net, "sample")
 
 
+def _data_shape(net: torch.nn.Module) -> tuple[int, ...]:
+    """What one generated or judged sample is: a waveform `[1, L]` or an image `[C, H, W]`."""
+    return (1, net.num_samples) if hasattr(net, "num_samples") else (net.channels, net.image_size, net.image_size)
+
+
 def _inputs(net: torch.nn.Module, n: int, seed: int = 1):
     """Inputs for `n` outputs (`n * pack` images for a packing discriminator)."""
     g = torch.Generator().manual_seed(seed)
@@ -37,14 +43,14 @@ def _inputs(net: torch.nn.Module, n: int, seed: int = 1):
     y = torch.randint(0, net.num_classes, (n,), generator=g) if net.num_classes else None
     if hasattr(net, "z_dim"):
         return torch.randn(n, net.z_dim, generator=g), y
-    return torch.rand(n, net.channels, net.image_size, net.image_size, generator=g) * 2 - 1, y
+    return torch.rand(n, *_data_shape(net), generator=g) * 2 - 1, y
 
 
 def _check_output(net, out, n):
     if hasattr(net, "vocab_size") and _is_generator(net):
         assert out.shape == (n, net.seq_len, net.vocab_size)
     elif hasattr(net, "z_dim"):
-        assert out.shape == (n, net.channels, net.image_size, net.image_size)
+        assert out.shape == (n, *_data_shape(net))
         assert out.min() >= -1 and out.max() <= 1
     else:
         assert out.shape == (n,)
