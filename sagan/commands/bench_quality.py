@@ -11,6 +11,7 @@
 Prints a markdown table and writes it, with the numbers as JSON, to `<run_root>/`.
 
     sagan bench-quality [--digits_iters 1200] [--stacked_iters 6000] [--eval_every 1000] [--only digits|stacked]
+    sagan bench-quality --only speech [--speech_iters 6000]   (the speech GAN, commands/bench_speech.py)
 """
 
 import argparse
@@ -99,9 +100,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--digits_samples", type=int, default=10_000, help="samples for digits FID / IS / KID")
     parser.add_argument("--stacked_samples", type=int, default=26_000, help="samples for modes and KL")
     parser.add_argument("--run_root", default="runs/bench_quality", help="where the two runs and the table go")
-    parser.add_argument("--only", choices=["digits", "stacked"], default=None, help="run one half")
+    parser.add_argument("--only", choices=["digits", "stacked", "speech"], default=None,
+                        help="run one part (speech: only when asked, see commands/bench_speech.py)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    from sagan.commands import bench_speech  # it imports this module's train and prepare
+
+    bench_speech.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.only == "speech":
+        return bench_speech.run(args)
     if min(args.digits_iters, args.stacked_iters, args.eval_every, args.digits_samples, args.stacked_samples) < 1:
         raise UsageError("iteration counts and sample counts must be >= 1")
     root = Path(args.run_root)

@@ -1,11 +1,12 @@
-"""`sagan sample`: what a checkpoint's generator makes, images or sentences.
+"""`sagan sample`: what a checkpoint's generator makes, images, sounds or sentences.
 
     sagan sample --ckpt runs/sagan_digits/<run>/checkpoints/last.ckpt --n 64 [--label all|K] [--out DIR]
     sagan sample --ckpt runs/textgan_oracle/<run>/checkpoints/last.ckpt --n 20 [--out FILE]
 
 The checkpoint names its module's class (`_class_path`, saved by `sagan fit`); the module is rebuilt
 from it, weights-only, and `write_outputs` (one implementation per module class, `functools.singledispatch`)
-writes what that module generates: a `GAN`'s EMA samples as a grid and single PNGs, a `TextGAN`'s
+writes what that module generates: a `GAN`'s EMA samples as a grid and single PNGs, a `SpeechGAN`'s as WAV
+files and a spectrogram grid, a `TextGAN`'s
 sentences as a text file, one per line, decoded with the vocabulary saved in the checkpoint.
 """
 
@@ -19,6 +20,7 @@ from torchvision.utils import save_image
 
 from sagan.errors import UsageError
 from sagan.tasks.image import ImageGAN
+from sagan.tasks.speech import SpeechGAN, write_clips
 from sagan.tasks.text import TextGAN
 from sagan.training.checkpoints import load_module
 from sagan.training.sample_grid import to_grid
@@ -88,6 +90,13 @@ def _(model: ImageGAN, ckpt: Path, args: argparse.Namespace) -> str:
     out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "_samples")
     paths = write_samples(model, out, args.n, args.label, args.seed, args.nrow)
     return f"wrote {out / 'grid.png'} and {len(paths)} images to {out}/"
+
+
+@write_outputs.register
+def _(model: SpeechGAN, ckpt: Path, args: argparse.Namespace) -> str:
+    out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "_samples")
+    paths = write_clips(model, out, args.n, labels_for(args.label, args.n, model.num_classes), args.seed)
+    return f"wrote {len(paths)} WAV files and spectrograms.png to {out}/"
 
 
 @write_outputs.register

@@ -137,31 +137,31 @@ class WaveScaleDiscriminator(nn.Module):
     Args:
         num_samples: samples of its input.
         num_classes: classes for the projection term (0: none).
-        channels: channels of each strided convolution (each divides time by 4).
+        widths: channels of each strided convolution (each divides time by 4).
         kernel_size: kernel of the strided convolutions.
         groups: groups of the strided convolutions (capped by their input channels).
         depth: transformer blocks over the tokens.
-        num_heads: attention heads; the last channels must be divisible by it.
+        num_heads: attention heads; the last width must be divisible by it.
         attention: "dot" or "l2" attention.
         spectral_norm: "plain", "improved" or "none" on every weight.
     """
 
     def __init__(
-        self, num_samples: int, num_classes: int, channels: tuple[int, ...], kernel_size: int, groups: int, depth: int,
+        self, num_samples: int, num_classes: int, widths: tuple[int, ...], kernel_size: int, groups: int, depth: int,
         num_heads: int, attention: AttentionKind, spectral_norm: SpectralNormMode,
     ):
         super().__init__()
         layers = []
-        for c_in, c_out in zip((1, *channels[:-1]), channels):
+        for c_in, c_out in zip((1, *widths[:-1]), widths):
             g = min(groups, c_in)
             while c_in % g or c_out % g:
                 g -= 1
             conv = nn.Conv1d(c_in, c_out, kernel_size, stride=4, padding=kernel_size // 2, groups=g)
             layers += [lipschitz(conv, spectral_norm), nn.LeakyReLU(0.2)]
         self.convs = nn.Sequential(*layers)
-        dim = channels[-1]
+        dim = widths[-1]
         tokens = num_samples
-        for _ in channels:
+        for _ in widths:
             tokens = (tokens + 2 * (kernel_size // 2) - kernel_size) // 4 + 1
         self.pos = PositionalEncoding2d(1, tokens, dim, "learned")
         self.blocks = nn.ModuleList(
@@ -188,14 +188,15 @@ class MultiScaleWaveDiscriminator(nn.Module):
 
     Args:
         num_samples: samples of a clip.
+        sample_rate: samples per second of the clips (a fact of the data, recorded; the layers count samples).
         num_classes: classes for the projection terms; 0 makes the discriminator unconditional.
         scales: sub-discriminators; scale s sees the clip averaged down by 2^s (MelGAN's pooling).
-        channels: channels of each sub-discriminator's strided convolutions (each divides time by 4: four
+        widths: channels of each sub-discriminator's strided convolutions (each divides time by 4: four
             give tokens of 4^4 = 256 samples, 32 ms at 8 kHz).
         kernel_size: kernel of the strided convolutions.
         groups: groups of the strided convolutions.
         depth: transformer blocks of each sub-discriminator.
-        num_heads: attention heads; channels[-1] must be divisible by it.
+        num_heads: attention heads; widths[-1] must be divisible by it.
         attention: "dot" or "l2" (L2-distance attention with tied query and key, Lipschitz).
         spectral_norm: "plain", "improved" (ViTGAN) or "none", on every weight.
     """
@@ -203,9 +204,10 @@ class MultiScaleWaveDiscriminator(nn.Module):
     def __init__(
         self,
         num_samples: int = 8192,
+        sample_rate: int = 8000,
         num_classes: int = 0,
         scales: int = 3,
-        channels: tuple[int, ...] = (16, 32, 64, 128),
+        widths: tuple[int, ...] = (16, 32, 64, 128),
         kernel_size: int = 21,
         groups: int = 4,
         depth: int = 1,
@@ -214,23 +216,23 @@ class MultiScaleWaveDiscriminator(nn.Module):
         spectral_norm: SpectralNormMode = "plain",
     ):
         super().__init__()
-        channels = tuple(channels)
+        widths = tuple(widths)
         who = "MultiScaleWaveDiscriminator"
-        if scales < 1 or not channels or min(channels) < 1 or groups < 1 or depth < 0 or num_classes < 0:
-            raise ValueError(f"{who}: scales >= 1, at least 1 channel count >= 1, groups >= 1, depth >= 0 and "
-                             f"num_classes >= 0 are needed, got {scales}, {channels}, {groups}, {depth}, {num_classes}")
+        if scales < 1 or not widths or min(widths) < 1 or groups < 1 or depth < 0 or num_classes < 0:
+            raise ValueError(f"{who}: scales >= 1, at least one width >= 1, groups >= 1, depth >= 0 and "
+                             f"num_classes >= 0 are needed, got {scales}, {widths}, {groups}, {depth}, {num_classes}")
         if kernel_size < 1:
             raise ValueError(f"{who}: kernel_size must be >= 1, got {kernel_size}")
-        if channels[-1] % num_heads:
-            raise ValueError(f"{who}: channels[-1] {channels[-1]} must be divisible by num_heads {num_heads}")
-        if num_samples // 2 ** (scales - 1) < 4 ** len(channels):
+        if widths[-1] % num_heads:
+            raise ValueError(f"{who}: widths[-1] {widths[-1]} must be divisible by num_heads {num_heads}")
+        if num_samples // 2 ** (scales - 1) < 4 ** len(widths):
             raise ValueError(f"{who}: num_samples {num_samples} is too short for {scales} scales and "
-                             f"{len(channels)} strided convolutions")
-        self.num_samples, self.num_classes = num_samples, num_classes
+                             f"{len(widths)} strided convolutions")
+        self.num_samples, self.sample_rate, self.num_classes = num_samples, sample_rate, num_classes
         self.scales = nn.ModuleList()
         length = num_samples
         for _ in range(scales):
-            self.scales.append(WaveScaleDiscriminator(length, num_classes, channels, kernel_size, groups, depth,
+            self.scales.append(WaveScaleDiscriminator(length, num_classes, widths, kernel_size, groups, depth,
                                                       num_heads, attention, spectral_norm))
             length = (length + 2 - 4) // 2 + 1  # avg_pool1d(4, stride 2, padding 1)
 
@@ -258,11 +260,11 @@ TINY = {
     ),
     "discriminator": (
         MultiScaleWaveDiscriminator,
-        dict(num_samples=1024, scales=2, channels=(4, 8, 8), depth=1, num_heads=2),
+        dict(num_samples=1024, scales=2, widths=(4, 8, 8), depth=1, num_heads=2),
     ),
     "discriminator-cond": (
         MultiScaleWaveDiscriminator,
-        dict(num_samples=512, num_classes=3, scales=3, channels=(4, 8), groups=2, depth=2, num_heads=2,
+        dict(num_samples=512, num_classes=3, scales=3, widths=(4, 8), groups=2, depth=2, num_heads=2,
              attention="l2", spectral_norm="improved"),
     ),
 }

@@ -51,6 +51,24 @@ def clip_names(labels: torch.Tensor | None, n: int) -> list[str]:
     return [f"{i:03d}_class{int(y)}" for i, y in enumerate(labels)]
 
 
+@torch.no_grad()
+def write_clips(
+    model: "SpeechGAN", out: Path, n: int, labels: torch.Tensor | None, seed: int = 0, batch_size: int = 256
+) -> list[Path]:
+    """`n` clips of the EMA generator for seeded noise (and `labels`) as WAV files in `out`, with
+    `spectrograms.png`; returns the WAV files' paths."""
+    z = torch.randn(n, model.generator.z_dim, generator=torch.Generator().manual_seed(seed))
+    chunks = []
+    for start in range(0, n, batch_size):
+        y = None if labels is None else labels[start : start + batch_size].to(model.device)
+        chunks.append(model(z[start : start + batch_size].to(model.device), y).float().cpu())
+    clips = torch.cat(chunks)
+    paths = write_wavs(clips, clip_names(labels, n), out, model.sample_rate)
+    nrow = model.num_classes if labels is not None and len(labels.unique()) > 1 else max(int(n**0.5), 1)
+    save_image(to_grid(spectrogram_images(clips, model.sample_rate), nrow), out / "spectrograms.png")
+    return paths
+
+
 class SpeechGAN(ImageGAN):
     """Adversarial training of a generator G(z, y) -> waveform against a discriminator D(waveform, y) -> logit.
 
