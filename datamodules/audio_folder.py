@@ -60,8 +60,9 @@ def check_clip(path: Path) -> str | None:
         load_clip(path, 8000, 256)
     except FileNotFoundError:
         return "missing"
-    except Exception as error:  # soundfile's LibsndfileError, or no samples
-        return f"not readable audio: {str(error).splitlines()[0][:80]}"
+    except Exception as error:  # soundfile's LibsndfileError ("Error opening '<path>': <why>"), or no samples
+        why = str(error).splitlines()[0].rpartition("': ")[2].strip(" .") if str(error) else type(error).__name__
+        return f"not readable audio: {why[:60]}"
     return None
 
 
