@@ -17,7 +17,7 @@ CKPT ?=
 N ?= 64
 LABEL ?= all
 
-.PHONY: install train test sample eval bench bench-quality experiments clean
+.PHONY: install train test sample eval bench bench-quality experiments clean spoken-digits
 
 $(BIN)/sagan: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,7 @@ PARALLEL := $(if $(DEVICES),--trainer.devices=$(DEVICES)) $(if $(NODES),--traine
 ## DATA_DIR (the datamodule's root) defaults to the experiment's own, ./data for celeba and cifar10.
 ## make train DATA=oracle: the text GAN on the synthetic oracle benchmark
 ## make train DATA=text TEXT=path/to/corpus.txt: the text GAN on a corpus, one sentence per line
+## make train DATA=spoken_digits: the speech GAN on the embedded spoken digits (DATA=sc09 DATA_DIR=...: SC09)
 train: install
 	@test -f $(EXPERIMENT) || { echo "error: no experiment $(EXPERIMENT) for MODEL=$(MODEL) DATA=$(DATA); expected one of: $$(cd experiments && ls *.yaml | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
 	$(BIN)/sagan fit --config $(EXPERIMENT) $(if $(DATA_DIR),--data.init_args.root=$(DATA_DIR)) $(if $(TEXT),--data.init_args.path=$(TEXT)) $(PARALLEL) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
@@ -62,6 +63,10 @@ bench: install
 ## make bench-quality [ARGS="--only stacked --stacked_iters 6000"]: digits FID / IS / KID, stacked-digits modes and KL
 bench-quality: install
 	$(BIN)/sagan bench-quality $(ARGS)
+
+## make spoken-digits: rebuild datamodules/embedded/spoken_digits_8k.npz with eSpeak NG (apt-get install espeak-ng)
+spoken-digits: install
+	$(BIN)/python scripts/make_spoken_digits.py $(ARGS)
 
 ## make experiments: list the experiments MODEL/DATA can pick
 experiments:

@@ -12,10 +12,12 @@ from PIL import Image
 from probes import records
 from torch.testing import assert_close
 
+from sagan.cli import SaganCLI
 from sagan.commands import main
 from sagan.commands.sample import load_module
 from sagan.models.speech_transformer import TINY
 from sagan.tasks.speech import SpeechGAN, spectrogram_images
+from sagan.training.distributed import GANDDPStrategy
 
 TINY_SPEECH = [
     "--config", str(EXPERIMENTS / "speechgan_spoken_digits.yaml"),
@@ -31,7 +33,7 @@ TINY_SPEECH = [
 
 
 def fit_speech(tmp_path, *args: str):
-    main(["fit", *TINY_SPEECH, "--run_root", str(tmp_path / "runs"), "--tracker", "csv", *args])
+    main(["fit", *TINY_SPEECH, "--run_root", str(tmp_path / "runs"), "--tracker=csv", *args])
     return sorted((tmp_path / "runs").glob("*/*"), key=lambda p: p.stat().st_mtime)[-1]
 
 
@@ -77,17 +79,21 @@ def test_spectrogram_image_lights_the_band_of_a_tone():
     assert column[:80].max() == -1  # more than 80 dB down far from the tone
 
 
-def test_fit_writes_sounds_logs_speech_metrics_and_sample_reads_the_checkpoint(tmp_path, capsys):
-    run = fit_speech(
-        tmp_path, "--g_iters=2", "--trainer.limit_train_batches=2", "--trainer.check_val_every_n_epoch=1",
-        "--trainer.limit_val_batches=1", "--metrics.features=test_speech_features.UntrainedSpokenDigits",
-        "--metrics.num_samples=16", "--metrics.num_real=32", "--metrics.batch_size=16", "--metrics.is_splits=1",
-    )
+def test_fit_writes_sounds_to_the_run_and_wandb_logs_speech_metrics_and_sample_reads_the_checkpoint(tmp_path, capsys):
+    cli = SaganCLI(args=[
+        "fit", *TINY_SPEECH, "--run_root", str(tmp_path / "runs"), "--tracker=wandb", "--g_iters=2",
+        "--trainer.limit_train_batches=2", "--trainer.check_val_every_n_epoch=1", "--trainer.limit_val_batches=1",
+        "--metrics.features=test_speech_features.UntrainedSpokenDigits", "--metrics.num_samples=16",
+        "--metrics.num_real=32", "--metrics.batch_size=16", "--metrics.is_splits=1",
+    ])
+    assert {"val/spoken_digits_is", "val/spoken_digits_fid", "val/d_real"} <= set(cli.trainer.callback_metrics)
+    run = cli.run_dir
     assert sorted(p.name for p in (run / "samples").glob("spectrograms_*.png")) == [
         "spectrograms_000000.png", "spectrograms_000002.png"]  # at the start and the end
     assert len(list((run / "samples" / "audio_000002").glob("*_class*.wav"))) == 4
-    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert {"val/spoken_digits_is", "val/spoken_digits_fid", "val/d_real", "loss/g"} <= set(header)
+    (offline,) = (run / "wandb").glob("offline-run-*")
+    assert len(list(offline.glob("files/media/audio/samples/*.wav"))) == 2 * 4  # playable clips in W&B
+    assert list(offline.glob("files/media/images/samples/spectrograms_*.png"))
     ckpt = run / "checkpoints" / "last.ckpt"
     assert isinstance(load_module(ckpt), SpeechGAN)
     main(["sample", "--ckpt", str(ckpt), "--n", "3", "--label", "7", "--out", str(tmp_path / "out")])
@@ -108,6 +114,12 @@ def test_resumed_speech_run_ends_where_the_uninterrupted_one_ends(tmp_path):
     assert_same_training_state(straight, resumed)
 
 
+def test_several_devices_give_the_speech_gan_one_ddp_wrapper_per_network():
+    trainer = SaganCLI(args=[*TINY_SPEECH, "--trainer.accelerator=cpu", "--trainer.devices=2"], run=False).trainer
+    assert type(trainer.strategy) is GANDDPStrategy  # what the 2-process test below runs under
+
+
+@pytest.mark.slow  # two fresh processes: ~10 s on an idle machine (the image and text GANs' DDP tests run by default)
 def test_two_processes_keep_identical_speech_networks_and_read_different_clips(tmp_path):
     rank0, rank1 = _fit_two_processes(tmp_path, *TINY_SPEECH, "--g_iters=2", "--model.grid_size=2")
     assert rank0["wrapped"] == ["discriminator", "generator"]

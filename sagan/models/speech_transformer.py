@@ -19,6 +19,7 @@ tens of milliseconds per token), then mean pooling, a linear logit and a project
 weight (plain or ViTGAN's improved variant).
 """
 
+import math
 from typing import Literal
 
 import torch
@@ -66,6 +67,9 @@ class SpeechTransformerGenerator(nn.Module):
         mlp_ratio: hidden channels of each MLP as a multiple of the stage's channels.
         pos_encoding: "learned" (a table per stage) or "sinusoidal" (fixed).
         style_dim: size of the code of noise and class that modulates every layer norm.
+        spectrum: what each token gives for its frame: "complex" (real and imaginary parts) or "polar" (a log
+            magnitude, clamped to 80 dB above full scale, and a phase: Vocos' parametrization, in which
+            silence is a large negative number rather than two exact zeros).
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class SpeechTransformerGenerator(nn.Module):
         mlp_ratio: float = 2.0,
         pos_encoding: Literal["learned", "sinusoidal"] = "learned",
         style_dim: int = 64,
+        spectrum: Literal["complex", "polar"] = "complex",
     ):
         super().__init__()
         dims, depths = tuple(dims), tuple(depths)
@@ -98,6 +103,9 @@ class SpeechTransformerGenerator(nn.Module):
                              f"{len(dims) - 1} times) = {hop_length * self.frames[-1]} samples, not num_samples={num_samples}")
         if [d for d in dims if d % num_heads]:
             raise ValueError(f"{who}: stage channels {dims} must be divisible by num_heads {num_heads}")
+        if spectrum not in ("complex", "polar"):
+            raise ValueError(f"{who}: spectrum must be 'complex' or 'polar', got {spectrum!r}")
+        self.spectrum = spectrum
         self.num_samples, self.sample_rate, self.num_classes, self.z_dim = num_samples, sample_rate, num_classes, z_dim
         self.class_embed = nn.Embedding(num_classes, z_dim) if num_classes else None
         code_dim = 2 * z_dim if num_classes else z_dim
@@ -112,7 +120,13 @@ class SpeechTransformerGenerator(nn.Module):
         self.out_norm = ModulatedLayerNorm(dims[-1], style_dim)
         self.istft = InverseSTFT(n_fft, hop_length, num_samples)
         self.to_frames = linear(dims[-1], 2 * self.istft.bins)
-        nn.init.normal_(self.to_frames.weight, std=0.1 * n_fft**0.5 / dims[-1] ** 0.5)  # start quiet: |x| ~ 0.1
+        if spectrum == "complex":  # start quiet: |x| ~ 0.1
+            nn.init.normal_(self.to_frames.weight, std=0.1 * n_fft**0.5 / dims[-1] ** 0.5)
+        else:  # magnitudes around e^-2 (|x| ~ 0.01), phases spread over the circle
+            nn.init.normal_(self.to_frames.weight[: self.istft.bins], std=0.5 / dims[-1] ** 0.5)
+            nn.init.constant_(self.to_frames.bias[: self.istft.bins], -2.0)
+            nn.init.normal_(self.to_frames.weight[self.istft.bins :], std=3.0 / dims[-1] ** 0.5)
+        self.max_log_magnitude = math.log(10 ** (80 / 20) * n_fft / 4)  # a full-scale sine peaks at n_fft / 4
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         # z: [N, z_dim], y: [N] class indices or None -> [N, 1, num_samples] waveforms in [-1, 1]
@@ -126,8 +140,13 @@ class SpeechTransformerGenerator(nn.Module):
             h = pos(h)
             for block in blocks:
                 h = block(h, style)
-        spectrum = self.to_frames(self.out_norm(h, style)).transpose(1, 2)  # [N, 2 * bins, T]
-        real, imag = spectrum.float().chunk(2, dim=1)
+        frames = self.to_frames(self.out_norm(h, style)).transpose(1, 2).float()  # [N, 2 * bins, T]
+        if self.spectrum == "complex":
+            real, imag = frames.chunk(2, dim=1)
+        else:
+            log_magnitude, phase = frames.chunk(2, dim=1)
+            magnitude = log_magnitude.clamp(max=self.max_log_magnitude).exp()
+            real, imag = magnitude * torch.cos(phase), magnitude * torch.sin(phase)
         return torch.tanh(self.istft(real, imag))
 
 
@@ -256,7 +275,7 @@ TINY = {
     "generator-cond": (
         SpeechTransformerGenerator,
         dict(num_samples=512, num_classes=3, z_dim=8, n_fft=64, hop_length=32, bottom_frames=8, dims=(16, 8),
-             depths=(1, 1), num_heads=2, pos_encoding="sinusoidal", style_dim=8),
+             depths=(1, 1), num_heads=2, pos_encoding="sinusoidal", style_dim=8, spectrum="polar"),
     ),
     "discriminator": (
         MultiScaleWaveDiscriminator,
