@@ -69,6 +69,10 @@ def test_samples_are_wav_files_and_a_spectrogram_grid_one_class_per_column(tmp_p
     (key, audios, kwargs), = logger.audio
     assert key == "samples/audio" and len(audios) == 6 and kwargs["sample_rate"] == [8000] * 6
     assert logger.images[0][0] == "samples/spectrograms"
+    import wandb
+
+    wandb.Audio(audios[0], sample_rate=8000, caption=kwargs["caption"][0])  # what WandbLogger.log_audio makes
+    # of each clip: it raises for anything but a 1-D float array, and without soundfile (a dependency)
 
 
 def test_spectrogram_image_lights_the_band_of_a_tone():
@@ -79,9 +83,9 @@ def test_spectrogram_image_lights_the_band_of_a_tone():
     assert column[:80].max() == -1  # more than 80 dB down far from the tone
 
 
-def test_fit_writes_sounds_to_the_run_and_wandb_logs_speech_metrics_and_sample_reads_the_checkpoint(tmp_path, capsys):
+def test_fit_writes_sounds_logs_speech_metrics_and_sample_reads_the_checkpoint(tmp_path, capsys):
     cli = SaganCLI(args=[
-        "fit", *TINY_SPEECH, "--run_root", str(tmp_path / "runs"), "--tracker=wandb", "--g_iters=2",
+        "fit", *TINY_SPEECH, "--run_root", str(tmp_path / "runs"), "--tracker=csv", "--g_iters=2",
         "--trainer.limit_train_batches=2", "--trainer.check_val_every_n_epoch=1", "--trainer.limit_val_batches=1",
         "--metrics.features=test_speech_features.UntrainedSpokenDigits", "--metrics.num_samples=16",
         "--metrics.num_real=32", "--metrics.batch_size=16", "--metrics.is_splits=1",
@@ -91,9 +95,6 @@ def test_fit_writes_sounds_to_the_run_and_wandb_logs_speech_metrics_and_sample_r
     assert sorted(p.name for p in (run / "samples").glob("spectrograms_*.png")) == [
         "spectrograms_000000.png", "spectrograms_000002.png"]  # at the start and the end
     assert len(list((run / "samples" / "audio_000002").glob("*_class*.wav"))) == 4
-    (offline,) = (run / "wandb").glob("offline-run-*")
-    assert len(list(offline.glob("files/media/audio/samples/*.wav"))) == 2 * 4  # playable clips in W&B
-    assert list(offline.glob("files/media/images/samples/spectrograms_*.png"))
     ckpt = run / "checkpoints" / "last.ckpt"
     assert isinstance(load_module(ckpt), SpeechGAN)
     main(["sample", "--ckpt", str(ckpt), "--n", "3", "--label", "7", "--out", str(tmp_path / "out")])
