@@ -114,9 +114,10 @@ def run(args: argparse.Namespace) -> None:
         rows.append(_row(name, "-", values))
         print(rows[-1], flush=True)
     table = "\n".join(header + rows)
-    accuracy = quality.features.accuracy
+    accuracy = getattr(quality.features, "accuracy", None)
+    heard = "unknown" if accuracy is None else f"{accuracy:.3f}"
     print(f"\n{table}\n\n(training {trained:.0f} s, in all {time.perf_counter() - start:.0f} s; IS and FD in the spoken-digit "
-          f"classifier's features, held-out voice accuracy {accuracy:.3f}: not comparable with SC09 papers)")
+          f"classifier's features, held-out voice accuracy {heard}: not comparable with SC09 papers)")
     root.mkdir(parents=True, exist_ok=True)
     (root / "speech_table.md").write_text(table + "\n")
     (root / "speech_results.json").write_text(json.dumps(records, indent=2) + "\n")
