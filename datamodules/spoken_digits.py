@@ -1,10 +1,10 @@
 """The embedded speech data set: the spoken digits "zero" to "nine", synthesized with eSpeak NG, at 8 kHz.
 
-2,000 clips (200 speakers, each saying every digit once: 8 English accents x 90 voice variants, each word
+2,000 clips (200 speakers, each saying every digit once: 8 English accents x 94 voice variants, each word
 at its own speed and pitch) ship inside the package as 8-bit mu-law codes in an LZMA-compressed `.npz`
 (4.9 MB, `datamodules/embedded/spoken_digits_8k.npz`), so nothing is downloaded and eSpeak is not needed;
 `scripts/make_spoken_digits.py` rebuilds the file. The validation split is fixed by voice: the speakers of
-15 of the 90 variants (330 clips) are never heard in training.
+the 19 held-out variants (15 of them drawn; 330 clips) are never heard in training.
 
 Each clip (0.15-0.9 s of speech) is placed in `num_samples` of silence (default 8,192: 1.02 s, like
 WaveGAN's 16,384 samples at 16 kHz) at a fixed offset: random but seeded (`placement_seed`), the start, or

@@ -6,7 +6,7 @@ Only for rebuilding the file: training, tests and users read the packed file and
     python scripts/make_spoken_digits.py [--speakers 200] [--seed 0] [--out datamodules/embedded/spoken_digits_8k.npz]
 
 A "speaker" is an English accent of eSpeak NG (8 of them) with a voice variant (its age, sex, breathiness
-and formants; 90 variants) drawn at random. Each speaker says "zero" to "nine" once, each word at its own
+and formants; 94 variants) drawn at random. Each speaker says "zero" to "nine" once, each word at its own
 random speed (120-220 words a minute; faster where a slow voice would last over 0.9 s) and pitch (base
 20-80 of eSpeak's 0-99), so the data varies in accent, voice, tempo and pitch. Every clip is resampled to 8 kHz (polyphase, scipy), cut to where it is
 audible (1% of its peak, plus 10 ms either side), scaled to a random peak level in [0.5, 0.95] and stored

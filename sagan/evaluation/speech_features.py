@@ -3,7 +3,7 @@
 Donahue et al. (2019, WaveGAN) score generated spoken digits by the Inception Score of a digit classifier
 trained on SC09; later papers (DiffWave, SaShiMi) add a Frechet distance in its features. Here the
 classifier is a small CNN on log-mel spectrograms, trained on the embedded eSpeak digits' training split
-(seeded, one thread, about a minute on CPU, cached), and checked on the held-out voices. Its numbers are
+(seeded, one thread, under a minute on CPU, cached), and checked on the held-out voices. Its numbers are
 logged as `val/spoken_digits_is` and `val/spoken_digits_fid` (the Frechet distance in this classifier's
 128 features, not Inception's): they are comparable between runs, not with SC09 papers, whose classifier
 was trained on recorded speech.
@@ -58,7 +58,7 @@ def log_mel(x: torch.Tensor, sample_rate: int, filterbank: torch.Tensor | None =
 
 
 class SpokenDigitsCNN(nn.Module):
-    """A small CNN on log-mel spectrograms: 128 features (global mean over time and frequency), 10 logits.
+    """A small CNN on log-mel spectrograms: 128 features (global mean over time), 10 logits.
 
     Args:
         sample_rate: sample rate of the waveforms it is given.
@@ -144,7 +144,7 @@ def _train(epochs: int, seed: int) -> tuple[SpokenDigitsCNN, float]:
 class SpokenDigitsFeatures(FeatureExtractor):
     """The spoken-digit classifier's 128-d features and 10 logits: offline speech IS and Frechet distance.
 
-    Trained on first use (about a minute on CPU, seeded, one thread) and cached as
+    Trained on first use (under a minute on CPU, seeded, one thread) and cached as
     `<cache_dir>/spoken_digits_cnn_v1.pt`. Metrics are logged as `val/spoken_digits_*`.
 
     Args:
