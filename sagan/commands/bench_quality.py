@@ -8,9 +8,12 @@
    their mode histogram to uniform.
 3. The floor: the same metrics of held-out real images against the same training statistics.
 
-Prints a markdown table and writes it, with the numbers as JSON, to `<run_root>/`.
+Prints a markdown table and writes it, with the numbers as JSON, to `<run_root>/`. `--recipe` trains
+both with another objective at the same budget (`RECIPES`: "hinge", the experiments' own, or "r3gan",
+the relativistic pairing loss with R1 + R2 of Huang et al., 2024).
 
     sagan bench-quality [--digits_iters 1200] [--stacked_iters 6000] [--eval_every 1000] [--only digits|stacked]
+                        [--recipe hinge|r3gan]
 """
 
 import argparse
@@ -29,9 +32,15 @@ from sagan.training.checkpoints import upgrade_config
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"  # the repository's experiments/
 COLUMNS = ("fid", "is", "kid", "modes", "kl")
+# recipe -> `sagan fit` arguments on top of the experiment (same networks, optimizers and budget)
+RECIPES = {
+    "hinge": [],
+    "r3gan": ["--model.loss=sagan.losses.RelativisticLoss", "--model.penalty=sagan.losses.R1R2Penalty",
+              "--model.penalty.init_args.gamma=1.0"],
+}
 
 
-def train(experiment: str, g_iters: int, run_root: Path, every: int | None) -> Path:
+def train(experiment: str, g_iters: int, run_root: Path, every: int | None, recipe: str = "hinge") -> Path:
     """Runs `sagan fit` on an experiment without validation; returns its run directory."""
     from sagan.cli import SaganCLI
 
@@ -42,6 +51,7 @@ def train(experiment: str, g_iters: int, run_root: Path, every: int | None) -> P
         "--run_root", str(run_root), "--trainer.limit_val_batches=0", "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false", "--metrics.features=null",
         f"--checkpoint.every_n_train_steps={(every or g_iters) * (n_critic + 1)}",
+        f"--name={experiment}_{recipe}", *RECIPES[recipe],
     ]
     cli = SaganCLI(args=args)
     return cli.run_dir
@@ -100,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stacked_samples", type=int, default=26_000, help="samples for modes and KL")
     parser.add_argument("--run_root", default="runs/bench_quality", help="where the two runs and the table go")
     parser.add_argument("--only", choices=["digits", "stacked"], default=None, help="run one half")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="hinge", help="training objective of both runs")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     if min(args.digits_iters, args.stacked_iters, args.eval_every, args.digits_samples, args.stacked_samples) < 1:
@@ -117,13 +128,13 @@ def main(argv: list[str] | None = None) -> None:
     for experiment, iters, every, samples, label, features in plan:
         if args.only and not label.startswith(args.only):
             continue
-        run_dir = train(experiment, iters, root, every)
+        run_dir = train(experiment, iters, root, every, args.recipe)
         data, quality = prepare(run_dir, features, samples, args.device)
         checkpoints = sorted((run_dir / "checkpoints").glob("epoch=*.ckpt"), key=lambda p: p.stat().st_mtime)
         for ckpt in checkpoints or [run_dir / "checkpoints" / "last.ckpt"]:
             g_iters, values = measure(quality, ckpt, args.device)
-            records.append({"run": label, "g_iters": g_iters, "samples": samples, **values})
-            rows.append(_row(f"SAGAN, {label}", g_iters, samples, values))
+            records.append({"run": label, "recipe": args.recipe, "g_iters": g_iters, "samples": samples, **values})
+            rows.append(_row(f"SAGAN {args.recipe}, {label}", g_iters, samples, values))
             print(rows[-1], flush=True)
         values = floor(data, quality, args.device)
         records.append({"run": f"{label} real held-out (floor)", **values})

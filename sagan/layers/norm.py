@@ -43,6 +43,8 @@ class SpectralNorm(nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         # weight: [out, ...] -> same shape, divided by sigma_max
+        if weight.device.type == "meta":  # shapes only (parameter counts without allocating): no sigma
+            return weight
         with torch.autocast(weight.device.type, enabled=False):  # sigma in the weight's own precision
             matrix = weight.flatten(1)
             u, v = self.u, self.v

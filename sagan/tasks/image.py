@@ -38,7 +38,7 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         generator: network with attributes `z_dim` and `num_classes`, called as `generator(z, y)`.
         discriminator: network called as `discriminator(x, y)`, returning one logit per sample.
         loss: the adversarial objective.
-        penalty: optional regularizer of the discriminator (`GradientPenalty`, `R1Penalty`).
+        penalty: optional regularizer of the discriminator (`GradientPenalty`, `R1Penalty`, `R1R2Penalty`).
         augment: optional differentiable augmentation applied to real and fake images before D.
         lr_g: generator learning rate (two time-scale update rule: D learns faster).
         lr_d: discriminator learning rate.
@@ -159,7 +159,7 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         stats = {"train/d_real": d_real.detach().mean(), "train/d_fake": d_fake.detach().mean()}
         if self.penalty is not None:
             with frozen_spectral_norm(self.discriminator):
-                penalty = self.penalty(self.critic, real, fake, y_real)
+                penalty = self.penalty(self.critic, real, fake, y_real, y_fake)
             stats["train/d_penalty"] = penalty.detach()
             loss = loss + penalty
         return loss, stats

@@ -58,11 +58,20 @@ def renamed_in(text: str) -> list[tuple[str, str]]:
     return found
 
 
+# SAGAN networks saved before `attention` existed used the compact block; the default is now the paper's.
+ATTENTION_BEFORE_OPTION = {"sagan.models.sagan.SAGANGenerator": "compact", "sagan.models.sagan.SAGANDiscriminator": "compact"}
+
+
 def upgrade_config(value: Any) -> Any:
     """`value` (a config or hyper-parameter tree of dicts, lists and strings) with every class path of an
-    earlier version rewritten to its current place."""
+    earlier version rewritten to its current place, and options added since then set to what those
+    versions did (SAGAN's `attention`)."""
     if isinstance(value, dict):
-        return {key: upgrade_config(item) for key, item in value.items()}
+        value = {key: upgrade_config(item) for key, item in value.items()}
+        block = ATTENTION_BEFORE_OPTION.get(value.get("class_path"))
+        if block and isinstance(value.get("init_args"), dict) and "attention" not in value["init_args"]:
+            value["init_args"] = {**value["init_args"], "attention": block}
+        return value
     if isinstance(value, list):
         return [upgrade_config(item) for item in value]
     if isinstance(value, str) and value.startswith("sagan."):
