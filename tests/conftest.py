@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from datafixtures import make_celeba, make_cifar10, make_class_folder
+from datafixtures import make_celeba, make_cifar10, make_class_folder, make_imagenet
 
 from sagan.commands import main
 from sagan.models.sagan import TINY
@@ -114,8 +114,15 @@ DATA_FIXTURES = {
     "datamodules.celeba.CelebADataModule": make_celeba,
     "datamodules.cifar10.CIFAR10DataModule": make_cifar10,
     "datamodules.folder.ImageFolderDataModule": make_class_folder,
+    "datamodules.imagenet.ImageNetDataModule": make_imagenet,
 }
 SMALL_BATCHES = {"datamodules.digits.DigitsDataModule", *DATA_FIXTURES}
+# Experiments whose full-size networks would take a minute for one step on CPU: narrower networks, same
+# layout (their exact sizes are checked on the meta device in tests/test_reference_models.py).
+NARROW_NETWORKS = {
+    "sagan_imagenet": ["--model.generator.init_args.width=4", "--model.discriminator.init_args.width=4"],
+    "transgan_cifar10": ["--model.generator.init_args.dims=[64,16,4]", "--model.discriminator.init_args.dim=32"],
+}
 # Text data modules: the overrides that give each tiny data (a corpus written under the folder, fewer
 # oracle sequences from the same oracle).
 TEXT_FIXTURES = {
@@ -146,4 +153,4 @@ def experiment_data_args(experiment: Path, tmp_path: Path) -> list[str]:
         args += ["--data.init_args.batch_size=2", "--data.init_args.num_workers=0"]
     if class_path in TEXT_FIXTURES:
         args += TEXT_FIXTURES[class_path](tmp_path)
-    return args
+    return args + NARROW_NETWORKS.get(experiment.stem, [])

@@ -153,3 +153,74 @@ def test_token_upsample_matches_the_image_operation(mode):
 def test_attention_rejects_heads_that_do_not_divide():
     with pytest.raises(ValueError, match="divisible"):
         MultiHeadAttention(10, num_heads=4)
+
+
+# ------------------------------------------------------------- relative positions and noise (TransGAN)
+from sagan.layers.position import RelativePositionBias  # noqa: E402
+
+
+def test_relative_position_bias_indexes_the_offset_table():
+    rel = RelativePositionBias(3, num_heads=2)
+    with torch.no_grad():
+        rel.table.copy_(torch.randn_like(rel.table))
+    bias = rel()
+    assert bias.shape == (2, 9, 9)
+    for i in range(9):
+        for j in range(9):
+            dy, dx = i // 3 - j // 3, i % 3 - j % 3  # row-major (y, x) of query i and key j
+            assert_close(bias[:, i, j], rel.table[(dy + 2) * 5 + (dx + 2)])
+    assert rel.table.numel() == 25 * 2
+
+
+def _naive_biased(layer: MultiHeadAttention, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Dot-product attention per head with an additive logit bias [nh, T, T], written out."""
+    hs = layer.head_dim
+    q, k, v = (x @ layer.qkv.weight.t()).chunk(3, dim=-1)  # no q/k/v bias
+    heads = []
+    for i in range(layer.num_heads):
+        s = slice(i * hs, (i + 1) * hs)
+        heads.append(torch.softmax(q[..., s] @ k[..., s].transpose(1, 2) / hs**0.5 + bias[i], dim=-1) @ v[..., s])
+    return torch.cat(heads, dim=-1) @ layer.out.weight.t() + layer.out.bias
+
+
+def test_relative_position_bias_in_global_and_windowed_attention():
+    x = torch.randn(2, 16, 8)  # a 4x4 grid
+    full = _randomize(MultiHeadAttention(8, num_heads=2, qkv_bias=False, rel_pos=4))
+    assert_close(full(x, (4, 4)), _naive_biased(full, x, full.rel_pos()))
+    local = _randomize(MultiHeadAttention(8, num_heads=2, qkv_bias=False, window_size=2, rel_pos=2))
+    windows = window_partition(x, 4, 4, 2)  # [2 * 4 windows, 4, 8]: one table shared by all windows
+    assert_close(local(x, (4, 4)), window_merge(_naive_biased(local, windows, local.rel_pos()), 4, 4, 2))
+    with pytest.raises(ValueError, match="relative positions cover"):
+        full(torch.randn(2, 9, 8), (3, 3))
+
+
+def test_relative_position_bias_in_l2_attention():
+    layer = _randomize(MultiHeadAttention(8, num_heads=2, kind="l2", rel_pos=2))
+    x = torch.randn(3, 4, 8)
+    plain = MultiHeadAttention(8, num_heads=2, kind="l2")
+    plain.load_state_dict({k: v for k, v in layer.state_dict().items() if not k.startswith("rel_pos")})
+    with torch.no_grad():
+        layer.rel_pos.table.zero_()
+    assert_close(layer(x, (2, 2)), plain(x))  # a zero table is no bias
+    with torch.no_grad():
+        layer.rel_pos.table.normal_()
+    assert not torch.allclose(layer(x, (2, 2)), plain(x))
+
+
+def test_noise_injection_starts_silent_and_learns_its_strength():
+    layer = _randomize(MultiHeadAttention(8, num_heads=2, noise=True))
+    with torch.no_grad():
+        layer.noise_strength.zero_()
+    x = torch.randn(2, 5, 8)
+    assert_close(layer(x), layer(x), rtol=0, atol=0)  # strength 0: deterministic
+    with torch.no_grad():
+        layer.noise_strength.fill_(0.5)
+    torch.manual_seed(1)
+    noisy = layer(x)
+    torch.manual_seed(1)
+    noise = torch.randn(2, 5, 1)  # one value per token, broadcast over its channels
+    with torch.no_grad():
+        layer.noise_strength.zero_()
+    assert_close(noisy, layer(x + 0.5 * noise))
+    layer(x).sum().backward()
+    assert layer.noise_strength.grad is not None

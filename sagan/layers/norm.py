@@ -28,6 +28,10 @@ class SpectralNorm(nn.Module):
         self.n_power_iterations = n_power_iterations
         self.eps = eps
         matrix = weight.detach().flatten(1)
+        if weight.device.type == "meta":  # shapes only (parameter counts): no values to iterate on
+            self.register_buffer("u", torch.empty(matrix.shape[0], dtype=weight.dtype, device=weight.device))
+            self.register_buffer("v", torch.empty(matrix.shape[1], dtype=weight.dtype, device=weight.device))
+            return
         u = F.normalize(torch.randn(matrix.shape[0], dtype=weight.dtype, device=weight.device), dim=0, eps=eps)
         v = F.normalize(torch.randn(matrix.shape[1], dtype=weight.dtype, device=weight.device), dim=0, eps=eps)
         self.register_buffer("u", u)
