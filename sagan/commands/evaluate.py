@@ -1,4 +1,5 @@
-"""`sagan eval`: FID / IS / KID (and mode coverage) of a checkpoint's EMA generator, written as JSON beside it.
+"""`sagan eval`: FID / IS / KID (mode coverage; for class-conditional models intra-class FID and the
+within-class pixel spread) of a checkpoint's EMA generator, written as JSON beside it.
 
     sagan eval --ckpt runs/<name>/<run>/checkpoints/last.ckpt [--num_samples 50000] [--is_splits 10]
 
@@ -6,6 +7,11 @@ The data set and the feature extractor come from the run's `config.yaml` (`data`
 numbers are in the same feature space as the run's `val/...` metrics and reuse its cached real
 statistics (a run that trained with the metrics off gets the data module's extractor); `--features`
 picks another extractor (e.g. `sagan.evaluation.features.InceptionFeatures`).
+
+A class-conditional model also gets `<prefix>ifid`, the intra-class FID (`sagan.evaluation.intra_class`;
+left out where the per-class statistics would exceed 2 GiB, e.g. 1,000 ImageNet classes in Inception
+features), and, up to 100 classes, `class_pixel_std`: per class the pixel standard deviation across 100
+samples, beside the same measure of 100 real images per class (`sagan.evaluation.variety`).
 """
 
 import argparse
@@ -20,7 +26,9 @@ from jsonargparse import ArgumentParser
 
 from sagan.commands.sample import load_gan
 from sagan.errors import UsageError
+from sagan.evaluation.intra_class import MAX_CLASS_STATISTICS_BYTES, class_statistics_bytes
 from sagan.evaluation.metrics import SampleQuality
+from sagan.evaluation.variety import generated_class_pixel_std, real_class_pixel_std
 from sagan.training.checkpoints import upgrade_config
 
 
@@ -60,11 +68,22 @@ def evaluate_checkpoint(
     if not quality.enabled:
         raise UsageError("the run's data module names no feature extractor; pass --features CLASS")
     model = load_gan(ckpt, map_location=device)
+    classes = model.num_classes
+    quality.intra_class_fid = bool(classes) and class_statistics_bytes(classes, quality.features) <= MAX_CLASS_STATISTICS_BYTES
     start = time.perf_counter()
     quality.prepare(data, model.device)
-    results = quality.evaluate(model, model.generator.z_dim, model.num_classes, model.device)
+    results = quality.evaluate(model, model.generator.z_dim, classes, model.device)
     prefix = quality.features.metric_prefix
     global_step = torch.load(ckpt, map_location="cpu", weights_only=True).get("global_step", 0)
+    variety = {}
+    if 0 < classes <= 100:
+        generated = generated_class_pixel_std(model, model.generator.z_dim, classes, device=model.device)
+        if data.train_set is None:
+            data.setup("fit")
+        real = real_class_pixel_std(data.train_set, classes)
+        variety = {"class_pixel_std": {"generated": [round(float(v), 4) for v in generated],
+                                       "real": [round(float(v), 4) for v in real],
+                                       "generated_mean": float(generated.nanmean()), "real_mean": float(real.nanmean())}}
     return {
         "checkpoint": str(ckpt),
         "generator_steps": global_step // (model.n_critic + 1),
@@ -74,6 +93,7 @@ def evaluate_checkpoint(
         "data_fingerprint": data.fingerprint,
         "real_images": int(quality.real["n"]),
         "metrics": {f"{prefix}{name}": float(value) for name, value in results.items()},
+        **variety,
         "seconds": round(time.perf_counter() - start, 1),
     }
 

@@ -27,6 +27,12 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from sagan.errors import UsageError
 from sagan.evaluation.features import FeatureExtractor, atomic_save, default_cache_dir
+from sagan.evaluation.intra_class import (
+    MAX_CLASS_STATISTICS_BYTES,
+    class_statistics,
+    class_statistics_bytes,
+    intra_class_fid,
+)
 
 CACHE_VERSION = 1
 FAST_DEV_RUN_IMAGES = 64  # generated and real images per evaluation under `trainer.fast_dev_run`
@@ -75,26 +81,38 @@ def extract(extractor: FeatureExtractor, batches, device: torch.device) -> tuple
     return _gather(torch.cat(features)), _gather(torch.cat(logits))
 
 
+def generated_noise(z_dim: int, num_classes: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The `n` noise vectors and (for a conditional generator) labels of an evaluation, drawn from `seed`."""
+    rng = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, z_dim, generator=rng)
+    y = torch.randint(0, num_classes, (n,), generator=rng) if num_classes else None
+    return z, y
+
+
 def generated_batches(
     sample: Callable, z_dim: int, num_classes: int, n: int, batch_size: int, seed: int, device: torch.device
 ):
     """This rank's share of `n` images from `sample(z, y)`; the noise of sample i depends only on (seed, i)."""
-    rng = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, z_dim, generator=rng)
-    y = torch.randint(0, num_classes, (n,), generator=rng) if num_classes else None
+    z, y = generated_noise(z_dim, num_classes, n, seed)
     mine = shard(n, *_rank_world())
     for start in range(mine.start, mine.stop, batch_size):
         end = min(start + batch_size, mine.stop)
         yield sample(z[start:end].to(device), None if y is None else y[start:end].to(device))
 
 
-def real_batches(dataset: Dataset, n: int | None, batch_size: int, num_workers: int = 0, seed: int = 0):
-    """This rank's share of a fixed random subset of `n` images of `dataset` (all of it when n is None)."""
+def real_batches(
+    dataset: Dataset, n: int | None, batch_size: int, num_workers: int = 0, seed: int = 0,
+    labels: list[torch.Tensor] | None = None,
+):
+    """This rank's share of a fixed random subset of `n` images of `dataset` (all of it when n is None);
+    the batches' labels are appended to `labels` when a list is given."""
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     order = order[: n if n is not None else len(order)]
     mine = order[list(shard(len(order), *_rank_world()))]
     loader = DataLoader(Subset(dataset, mine.tolist()), batch_size=batch_size, num_workers=num_workers)
     for batch in loader:
+        if labels is not None:
+            labels.append(batch[1])
         yield batch[0] if isinstance(batch, (list, tuple)) else batch
 
 
@@ -230,6 +248,10 @@ class SampleQuality(L.Callback):
         kid_real: real feature vectors kept in the cache for KID.
         seed: seed of the noise (the same samples at every evaluation) and of the IS / KID subsets.
         cache_dir: cache folder; default `$SAGAN_CACHE` or `~/.cache/sagan`.
+        intra_class_fid: also log the intra-class FID (`val/<prefix>ifid`, the mean over classes of the FID
+            between a class's samples and its real images) of a class-conditional model; needs the real
+            statistics per class (`sagan.evaluation.intra_class`), refused at start-up where they would
+            exceed 2 GiB (e.g. 1,000 classes in Inception features).
     """
 
     def __init__(
@@ -248,6 +270,7 @@ class SampleQuality(L.Callback):
         kid_real: int = 10_000,
         seed: int = 0,
         cache_dir: str | None = None,
+        intra_class_fid: bool = False,
     ):
         if num_samples < 2 or batch_size < 1:
             raise ValueError(f"num_samples must be >= 2 and batch_size >= 1, got {num_samples} and {batch_size}")
@@ -260,6 +283,7 @@ class SampleQuality(L.Callback):
         self.kid_real, self.seed = kid_real, seed
         self.cache = RealStatisticsCache(Path(cache_dir or default_cache_dir()) / "real")
         self.metrics = SampleMetrics(fid, inception_score, kid, modes, is_splits, kid_subsets, kid_subset_size, seed)
+        self.intra_class_fid = intra_class_fid
         self.real: dict[str, torch.Tensor] | None = None
         self.real_computed = 0  # real images put through the extractor by this process (0 when cached)
 
@@ -288,17 +312,23 @@ class SampleQuality(L.Callback):
         if fingerprint is None:
             raise UsageError("sample metrics need a data module with a `fingerprint` (see datamodules/image.py)")
         key = self.cache.key(fingerprint, self.features.fingerprint, self.num_real, self.kid_real, self.seed)
+        classes = self._intra_class_classes(datamodule)
+        key += f"|classes={classes}" if classes else ""  # per-class sums as well
         # rank 0 reads the cache and hands it to the others: one decision, and no shared file system needed
         self.real = broadcast(self.cache.load(key) if _rank_world()[0] == 0 else None)
         if self.real is None:
             if datamodule.train_set is None:
                 datamodule.setup("fit")
+            labels: list[torch.Tensor] | None = [] if classes else None
             batches = real_batches(
-                datamodule.train_set, self.num_real, self.batch_size, datamodule.num_workers, self.seed
+                datamodule.train_set, self.num_real, self.batch_size, datamodule.num_workers, self.seed, labels
             )
             features, _ = extract(self.features, batches, device)
             self.real_computed += len(features)
             self.real = real_statistics(features, self.kid_real)
+            if classes:
+                labels = _gather(torch.cat(labels).to(device)) if labels else torch.zeros(0, dtype=torch.long)
+                self.real |= class_statistics(features, labels, classes)
             if _rank_world()[0] == 0:
                 self.cache.save(key, self.real)
         self.real = {k: v.to(device) for k, v in self.real.items()}
@@ -306,12 +336,25 @@ class SampleQuality(L.Callback):
         if self.metrics.kid and kid_real < self.metrics.kid_subset_size:
             raise UsageError(f"metrics.kid_subset_size {self.metrics.kid_subset_size} > the {kid_real} real images")
 
+    def _intra_class_classes(self, datamodule) -> int:
+        """Classes to keep real statistics of for the intra-class FID (0: off, or the data has no labels)."""
+        classes = getattr(datamodule, "num_classes", 0) if self.intra_class_fid else 0
+        if classes and class_statistics_bytes(classes, self.features) > MAX_CLASS_STATISTICS_BYTES:
+            need = class_statistics_bytes(classes, self.features) / 2**30
+            raise UsageError(f"metrics.intra_class_fid over {classes} classes in {self.features.num_features}-d features "
+                             f"needs {need:.0f} GiB of class statistics; set --metrics.intra_class_fid=false")
+        return classes
+
     @torch.no_grad()
     def evaluate(self, sample: Callable, z_dim: int, num_classes: int, device: torch.device) -> dict[str, torch.Tensor]:
         """Metrics of `num_samples` images from `sample(z, y)`; every rank returns the same numbers."""
         batches = generated_batches(sample, z_dim, num_classes, self.num_samples, self.batch_size, self.seed, device)
         features, logits = extract(self.features, batches, device)
-        return self.metrics(features, logits, self.real)
+        results = self.metrics(features, logits, self.real)
+        if num_classes and "class_n" in self.real:
+            labels = generated_noise(z_dim, num_classes, self.num_samples, self.seed)[1].to(device)
+            results["ifid"] = intra_class_fid(features, labels, self.real)
+        return results
 
     # ------------------------------------------------------------------------- Lightning hooks
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
