@@ -16,6 +16,7 @@ def test_bench_quality_prints_and_writes_the_table(tmp_path, capsys):
     # real held-out digits are far closer to the training statistics than an untrained generator
     assert floor["fid"] < model["fid"] and floor["is"] > model["is"]
     assert floor["modes"] == 10 and floor["kl"] < 0.01  # the held-out split is stratified
+    assert model["ifid"] > floor["ifid"] and 0.15 < floor["class_std"] < 0.4 and model["class_std"] >= 0
     assert (tmp_path / "table.md").read_text().startswith("| run |")
     # again, with the training statistics now cached
     main(["bench-quality", "--only", "digits", "--digits_iters", "1", "--digits_samples", "50",

@@ -1,7 +1,8 @@
 """`sagan bench-quality`: sample quality and mode coverage of SAGAN on the digits, for a fixed budget.
 
 1. Trains the default experiment (`experiments/sagan_digits.yaml`) for `--digits_iters` generator
-   iterations, then measures digits-FID / IS / KID of `--digits_samples` EMA samples.
+   iterations, then measures digits-FID / IS / KID and intra-class FID of `--digits_samples` EMA samples,
+   and the pixel standard deviation within a class (100 samples of each class; `sagan.evaluation.variety`).
 2. Trains `experiments/sagan_stacked_digits.yaml` (three stacked digits, 1,000 modes, unconditional)
    for `--stacked_iters` iterations, and after every `--eval_every` iterations counts the modes covered
    by `--stacked_samples` samples (26,000 in the Stacked-MNIST protocol) and the KL divergence of
@@ -27,11 +28,13 @@ import yaml
 from sagan.commands.evaluate import build_data_and_metrics
 from sagan.commands.sample import load_gan
 from sagan.errors import UsageError
+from sagan.evaluation.intra_class import intra_class_fid
 from sagan.evaluation.metrics import SampleMetrics, extract
+from sagan.evaluation.variety import class_pixel_std, generated_class_pixel_std
 from sagan.training.checkpoints import upgrade_config
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"  # the repository's experiments/
-COLUMNS = ("fid", "is", "kid", "modes", "kl")
+COLUMNS = ("fid", "is", "kid", "ifid", "class_std", "modes", "kl")
 # recipe -> `sagan fit` arguments on top of the experiment (same networks, optimizers and budget)
 RECIPES = {
     "hinge": [],
@@ -74,6 +77,8 @@ def measure(quality, ckpt: Path, device: str) -> tuple[int, dict[str, float]]:
     """Generator iterations of a checkpoint and the metrics of its EMA generator's samples."""
     model = load_gan(ckpt, map_location=device)
     results = quality.evaluate(model, model.generator.z_dim, model.num_classes, model.device)
+    if model.num_classes:  # within-class variety: pixel std across 100 samples of each class, mean over classes
+        results["class_std"] = generated_class_pixel_std(model, model.generator.z_dim, model.num_classes).mean()
     g_iters = torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] // (model.n_critic + 1)
     return g_iters, {k: float(v) for k, v in results.items()}
 
@@ -90,7 +95,14 @@ def floor(data, quality, device: str) -> dict[str, float]:
     is_splits = max(1, round(m.is_splits * len(features) / quality.num_samples))
     metrics = SampleMetrics(m.fid, m.inception_score, m.kid, m.modes, is_splits, m.kid_subsets,
                             min(m.kid_subset_size, len(features)), m.seed)
-    return {k: float(v) for k, v in metrics(features, logits, quality.real).items()} | {"samples": len(features)}
+    values = {k: float(v) for k, v in metrics(features, logits, quality.real).items()} | {"samples": len(features)}
+    if data.num_classes:  # the held-out images' intra-class FID and their own within-class pixel std
+        images, labels = zip(*(data.val_set[i] for i in range(len(data.val_set))))
+        labels = torch.as_tensor(labels)
+        if "class_n" in quality.real:
+            values["ifid"] = float(intra_class_fid(features, labels.to(features.device), quality.real))
+        values["class_std"] = float(class_pixel_std(torch.stack(images), labels, data.num_classes).nanmean())
+    return values
 
 
 def _row(name: str, iters, samples, values: dict) -> str:
@@ -116,8 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     if min(args.digits_iters, args.stacked_iters, args.eval_every, args.digits_samples, args.stacked_samples) < 1:
         raise UsageError("iteration counts and sample counts must be >= 1")
     root = Path(args.run_root)
-    header = ["| run | generator iterations | samples | FID | IS | KID | modes (of K) | KL to uniform |",
-              "|---|---|---|---|---|---|---|---|"]
+    header = ["| run | generator iterations | samples | FID | IS | KID | IFID | pixel std within class | modes (of K) "
+              "| KL to uniform |", "|---|---|---|---|---|---|---|---|---|---|"]
     rows, records = [], []
     start = time.perf_counter()
     plan = [
