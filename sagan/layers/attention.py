@@ -121,6 +121,7 @@ class SAGANSelfAttention2d(SelfAttention2d):
     """
 
     def __init__(self, channels: int, num_heads: int = 1, use_spectral_norm: bool = True):
+        # A SelfAttention2d by interface (forward, gamma, key_grid: what callers look for), with its own layers.
         nn.Module.__init__(self)
         if channels < 1:
             raise ValueError(f"SAGANSelfAttention2d: channels must be >= 1, got {channels}")
