@@ -132,3 +132,13 @@ def test_padded_fused_path_with_double_backward():
     for a, b in zip(fused_grads, explicit_grads):
         assert_close(a, b)
     assert all(g.abs().sum() > 0 for g in fused_grads)
+
+
+def test_official_block_first_order_gradients_on_the_default_kernel_match_naive_math():
+    layer = SAGANSelfAttention2d(16, num_heads=2).double().eval()
+    torch.nn.init.constant_(layer.gamma, 0.7)
+    x = torch.randn(2, 16, 6, 4, dtype=torch.float64, requires_grad=True)
+    grads = torch.autograd.grad(layer(x).square().sum(), [x, *layer.parameters()])
+    expected = torch.autograd.grad(naive_official(layer, x).square().sum(), [x, *layer.parameters()])
+    for a, b in zip(grads, expected):
+        assert_close(a, b)
