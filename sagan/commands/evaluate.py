@@ -69,7 +69,8 @@ def evaluate_checkpoint(
         raise UsageError("the run's data module names no feature extractor; pass --features CLASS")
     model = load_gan(ckpt, map_location=device)
     classes = model.num_classes
-    quality.intra_class_fid = bool(classes) and class_statistics_bytes(classes, quality.features) <= MAX_CLASS_STATISTICS_BYTES
+    fits = class_statistics_bytes(classes, quality.features) <= MAX_CLASS_STATISTICS_BYTES
+    quality.intra_class_fid = bool(classes) and fits
     start = time.perf_counter()
     quality.prepare(data, model.device)
     results = quality.evaluate(model, model.generator.z_dim, classes, model.device)

@@ -341,8 +341,8 @@ class SampleQuality(L.Callback):
         classes = getattr(datamodule, "num_classes", 0) if self.intra_class_fid else 0
         if classes and class_statistics_bytes(classes, self.features) > MAX_CLASS_STATISTICS_BYTES:
             need = class_statistics_bytes(classes, self.features) / 2**30
-            raise UsageError(f"metrics.intra_class_fid over {classes} classes in {self.features.num_features}-d features "
-                             f"needs {need:.0f} GiB of class statistics; set --metrics.intra_class_fid=false")
+            raise UsageError(f"metrics.intra_class_fid over {classes} classes in {self.features.num_features}-d "
+                             f"features needs {need:.0f} GiB of class statistics; set --metrics.intra_class_fid=false")
         return classes
 
     @torch.no_grad()

@@ -59,7 +59,10 @@ def renamed_in(text: str) -> list[tuple[str, str]]:
 
 
 # SAGAN networks saved before `attention` existed used the compact block; the default is now the paper's.
-ATTENTION_BEFORE_OPTION = {"sagan.models.sagan.SAGANGenerator": "compact", "sagan.models.sagan.SAGANDiscriminator": "compact"}
+ATTENTION_BEFORE_OPTION = {
+    "sagan.models.sagan.SAGANGenerator": "compact",
+    "sagan.models.sagan.SAGANDiscriminator": "compact",
+}
 
 
 def upgrade_config(value: Any) -> Any:
