@@ -192,6 +192,8 @@ class R2Penalty(Penalty):
     """
 
     def __init__(self, gamma: float = 10.0):
+        if gamma < 0:
+            raise ValueError(f"R2Penalty: gamma must be >= 0, got {gamma}")
         self.gamma = gamma
 
     def __call__(

@@ -188,6 +188,8 @@ def test_multiscale_discriminator_streams():
         tiny("discriminator-32-multiscale", patch_size=3)
     with pytest.raises(ValueError, match="multiple of 4"):
         tiny("discriminator-32-multiscale", dim=18)
+    with pytest.raises(ValueError, match="num_heads"):
+        tiny("discriminator-32-multiscale", num_heads=0)
 
 
 @pytest.mark.parametrize("penalty", [GradientPenalty(), R1Penalty()], ids=repr)

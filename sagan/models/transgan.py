@@ -303,6 +303,8 @@ class TransGANMultiScaleDiscriminator(nn.Module):
         who = "TransGANMultiScaleDiscriminator"
         if patch_size < 1 or image_size % (2 * patch_size):
             raise ValueError(f"{who}: image_size {image_size} must be divisible by 2 * patch_size ({2 * patch_size})")
+        if num_heads < 1 or mlp_ratio <= 0:
+            raise ValueError(f"{who}: num_heads must be >= 1 and mlp_ratio > 0, got {num_heads} and {mlp_ratio}")
         if dim < 4 or dim % 4 or (3 * dim // 4) % num_heads or dim % num_heads:
             raise ValueError(f"{who}: dim must be a multiple of 4 whose 3/4 and whole num_heads ({num_heads}) "
                              f"divide, got {dim}")
