@@ -54,6 +54,9 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
             (SyncBatchNorm, one all-reduce per norm layer per forward pass); D is left as it is.
         max_nonfinite: stop the run (with a checkpoint) after this many consecutive skipped steps of one
             network; a step is skipped when its loss or gradients are not finite.
+        mode_seeking: weight of the mode-seeking term (Mao et al., 2019, MSGAN): G's batch pairs each sample
+            with one of the same label, and G also minimizes mode_seeking / (mean |G(z1, y) - G(z2, y)| /
+            mean |z1 - z2| + 1e-5), which rewards samples of one class that differ (0: off).
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         compile_mode: str | None = None,
         sync_batchnorm: bool = False,
         max_nonfinite: int = 10,
+        mode_seeking: float = 0.0,
     ):
         super().__init__()
         with warnings.catch_warnings():  # networks built outside the CLI are saved in the state dict
@@ -85,6 +89,8 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
                 del self.hparams[name]
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+        if mode_seeking < 0:
+            raise ValueError(f"mode_seeking must be >= 0, got {mode_seeking}")
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
@@ -116,10 +122,13 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         # z: [N, z_dim], y: [N] or None -> [N, C, H, W] images in [-1, 1] from the EMA generator
         return self.generator_ema(z, y if self.num_classes else None)
 
-    def sample_noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Noise and (for conditional models) uniformly drawn labels for `n` samples."""
+    def sample_noise(self, n: int, paired: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Noise and (for conditional models) uniformly drawn labels for `n` samples; `paired`: the second
+        half of the batch repeats the first half's labels (the pairs of the mode-seeking term)."""
         z = torch.randn(n, self.generator.z_dim, device=self.device)
         y = torch.randint(0, self.num_classes, (n,), device=self.device) if self.num_classes else None
+        if paired and y is not None:
+            y = torch.cat([y[: n // 2], y[: n - n // 2]])
         return z, y
 
     def fixed_samples(self) -> torch.Tensor:
@@ -174,6 +183,14 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
             d_real = self.critic(real, y_real).detach() if self.loss.generator_needs_real else None
         return self.loss.generator(d_fake, d_real)
 
+    def mode_seeking_loss(self, fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """MSGAN's term for a batch whose halves are pairs (sample i and i + n/2 share a label): the weight
+        over the ratio of image distance to noise distance, so that G gains by spreading a class's samples."""
+        half = fake.shape[0] // 2
+        images = (fake[:half] - fake[half: 2 * half]).abs().mean()
+        noise = (z[:half] - z[half: 2 * half]).abs().mean()
+        return self.hparams.mode_seeking / (images / noise + 1e-5)
+
     # ----------------------------------------------------------------------------------- training
     def configure_optimizers(self):
         # Fused Adam: one kernel per step, and it takes `found_inf` to skip a step on the device (`_step`).
@@ -217,8 +234,11 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
 
         if generator_turn:
             with self.toggled_optimizer(opt_g):
-                z, y_fake = self.sample_noise(n)
-                g_loss = self.generator_loss(self._net("generator")(z, y_fake), y_fake, real, y_real)
+                z, y_fake = self.sample_noise(n, paired=self.hparams.mode_seeking > 0)
+                fake = self._net("generator")(z, y_fake)
+                g_loss = self.generator_loss(fake, y_fake, real, y_real)
+                if self.hparams.mode_seeking > 0:
+                    g_loss = g_loss + self.mode_seeking_loss(fake, z)
                 self._step(opt_g, g_loss, 1)
             decay = self.hparams.ema_decay if self.generator_steps > self.hparams.ema_start else 0.0
             ema_update(self.generator_ema, self.generator, decay)
