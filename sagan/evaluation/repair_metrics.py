@@ -252,22 +252,47 @@ class RepairEvaluation:
 
 @torch.no_grad()
 def evaluate_repair(
-    repair: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], data, evaluation: RepairEvaluation,
-    device: torch.device | str = "cpu", prefix: str = "",
+    repair: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None, data, evaluation: RepairEvaluation,
+    device: torch.device | str = "cpu", prefix: str = "", limit: int | None = None,
 ) -> dict[str, float]:
     """Scores a repair function on the validation split of a `datamodules.repair.RepairDataModule` with
-    its fixed masks / damage: `repair(damaged, mask)` ([N, C, H, W], [N, 1, H, W]; the mask is None for
-    blind restoration) returns the prediction, which is composited for inpainting. `evaluation` must be
-    prepared. Returns {key: value} (see the module docstring for the keys)."""
+    its fixed masks / damage (what `make eval` and the repair benchmark report).
+
+    Args:
+        repair: `repair(damaged, mask) -> prediction` ([N, C, H, W], [N, 1, H, W] -> [N, C, H, W]); the
+            mask is None for blind restoration; inpainting predictions are composited. None scores the
+            original images themselves (the floor).
+        data: the data module.
+        evaluation: a prepared `RepairEvaluation`.
+        device: where the images go.
+        prefix: prepended to every key.
+        limit: the first `limit` validation images only.
+
+    Returns:
+        {key: value} (see the module docstring) and `images`, `images_small`, `images_large`: how many
+        images each number is over.
+    """
     if data.val_repair is None:
         data.setup("fit")
-    loader = torch.utils.data.DataLoader(data.val_repair, batch_size=data.batch_size, num_workers=data.num_workers)
+    dataset = data.val_repair
+    if limit is not None:
+        dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=data.batch_size, num_workers=data.num_workers)
     evaluation.reset()
+    ratios = []
     for damaged, mask, clean, _ in loader:
         damaged, mask, clean = damaged.to(device), mask.to(device), clean.to(device)
-        if data.task == "inpaint":
+        if repair is None:
+            output = clean
+        elif data.task == "inpaint":
             output = composite(damaged, repair(damaged, mask), mask)
         else:
             output = repair(damaged, None)
         evaluation.update(output, clean, mask)
-    return {key: float(value) for key, value in evaluation.compute(prefix).items()}
+        ratios.append((mask != 0).float().mean((1, 2, 3)).cpu())
+    results = {key: float(value) for key, value in evaluation.compute(prefix).items()}
+    ratio = torch.cat(ratios)
+    results[f"{prefix}images"] = len(ratio)
+    for name, bounds in evaluation.buckets.items():
+        results[f"{prefix}images_{name}"] = int(bucket_of(ratio, *bounds).sum())
+    return results
