@@ -2,8 +2,10 @@
 
 import json
 
+import lightning as L
 import pytest
 import torch
+import yaml
 
 from datamodules.digits import DigitsDataModule
 from datamodules.repair import RepairDataModule
@@ -60,3 +62,33 @@ def test_a_missing_checkpoint_is_one_line(tmp_path, capsys):
                "--run_root", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "nope.ckpt" in capsys.readouterr().err
+
+
+class StandIn(L.LightningModule):
+    """A stand-in repair module in a real `sagan fit`-style checkpoint: paints the background."""
+
+    def __init__(self, value: float = -1.0):
+        super().__init__()
+        self.save_hyperparameters()
+        self.value = torch.nn.Parameter(torch.tensor(value))
+
+    def repair(self, damaged: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.full_like(damaged, float(self.value))
+
+
+def test_sagan_eval_scores_a_repair_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    data = {"class_path": "datamodules.repair.RepairDataModule", "init_args": {
+        "data": {"class_path": "datamodules.digits.DigitsDataModule", "init_args": {"batch_size": 8}}, "task": "inpaint"}}
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": data, "metrics": {"features": None}}))
+    torch.save({
+        "state_dict": {"value": torch.tensor(-1.0)}, "pytorch-lightning_version": L.__version__,
+        "hyper_parameters": {"value": -1.0, "_class_path": f"{__name__}.StandIn",
+                             "_instantiator": "lightning.pytorch.cli.instantiate_module"},
+    }, run / "checkpoints" / "last.ckpt")
+    main(["eval", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--features", "none"])
+    result = json.loads((run / "checkpoints" / "last_eval.json").read_text())
+    assert result["task"] == "inpaint" and result["metrics"]["images"] == 179
+    assert result["metrics"]["images_small"] + result["metrics"]["images_large"] == 179
+    assert 0 < result["metrics"]["l1_hole_large"] < 1 and "psnr_small" in capsys.readouterr().out

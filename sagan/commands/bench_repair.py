@@ -46,16 +46,45 @@ COLUMNS = ("fid", "kid", "psnr", "ssim", "l1_hole", "lpips")
 FLOOR = "original images (floor)"
 
 
-def run_data(ckpt: Path, task: str) -> RepairDataModule:
-    """The data module (and so the fixed masks and damage) of the run that wrote `ckpt`."""
-    config_path = ckpt.resolve().parent.parent / "config.yaml"
+def run_data(config_path: Path, task: str | None = None) -> RepairDataModule:
+    """The data module (and so the fixed masks and damage) of a repair run, from its `config.yaml`."""
     if not config_path.is_file():
-        raise UsageError(f"no run config at {config_path}: the checkpoint must lie in <run>/checkpoints/")
+        raise UsageError(f"no run config at {config_path}: the checkpoint must lie in <run>/checkpoints/ (or pass --config)")
     config = upgrade_config(yaml.safe_load(config_path.read_text()))
     data, _ = build_data_and_metrics(config, {"features": None})
-    if not isinstance(data, RepairDataModule) or data.task != task:
-        raise UsageError(f"{ckpt} is not a {task} run (its data is {type(data).__name__})")
+    if not isinstance(data, RepairDataModule) or task not in (None, data.task):
+        raise UsageError(f"{config_path} is not a {task or 'repair'} run (its data is {type(data).__name__})")
     return data
+
+
+def is_repair_run(config_path: Path) -> bool:
+    """Whether a run's config names a `RepairDataModule` (`sagan eval` then scores repairs, not samples)."""
+    if not config_path.is_file():
+        return False
+    data = (yaml.safe_load(config_path.read_text()) or {}).get("data") or {}
+    return isinstance(data, dict) and data.get("class_path") == f"{RepairDataModule.__module__}.RepairDataModule"
+
+
+def evaluate_checkpoint(
+    ckpt: Path, config_path: Path, features: str | None, device: str, kid_subsets: int = 100, num_images: int | None = None,
+) -> dict:
+    """`sagan eval` of a repair checkpoint: the metrics of its repairs of the validation split's fixed
+    masks / damage, as a JSON-ready dict."""
+    data = run_data(config_path)
+    spec = "data" if features in (None, "data") else None if features == "none" else {"class_path": features}
+    evaluation = RepairEvaluation(_features(spec), kid_subsets=kid_subsets, buckets=data.task == "inpaint")
+    start = time.perf_counter()
+    evaluation.prepare(data, torch.device(device))
+    values = evaluate_repair(gan(ckpt, device), data, evaluation, device, limit=num_images)
+    extractor = evaluation.features
+    return {
+        "checkpoint": str(ckpt),
+        "task": data.task,
+        "features": None if extractor is None else f"{type(extractor).__module__}.{type(extractor).__qualname__}",
+        "data_fingerprint": data.fingerprint,
+        "metrics": values,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def gan(ckpt: Path, device: str) -> Callable:
@@ -136,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
                 notes.append(f"no {experiment.name}: {task} rows without the GAN (pass --{'repair' if task == 'inpaint' else 'restore'}_ckpt)")
         if ckpt is not None and not ckpt.is_file():
             raise UsageError(f"checkpoint not found: {ckpt}")
-        data = run_data(ckpt, task) if ckpt else RepairDataModule(DigitsDataModule(batch_size=64), task=task)
+        data = run_data(ckpt.resolve().parent.parent / "config.yaml", task) if ckpt else RepairDataModule(DigitsDataModule(batch_size=64), task=task)
         evaluation = RepairEvaluation(_features(features), num_real=None, kid_subsets=args.kid_subsets,
                                       buckets=task == "inpaint")
         evaluation.prepare(data, torch.device(args.device))
