@@ -99,7 +99,8 @@ class _Data:
 
 
 def test_fid_and_kid_are_computed_per_bucket_against_the_training_statistics(tmp_path):
-    evaluation = RepairEvaluation(_MeanColor(), num_real=None, kid_subsets=5, kid_subset_size=8, cache_dir=str(tmp_path))
+    # the default KID subset size (1,000) shrinks to the 10 images of a bucket
+    evaluation = RepairEvaluation(_MeanColor(), num_real=None, kid_subsets=5, cache_dir=str(tmp_path))
     evaluation.prepare(_Data(), torch.device("cpu"))
     outputs, cleans, masks = [], [], []
     for i in range(2):
@@ -113,7 +114,7 @@ def test_fid_and_kid_are_computed_per_bucket_against_the_training_statistics(tmp
     output = torch.cat(outputs)
     features = _MeanColor()(output)[0]
     for bucket, chosen in (("small", slice(0, None, 2)), ("large", slice(1, None, 2))):
-        expected = SampleMetrics(inception_score=False, kid_subsets=5, kid_subset_size=8)(
+        expected = SampleMetrics(inception_score=False, kid_subsets=5, kid_subset_size=10)(
             features[chosen], features[chosen][:, :1], evaluation.quality.real
         )
         assert_close(found[f"val/toy_fid_{bucket}"], expected["fid"])
@@ -149,3 +150,9 @@ def test_lpips_with_a_local_backbone_file(tmp_path, monkeypatch):
     lpips = torch.cat(evaluation._values["lpips"])
     assert_close(lpips[:2], torch.zeros(2), rtol=0, atol=1e-6) and (lpips[2:] > 0).all()
     assert "val/lpips_large" not in evaluation.compute() and "val/lpips" in evaluation.compute()
+
+
+def test_fewer_real_images_for_smoke_runs(tmp_path):
+    evaluation = RepairEvaluation(_MeanColor(), cache_dir=str(tmp_path))
+    evaluation.prepare(_Data(), torch.device("cpu"), num_real=16)  # e.g. under fast_dev_run
+    assert int(evaluation.quality.real["n"]) == 16 and len(evaluation.quality.real["kid_features"]) == 16

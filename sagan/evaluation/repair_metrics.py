@@ -176,10 +176,11 @@ class RepairEvaluation:
             raise ValueError(f"lpips_net must be one of {', '.join(LPIPS_BACKBONES)}, got {lpips_net!r}")
         if kid_subsets < 1 or kid_subset_size < 2:
             raise ValueError(f"kid_subsets must be >= 1 and kid_subset_size >= 2, got {kid_subsets} and {kid_subset_size}")
+        # SampleQuality finds the extractor and loads or computes the cached real statistics (the same
+        # cache entry as the image GAN's); the metrics themselves are computed per bucket in `compute`
         self.quality = SampleQuality(
-            features, num_samples=kid_subset_size, num_real=num_real, batch_size=batch_size, fid=True,
-            inception_score=False, kid=True, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
-            kid_real=kid_real, seed=seed, cache_dir=cache_dir,
+            features, num_samples=2, num_real=num_real, batch_size=batch_size, fid=True, inception_score=False,
+            kid=False, kid_real=kid_real, seed=seed, cache_dir=cache_dir,
         )
         self.kid_subsets, self.kid_subset_size, self.seed = kid_subsets, kid_subset_size, seed
         self.lpips_net = lpips_net
@@ -192,9 +193,14 @@ class RepairEvaluation:
     def features(self) -> FeatureExtractor | None:
         return self.quality.features if self.quality.enabled else None
 
+    def resolve(self, datamodule) -> None:
+        """Builds the extractor the data module names (at start-up: missing Inception weights stop the run here)."""
+        self.quality.resolve(datamodule)
+
     def prepare(self, datamodule, device: torch.device, broadcast: Callable = lambda x: x, num_real: int | None = None) -> None:
         """Loads the extractor, the real statistics of `datamodule.train_set` (cached) and LPIPS.
-        `num_real` lowers the number of real images (e.g. 64 under fast_dev_run)."""
+        `num_real` lowers the number of real images (e.g. 64 under fast_dev_run); KID subsets shrink
+        to the images there are."""
         if num_real is not None:
             self.quality.num_real = min(self.quality.num_real or num_real, num_real)
             self.quality.kid_real = min(self.quality.kid_real, num_real)
