@@ -49,7 +49,7 @@ FLOOR = "original images (floor)"
 def run_data(config_path: Path, task: str | None = None) -> RepairDataModule:
     """The data module (and so the fixed masks and damage) of a repair run, from its `config.yaml`."""
     if not config_path.is_file():
-        raise UsageError(f"no run config at {config_path}: the checkpoint must lie in <run>/checkpoints/ (or pass --config)")
+        raise UsageError(f"no run config at {config_path}: the checkpoint must lie in <run>/checkpoints/")
     config = upgrade_config(yaml.safe_load(config_path.read_text()))
     data, _ = build_data_and_metrics(config, {"features": None})
     if not isinstance(data, RepairDataModule) or task not in (None, data.task):
@@ -66,7 +66,8 @@ def is_repair_run(config_path: Path) -> bool:
 
 
 def evaluate_checkpoint(
-    ckpt: Path, config_path: Path, features: str | None, device: str, kid_subsets: int = 100, num_images: int | None = None,
+    ckpt: Path, config_path: Path, features: str | None, device: str, kid_subsets: int = 100,
+    num_images: int | None = None,
 ) -> dict:
     """`sagan eval` of a repair checkpoint: the metrics of its repairs of the validation split's fixed
     masks / damage, as a JSON-ready dict."""
@@ -127,13 +128,29 @@ def render(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def gan_checkpoint(task: str, args: argparse.Namespace, root: Path, notes: list[str]) -> Path | None:
+    """The task's GAN checkpoint: the one given, else one trained now from its experiment (None: baselines only)."""
+    option = "repair_ckpt" if task == "inpaint" else "restore_ckpt"
+    ckpt = Path(getattr(args, option)) if getattr(args, option) else None
+    experiment = EXPERIMENTS / f"{EXPERIMENT[task]}.yaml"
+    if ckpt is None and not args.baselines_only:
+        if not experiment.is_file():
+            notes.append(f"no {experiment.name}: {task} rows without the GAN (pass --{option})")
+            return None
+        iters = getattr(args, f"{task}_iters") or yaml.safe_load(experiment.read_text())["g_iters"]
+        ckpt = train(EXPERIMENT[task], iters, root, None) / "checkpoints" / "last.ckpt"
+    if ckpt is not None and not ckpt.is_file():
+        raise UsageError(f"checkpoint not found: {ckpt} (--{option})")
+    return ckpt
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="sagan bench-quality --only repair", description="Repair GAN vs classical repair.")
-    parser.add_argument("--only", choices=["repair"], default="repair", help="(the bench-quality switch that leads here)")
+    parser = argparse.ArgumentParser(prog="sagan bench-quality --only repair", description="Repair GAN vs baselines.")
+    parser.add_argument("--only", choices=["repair"], default="repair", help="(the bench-quality switch)")
     parser.add_argument("--repair_ckpt", default=None, help="inpainting checkpoint (default: train one first)")
     parser.add_argument("--restore_ckpt", default=None, help="restoration checkpoint (default: train one first)")
-    parser.add_argument("--inpaint_iters", type=int, default=None, help="generator iterations when training (default: the experiment's)")
-    parser.add_argument("--restore_iters", type=int, default=None, help="generator iterations when training (default: the experiment's)")
+    parser.add_argument("--inpaint_iters", type=int, default=None, help="G iterations to train (default: the YAML's)")
+    parser.add_argument("--restore_iters", type=int, default=None, help="G iterations to train (default: the YAML's)")
     parser.add_argument("--baselines_only", action="store_true", help="no GAN rows (nothing is trained)")
     parser.add_argument("--tasks", choices=["inpaint", "restore", "both"], default="both", help="which half")
     parser.add_argument("--features", default="data", help="FID / KID extractor class, 'data' (the data's) or 'none'")
@@ -142,30 +159,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run_root", default="runs/bench_repair", help="where trained runs and the table go")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    for name in ("inpaint_iters", "restore_iters", "num_images"):
+    for name in ("inpaint_iters", "restore_iters", "num_images", "kid_subsets"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UsageError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if args.kid_subsets < 1:
-        raise UsageError(f"--kid_subsets must be >= 1, got {args.kid_subsets}")
     root = Path(args.run_root)
-    features = None if args.features == "none" else args.features if args.features == "data" else {"class_path": args.features}
+    features = {"data": "data", "none": None}.get(args.features, {"class_path": args.features})
     records, notes = [], []
     start = time.perf_counter()
     for task in ("inpaint", "restore"):
         if args.tasks not in (task, "both"):
             continue
-        ckpt = getattr(args, "repair_ckpt" if task == "inpaint" else "restore_ckpt")
-        ckpt = Path(ckpt) if ckpt else None
-        experiment = EXPERIMENTS / f"{EXPERIMENT[task]}.yaml"
-        if ckpt is None and not args.baselines_only:
-            if experiment.is_file():
-                iters = getattr(args, f"{task}_iters") or yaml.safe_load(experiment.read_text())["g_iters"]
-                ckpt = train(EXPERIMENT[task], iters, root, None) / "checkpoints" / "last.ckpt"
-            else:
-                notes.append(f"no {experiment.name}: {task} rows without the GAN (pass --{'repair' if task == 'inpaint' else 'restore'}_ckpt)")
-        if ckpt is not None and not ckpt.is_file():
-            raise UsageError(f"checkpoint not found: {ckpt}")
-        data = run_data(ckpt.resolve().parent.parent / "config.yaml", task) if ckpt else RepairDataModule(DigitsDataModule(batch_size=64), task=task)
+        ckpt = gan_checkpoint(task, args, root, notes)
+        if ckpt is not None:
+            data = run_data(ckpt.resolve().parent.parent / "config.yaml", task)
+        else:
+            data = RepairDataModule(DigitsDataModule(batch_size=64), task=task)
         evaluation = RepairEvaluation(_features(features), num_real=None, kid_subsets=args.kid_subsets,
                                       buckets=task == "inpaint")
         evaluation.prepare(data, torch.device(args.device))

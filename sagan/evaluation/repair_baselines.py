@@ -1,8 +1,9 @@
 """Classical repair baselines, with the signature the repair metrics score: `repair(damaged, mask) -> prediction`.
 
 Images are [N, C, H, W] in [-1, 1] (any device; the work is done on the CPU, in float32 except for
-OpenCV's inpainting, which works in 8 bits); masks [N, 1, H, W], nonzero = hole. Inpainting predictions are composited by the
-caller (`sagan.evaluation.repair_metrics.composite`); restoration baselines get no mask (it is None).
+OpenCV's inpainting, which works in 8 bits); masks [N, 1, H, W], nonzero = hole. Inpainting predictions
+are composited by the caller (`sagan.evaluation.repair_metrics.composite`); restoration baselines get
+no mask (it is None).
 
 Inpainting:
 - `telea`: OpenCV's fast-marching inpainting (Telea 2004), radius 3, each channel on its own.

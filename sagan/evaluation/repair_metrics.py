@@ -64,7 +64,9 @@ def bucket_of(ratio: torch.Tensor, low: float, high: float) -> torch.Tensor:
     return (ratio > low) & (ratio <= high)
 
 
-def _means(values: dict[str, torch.Tensor], prefix: str, buckets: dict[str, tuple[float, float]]) -> dict[str, torch.Tensor]:
+def _means(
+    values: dict[str, torch.Tensor], prefix: str, buckets: dict[str, tuple[float, float]]
+) -> dict[str, torch.Tensor]:
     out = {}
     groups = {"": torch.ones_like(values["hole_ratio"], dtype=torch.bool)}
     groups |= {f"_{name}": bucket_of(values["hole_ratio"], *bounds) for name, bounds in buckets.items()}
@@ -175,7 +177,9 @@ class RepairEvaluation:
         if lpips_net not in LPIPS_BACKBONES:
             raise ValueError(f"lpips_net must be one of {', '.join(LPIPS_BACKBONES)}, got {lpips_net!r}")
         if kid_subsets < 1 or kid_subset_size < 2:
-            raise ValueError(f"kid_subsets must be >= 1 and kid_subset_size >= 2, got {kid_subsets} and {kid_subset_size}")
+            raise ValueError(
+                f"kid_subsets must be >= 1 and kid_subset_size >= 2, got {kid_subsets} and {kid_subset_size}"
+            )
         # SampleQuality finds the extractor and loads or computes the cached real statistics (the same
         # cache entry as the image GAN's); the metrics themselves are computed per bucket in `compute`
         self.quality = SampleQuality(
@@ -184,7 +188,8 @@ class RepairEvaluation:
         )
         self.kid_subsets, self.kid_subset_size, self.seed = kid_subsets, kid_subset_size, seed
         self.lpips_net = lpips_net
-        self.lpips_weights = None if lpips is False else find_lpips_weights(lpips_net, lpips_weights, required=bool(lpips))
+        # checked now, at start-up: LPIPS asked for (True) without its weights file is a one-line error
+        self.lpips_weights = None if lpips is False else find_lpips_weights(lpips_net, lpips_weights, bool(lpips))
         self.lpips: torch.nn.Module | None = None
         self.buckets = BUCKETS if buckets else {}
         self.reset()
@@ -197,7 +202,9 @@ class RepairEvaluation:
         """Builds the extractor the data module names (at start-up: missing Inception weights stop the run here)."""
         self.quality.resolve(datamodule)
 
-    def prepare(self, datamodule, device: torch.device, broadcast: Callable = lambda x: x, num_real: int | None = None) -> None:
+    def prepare(
+        self, datamodule, device: torch.device, broadcast: Callable = lambda x: x, num_real: int | None = None
+    ) -> None:
         """Loads the extractor, the real statistics of `datamodule.train_set` (cached) and LPIPS.
         `num_real` lowers the number of real images (e.g. 64 under fast_dev_run); KID subsets shrink
         to the images there are."""
