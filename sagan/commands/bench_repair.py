@@ -94,6 +94,14 @@ def gan(ckpt: Path, device: str) -> Callable:
     return getattr(module, "repair", module)
 
 
+def gan_name(ckpt: Path) -> str:
+    """The table's name of a checkpoint: its run's name and generator iterations."""
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    hparams = saved.get("hyper_parameters") if isinstance(saved.get("hyper_parameters"), dict) else {}
+    iterations = saved.get("global_step", 0) // (hparams.get("n_critic", 1) + 1)
+    return f"GAN ({ckpt.resolve().parent.parent.parent.name}, {iterations} G iterations)"
+
+
 def measure(
     task: str, data: RepairDataModule, methods: dict[str, Callable], evaluation: RepairEvaluation, device: str,
     limit: int | None = None,
@@ -177,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         evaluation = RepairEvaluation(_features(features), num_real=None, kid_subsets=args.kid_subsets,
                                       buckets=task == "inpaint")
         evaluation.prepare(data, torch.device(args.device))
-        methods = {f"GAN ({ckpt})": gan(ckpt, args.device)} if ckpt else {}
+        methods = {gan_name(ckpt): gan(ckpt, args.device)} if ckpt else {}
         methods |= INPAINTING if task == "inpaint" else RESTORATION
         for record in measure(task, data, methods, evaluation, args.device, args.num_images):
             records.append(record)
