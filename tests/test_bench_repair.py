@@ -1,6 +1,7 @@
 """`sagan bench-quality --only repair` on a tiny setting: baselines, a stand-in model, the table."""
 
 import json
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -76,19 +77,34 @@ class StandIn(L.LightningModule):
         return torch.full_like(damaged, float(self.value))
 
 
-def test_sagan_eval_scores_a_repair_checkpoint(tmp_path, capsys):
-    run = tmp_path / "run"
+def _stand_in_run(tmp_path) -> Path:
+    """A run directory like `sagan fit` writes, with the stand-in module's checkpoint; returns the checkpoint."""
+    run = tmp_path / "stand_in" / "20260101-000000"  # <run_root>/<name>/<timestamp>/
     (run / "checkpoints").mkdir(parents=True)
     data = {"class_path": "datamodules.repair.RepairDataModule", "init_args": {
         "data": {"class_path": "datamodules.digits.DigitsDataModule", "init_args": {"batch_size": 8}}, "task": "inpaint"}}
     (run / "config.yaml").write_text(yaml.safe_dump({"data": data, "metrics": {"features": None}}))
     torch.save({
-        "state_dict": {"value": torch.tensor(-1.0)}, "pytorch-lightning_version": L.__version__,
+        "state_dict": {"value": torch.tensor(-1.0)}, "pytorch-lightning_version": L.__version__, "global_step": 12,
         "hyper_parameters": {"value": -1.0, "_class_path": f"{__name__}.StandIn",
                              "_instantiator": "lightning.pytorch.cli.instantiate_module"},
     }, run / "checkpoints" / "last.ckpt")
-    main(["eval", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--features", "none"])
-    result = json.loads((run / "checkpoints" / "last_eval.json").read_text())
+    return run / "checkpoints" / "last.ckpt"
+
+
+def test_sagan_eval_scores_a_repair_checkpoint(tmp_path, capsys):
+    ckpt = _stand_in_run(tmp_path)
+    main(["eval", "--ckpt", str(ckpt), "--features", "none"])
+    result = json.loads(ckpt.with_name("last_eval.json").read_text())
     assert result["task"] == "inpaint" and result["metrics"]["images"] == 179
     assert result["metrics"]["images_small"] + result["metrics"]["images_large"] == 179
     assert 0 < result["metrics"]["l1_hole_large"] < 1 and "psnr_small" in capsys.readouterr().out
+
+
+def test_the_bench_scores_a_checkpoint_beside_the_baselines(tmp_path):
+    ckpt = _stand_in_run(tmp_path)
+    main(["bench-quality", "--only", "repair", "--repair_ckpt", str(ckpt), "--tasks", "inpaint", "--features", "none",
+          "--num_images", "4", "--run_root", str(tmp_path / "bench")])
+    records = json.loads((tmp_path / "bench" / "results.json").read_text())
+    gan = [r for r in records if r["method"] == "GAN (stand_in, 6 G iterations)"]  # 12 steps of 1 D + 1 G
+    assert [r["masks"] for r in gan] == ["small", "large"] and all(r["images"] == 2 for r in gan)
