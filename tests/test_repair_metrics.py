@@ -156,3 +156,13 @@ def test_fewer_real_images_for_smoke_runs(tmp_path):
     evaluation = RepairEvaluation(_MeanColor(), cache_dir=str(tmp_path))
     evaluation.prepare(_Data(), torch.device("cpu"), num_real=16)  # e.g. under fast_dev_run
     assert int(evaluation.quality.real["n"]) == 16 and len(evaluation.quality.real["kid_features"]) == 16
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [(dict(num_real=1), "num_real"), (dict(kid_real=0), "kid_real"), (dict(kid_subsets=0), "kid_subsets"),
+     (dict(kid_subset_size=1), "kid_subset_size"), (dict(batch_size=0), "batch_size"), (dict(lpips_net="resnet"), "lpips_net")],
+)
+def test_bad_arguments_name_themselves(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RepairEvaluation(None, **kwargs)

@@ -176,6 +176,8 @@ class RepairEvaluation:
     ):
         if lpips_net not in LPIPS_BACKBONES:
             raise ValueError(f"lpips_net must be one of {', '.join(LPIPS_BACKBONES)}, got {lpips_net!r}")
+        if num_real is not None and num_real < 2 or kid_real < 2:
+            raise ValueError(f"num_real (or None) and kid_real must be >= 2, got {num_real} and {kid_real}")
         if kid_subsets < 1 or kid_subset_size < 2:
             raise ValueError(
                 f"kid_subsets must be >= 1 and kid_subset_size >= 2, got {kid_subsets} and {kid_subset_size}"
