@@ -63,6 +63,12 @@ bench: install
 bench-quality: install
 	$(BIN)/sagan bench-quality $(ARGS)
 
+## make bench-repair [ARGS="--repair_ckpt CKPT --restore_ckpt CKPT | --baselines_only"]: image repair vs classical
+##   baselines on the digits, small and large masks (= make bench-quality ARGS="--only repair ...")
+.PHONY: bench-repair
+bench-repair: install
+	$(BIN)/sagan bench-quality --only repair $(ARGS)
+
 ## make experiments: list the experiments MODEL/DATA can pick
 experiments:
 	@cd experiments && ls *.yaml | sed 's/\.yaml$$//'

@@ -96,9 +96,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.num_samples < max(2, args.is_splits):
         raise UsageError(f"--num_samples must be >= 2 and >= --is_splits, got {args.num_samples}")
     config = Path(args.config) if args.config else ckpt.resolve().parent.parent / "config.yaml"
-    result = evaluate_checkpoint(
-        ckpt, config, args.num_samples, args.is_splits, args.features, args.device, args.batch_size, args.kid_subsets
-    )
+    from sagan.commands import bench_repair
+
+    if bench_repair.is_repair_run(config):  # image repair: PSNR / SSIM / hole L1 / FID / KID of its repairs
+        result = bench_repair.evaluate_checkpoint(ckpt, config, args.features, args.device, args.kid_subsets)
+    else:
+        result = evaluate_checkpoint(
+            ckpt, config, args.num_samples, args.is_splits, args.features, args.device, args.batch_size, args.kid_subsets
+        )
     out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "_eval.json")
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["metrics"]))
