@@ -16,7 +16,7 @@ from typing import Literal
 
 from datamodules.decode import CropResize
 from datamodules.imagefiles import ImageFilesDataModule
-from sagan.errors import UsageError
+from sagan.errors import UsageError, check_range
 
 PARTITIONS = {"train": 0, "valid": 1, "test": 2}
 SOURCE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Align&Cropped Images: img_align_celeba.zip, Eval/list_eval_partition.txt)"
@@ -71,6 +71,7 @@ class CelebADataModule(ImageFilesDataModule):
         download: bool = False,
     ):
         super().__init__(root, batch_size, image_size, channels, False, num_workers, cache, cache_dir, check_files)
+        check_range(type(self).__name__, "crop", crop, "[1, inf)")
         if train_split not in ("train", "all"):
             raise ValueError(f"train_split must be 'train' or 'all', got {train_split!r}")
         self.splits = (train_split, "valid")

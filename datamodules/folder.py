@@ -16,7 +16,7 @@ import torch
 
 from datamodules.decode import IMAGE_EXTENSIONS, CropResize, is_image_name
 from datamodules.imagefiles import ImageFilesDataModule
-from sagan.errors import UsageError
+from sagan.errors import UsageError, check_ranges
 
 
 def list_images(root: Path) -> list[Path]:
@@ -68,8 +68,7 @@ class ImageFolderDataModule(ImageFilesDataModule):
         check_files: bool = True,
     ):
         super().__init__(root, batch_size, image_size, channels, use_labels, num_workers, cache, cache_dir, check_files)
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        check_ranges(type(self).__name__, crop=(crop, "[1, inf)"), val_fraction=(val_fraction, "(0, 1)"))
         self.transform = CropResize(image_size, crop, resample)
         self.val_fraction = val_fraction
         self.split_seed = split_seed

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from sagan.errors import UsageError
+from sagan.errors import UsageError, check_ranges
 from sagan.evaluation.features import FeatureExtractor, atomic_save, default_cache_dir
 
 CACHE_VERSION = 1
@@ -158,6 +158,10 @@ class SampleMetrics:
         self, fid: bool = True, inception_score: bool = True, kid: bool = True, modes: bool = False,
         is_splits: int = 10, kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0,
     ):
+        check_ranges(
+            "SampleMetrics", is_splits=(is_splits, "[1, inf)"), kid_subsets=(kid_subsets, "[1, inf)"),
+            kid_subset_size=(kid_subset_size, "[1, inf)"),
+        )
         self.fid, self.inception_score, self.kid, self.modes = fid, inception_score, kid, modes
         self.is_splits, self.kid_subsets, self.kid_subset_size = is_splits, kid_subsets, kid_subset_size
         self.seed = seed
@@ -249,8 +253,11 @@ class SampleQuality(L.Callback):
         seed: int = 0,
         cache_dir: str | None = None,
     ):
-        if num_samples < 2 or batch_size < 1:
-            raise ValueError(f"num_samples must be >= 2 and batch_size >= 1, got {num_samples} and {batch_size}")
+        check_ranges(
+            "SampleQuality", num_samples=(num_samples, "[2, inf)"), num_real=(num_real, "[1, inf)"),
+            batch_size=(batch_size, "[1, inf)"), is_splits=(is_splits, "[1, inf)"), kid_subsets=(kid_subsets, "[1, inf)"),
+            kid_subset_size=(kid_subset_size, "[1, inf)"), kid_real=(kid_real, "[1, inf)"),
+        )
         if kid and kid_subset_size > min(num_samples, kid_real):
             raise ValueError(f"kid_subset_size ({kid_subset_size}) must be <= num_samples and kid_real")
         if inception_score and num_samples < is_splits:
