@@ -24,13 +24,23 @@ SOURCE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Align&Cropped Image
 
 def read_partition(path: Path) -> dict[str, int]:
     """`list_eval_partition.txt` -> {file name: partition}."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:  # an image, an archive, a binary download in its place
+        raise UsageError(
+            f"{path}: not a text file ({error.reason} at byte {error.start}); expected lines '<image>.jpg <0|1|2>' "
+            f"(get Eval/list_eval_partition.txt from {SOURCE})"
+        ) from error
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror or error}") from error
     partition = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
         if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
-            raise UsageError(f"{path}:{number}: expected '<image>.jpg <0|1|2>', got {line.strip()!r}")
+            shown = line.strip()[:60] + ("..." if len(line.strip()) > 60 else "")
+            raise UsageError(f"{path}:{number}: expected '<image>.jpg <0|1|2>', got {shown!r}")
         partition[fields[0]] = int(fields[1])
     return partition
 

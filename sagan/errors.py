@@ -80,3 +80,49 @@ def check_ranges(owner: str, **checks: tuple[float | int | Iterable | None, str]
     """`check_range` for several arguments: `check_ranges("ImageGAN", lr_g=(lr_g, "[0, inf)"), ...)`."""
     for name, (value, interval) in checks.items():
         check_range(owner, name, value, interval)
+
+
+# ------------------------------------------------------------------------------ one line for OS errors
+def os_error_of(error: BaseException) -> OSError | None:
+    """The OSError behind `error`: itself, or the one a checkpoint writer turned into torch's
+    "unexpected pos" RuntimeError (a full disk while `torch.save` writes); else None."""
+    if isinstance(error, OSError):
+        return error
+    if isinstance(error, RuntimeError) and isinstance(error.__context__, OSError):
+        if any(mark in str(error) for mark in ("inline_container", "PytorchStreamWriter", "unexpected pos")):
+            return error.__context__
+    return None
+
+
+def describe_os_error(error: OSError) -> str:
+    """`No space left on device: runs/x/last.ckpt` from an OSError, in one line."""
+    what = error.strerror or " ".join(str(error).split()) or type(error).__name__
+    paths = [str(p) for p in (error.filename, getattr(error, "filename2", None)) if p is not None]
+    return f"{what}: {' -> '.join(paths)}" if paths else what
+
+
+PEER_FAILURE_MARKS = (
+    "Connection closed by peer", "Connection reset by peer", "remote worker crash", "NCCL communicator was aborted",
+    "Broken pipe",
+)
+
+
+def is_peer_failure(error: BaseException) -> bool:
+    """Whether `error` says another process of a distributed run went away (gloo's "Connection closed by
+    peer", torch's DistBackendError / DistNetworkError, an aborted NCCL communicator)."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if names & {"DistBackendError", "DistNetworkError"}:
+        return True
+    return isinstance(error, RuntimeError) and any(mark in str(error) for mark in PEER_FAILURE_MARKS)
+
+
+def peer_failure_line(error: BaseException) -> str:
+    """One line for a survivor of a distributed run whose peer died."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    detail = next((line for line in lines if any(mark in line for mark in PEER_FAILURE_MARKS)), lines[0] if lines else "")
+    detail = re.sub(r"^\[[^\]]*\]\s*", "", detail.strip())  # gloo's "[.../pair.cc:561] " source prefix
+    detail = detail.split(". This is typically")[0]
+    return (
+        f"another process of this distributed run stopped ({detail}); this one stops too: see that process's "
+        "output, then continue with --resume last"
+    )

@@ -216,8 +216,7 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         with self.toggled_optimizer(opt_d):
             d_loss, stats = self.discriminator_loss(real, y_real, fake, y_fake)
             self._step(opt_d, d_loss, 0)
-        self.log_dict({"train/d_loss": d_loss.detach(), **stats}, batch_size=n)
-        self.log("loss/d", d_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log_dict({"train/d_loss": d_loss.detach(), **stats}, batch_size=n)  # the progress bar shows train/*loss
 
         if generator_turn:
             with self.toggled_optimizer(opt_g):
@@ -227,9 +226,6 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
             decay = self.hparams.ema_decay if self.generator_steps > self.hparams.ema_start else 0.0
             ema_update(self.generator_ema, self.generator, decay)
             self.log("train/g_loss", g_loss.detach(), batch_size=n)
-            self.log(
-                "loss/g", g_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True
-            )
             self._log_state()
         self.log("train/skipped_steps", self.nonfinite.total.clone())
 

@@ -222,7 +222,6 @@ class TextGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightnin
             self._step(opt_mle, mle_loss, 1)
         n = real.shape[0]
         self.log_dict({"train/mle_loss": mle_loss.detach(), "train/phase": 0.0}, batch_size=n)
-        self._log_epoch("loss/mle", mle_loss, n)
 
     def _adversarial_step(self, real: torch.Tensor) -> None:
         _, opt_g, opt_d = self.optimizers()
@@ -235,18 +234,12 @@ class TextGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightnin
             d_loss, stats = self.discriminator_loss(real, fake)
             self._step(opt_d, d_loss, 0)
         self.log_dict({"train/d_loss": d_loss.detach(), "train/phase": 1.0, **stats}, batch_size=n)
-        self._log_epoch("loss/d", d_loss, n)
         if generator_turn:
             with self.toggled_optimizer(opt_g):
                 _, fake = self._net("generator", "sample")(n, temperature)  # through G's DDP wrapper, if any
                 g_loss = self.generator_loss(fake, real)
                 self._step(opt_g, g_loss, 1)
             self.log_dict({"train/g_loss": g_loss.detach(), "train/beta": 1.0 / temperature}, batch_size=n)
-            self._log_epoch("loss/g", g_loss, n)
-
-    def _log_epoch(self, key: str, loss: torch.Tensor, n: int) -> None:
-        """An epoch mean over all ranks for the progress bar (one all-reduce at the end of the epoch)."""
-        self.log(key, loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
 
     # --------------------------------------------------------------------------------- evaluation
     def on_validation_epoch_start(self) -> None:
