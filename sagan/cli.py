@@ -57,9 +57,25 @@ def _one_line(message: str) -> str:
     useful = [line for line in lines[last_key_line:] if line and not any(n in line for n in noise)]
     if not useful:
         useful = [line for line in lines if line and not any(n in line for n in noise)] or lines
-    patterns = ("not accepted", "nrecognized", "does not exist", "No action", "not found", "Not a valid", "Expected")
+    patterns = (
+        "must be a finite number", "not accepted", "nrecognized", "does not exist", "No action", "not found", "Not a valid",
+        "Expected",
+    )
     best = next((line for p in patterns for line in useful if p in line), useful[0])
     return f"{'.'.join(keys)}: {best}" if keys else best
+
+
+RANGE_ERROR = re.compile(r"^\w+: \S+ must be a finite number [^\n]*$")  # sagan.errors.check_range's message
+
+
+def _own_message(error: BaseException) -> str | None:
+    """The message of a UsageError (or of a range check) that jsonargparse wrapped into its own error."""
+    seen = 0
+    while error is not None and seen < 20:
+        if isinstance(error, UsageError) or (isinstance(error, ValueError) and RANGE_ERROR.match(str(error))):
+            return str(error)
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
 
 
 def _model_class(class_path: str) -> type:
@@ -89,6 +105,11 @@ def check_yaml_files(argv: list[str]) -> None:
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
             problem = " ".join(str(getattr(error, "problem", None) or error).split())
             raise UsageError(f"{path}: invalid YAML{where}: {problem}") from error
+
+
+def run_stamp() -> str:
+    """The name of a new run's directory: the local time it starts, to the second."""
+    return time.strftime("%Y%m%d-%H%M%S")
 
 
 def reserve_run_dir(parent: Path, stamp: str) -> Path:
@@ -240,7 +261,7 @@ class SaganCLI(LightningCLI):
             if resume.parent.name == "checkpoints":
                 self.run_dir = resume.parent.parent
         # a new run's directory is made (exclusively) once everything is built, see instantiate_trainer
-        self._stamp = time.strftime("%Y%m%d-%H%M%S")
+        self._stamp = run_stamp()
         run_dir = self.run_dir or Path(cfg.run_root) / cfg.name / self._stamp
         self._set_run_dir(cfg, run_dir)
 
@@ -265,7 +286,7 @@ class SaganCLI(LightningCLI):
             super().instantiate_classes()
         except (ValueError, TypeError, MisconfigurationException) as error:  # a constructor rejected its configuration
             self._remove_new_run_dir()
-            raise UsageError(_one_line(str(error))) from error
+            raise UsageError(_own_message(error) or _one_line(str(error))) from error
         except BaseException:
             self._remove_new_run_dir()
             raise
@@ -275,7 +296,7 @@ class SaganCLI(LightningCLI):
         cfg.metrics.resolve(self.datamodule)  # its extractor checks (or fetches) its weights now, before any run directory
         if self.subcommand == "fit":
             if cfg.get("ckpt_path"):  # a resume that would fail is refused before its run directory is touched
-                check_resumable(Path(cfg.ckpt_path), self.model, cfg.model.class_path)
+                check_resumable(Path(cfg.ckpt_path), self.model, self.config[self.subcommand].model.class_path)
             if self.run_dir is None and rank_zero_only.rank == 0:  # other ranks write nothing
                 self.run_dir = reserve_run_dir(Path(cfg.run_root) / cfg.name, self._stamp)
                 self._new_run_dir = True

@@ -93,7 +93,12 @@ def real_batches(dataset: Dataset, n: int | None, batch_size: int, num_workers: 
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     order = order[: n if n is not None else len(order)]
     mine = order[list(shard(len(order), *_rank_world()))]
-    loader = DataLoader(Subset(dataset, mine.tolist()), batch_size=batch_size, num_workers=num_workers)
+    # its own generator: the loader's base seed is not drawn from the global one, so computing the statistics
+    # (the first run) or loading them (later runs) leaves the training stream the same
+    loader = DataLoader(
+        Subset(dataset, mine.tolist()), batch_size=batch_size, num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
+    )
     for batch in loader:
         yield batch[0] if isinstance(batch, (list, tuple)) else batch
 

@@ -141,9 +141,9 @@ def _hint(key: str, saved: dict, current: dict) -> str:
 def check_resumable(path: Path, module: L.LightningModule, class_path: str) -> None:
     """Refuses, in one line and before anything is written, a checkpoint that `module` cannot continue
     from: one that does not load weights-only, holds another module class, or whose tensors do not fit the
-    module this config builds (the first missing, unexpected or reshaped tensor is named). Then runs the
-    module's own `on_load_checkpoint` checks (a text GAN refuses another vocabulary); Lightning runs them
-    again when it loads the checkpoint.
+    module this config builds (the first missing, unexpected or reshaped tensor is named). Before the tensors
+    it runs the module's own `on_load_checkpoint` checks (a text GAN refuses another vocabulary), which
+    Lightning runs again when it loads the checkpoint.
 
     Raises:
         UsageError: (one line) what does not fit.
@@ -165,6 +165,13 @@ def check_resumable(path: Path, module: L.LightningModule, class_path: str) -> N
             f"cannot resume from {path}: it is a checkpoint of {upgrade_class_path(saved_class)}, and this config "
             f"trains {class_path}"
         )
+    try:  # the task's own checks first: they say more (a text GAN names the vocabulary that differs)
+        module.on_load_checkpoint(checkpoint)
+    except UsageError:
+        raise
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"cannot resume from {path}: {first}") from error
     saved_hparams, current_hparams = upgrade_config(dict(saved_hparams)), dict(module.hparams)
     expected = module.state_dict()
     for key, tensor in expected.items():
@@ -184,10 +191,3 @@ def check_resumable(path: Path, module: L.LightningModule, class_path: str) -> N
                 f"cannot resume from {path}: the checkpoint has {key}, which this config's network does not "
                 f"(the architecture changed{_hint(key, saved_hparams, current_hparams)})"
             )
-    try:
-        module.on_load_checkpoint(checkpoint)
-    except UsageError:
-        raise
-    except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UsageError(f"cannot resume from {path}: {first}") from error
