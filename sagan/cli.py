@@ -1,10 +1,14 @@
 """`SaganCLI`: the LightningCLI behind `sagan fit`, `validate` and `test` (`sagan.commands` dispatches to it).
 
 This file wires things together and holds no training logic: data facts are linked into the networks,
-each `fit` gets a run directory `<run_root>/<name>/<timestamp>/` (config, samples, checkpoints, logs),
-and configuration mistakes end in one line on stderr and exit status 2. Checkpoints are written atomically
-and loaded weights-only, a signal ends training with a checkpoint, and whenever Lightning would pick DDP
-the GAN-aware `GANDDPStrategy` is used (sagan/training/distributed.py).
+and each `fit` gets a run directory `<run_root>/<name>/<timestamp>/` (config, samples, checkpoints,
+metrics.csv, W&B), created exclusively once everything is built (`<timestamp>-1`, ... when a run started in
+the same second; removed again when the run fails before its first step). A resume is checked against
+the config before its run directory is touched. A budget on the command line (`--g_iters` or
+`--trainer.max_steps`) wins over the config file's. Configuration mistakes end in one line on stderr and
+exit status 2. Checkpoints are written atomically and loaded weights-only, a signal ends training with a
+checkpoint, and whenever Lightning would pick DDP the GAN-aware `GANDDPStrategy` is used
+(sagan/training/distributed.py).
 """
 
 import importlib
@@ -362,7 +366,7 @@ class SaganCLI(LightningCLI):
         if self.trainer.is_global_zero and self.run_dir is not None:
             print("\n".join(output_lines(self.trainer, self.run_dir)), flush=True)
         # Close the W&B run so that a later fit in the same process starts its own.
-        if any(isinstance(logger, WandbTracker) for logger in self.trainer.loggers):
+        if any("Wandb" in type(logger).__name__ for logger in self.trainer.loggers):
             import wandb
 
             wandb.finish()

@@ -223,3 +223,24 @@ def test_yaml_syntax_error_names_the_file_and_the_problem(tmp_path, capsys):
     assert exit_info.value.code == 2
     (line,) = _error_lines(capsys)
     assert f"{bad}: invalid YAML at line 3, column 13: mapping values are not allowed here" in line
+
+
+@pytest.mark.slow
+def test_a_ddp_peer_killed_mid_run_leaves_one_line_on_the_survivor_within_seconds(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
+    command = [
+        sys.executable, "-m", "sagan", "fit", *TINY_DIGITS, "--g_iters=20", "--tracker=none",
+        "--run_root", str(tmp_path / "runs"), "--trainer.devices=2", "--trainer.accelerator=cpu",
+        "--trainer.callbacks+=probes.DieOnRank", f"--trainer.callbacks.out={tmp_path / 'died'}",
+        "--trainer.callbacks.batch=2",
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1 and time.time() - float((tmp_path / "died").read_text()) < 30  # within seconds
+    lines = [line for line in done.stderr.splitlines() if line.startswith("sagan: error")]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert len(lines) == 1 and "another process of this distributed run stopped" in lines[0], done.stderr[-3000:]
