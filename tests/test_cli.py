@@ -1,5 +1,6 @@
 """The `sagan` command end to end: experiments, run directories, resume, errors, tracking."""
 
+import csv
 import shutil
 import threading
 from pathlib import Path
@@ -100,9 +101,9 @@ def test_g_iters_counts_generator_iterations(tmp_path):
 
 
 def test_resume_last_continues_the_same_run(tmp_path):
-    first = fit(tmp_path, "--g_iters=2", "--name=r")
+    first = fit(tmp_path, "--g_iters=2", "--name=r", "--trainer.log_every_n_steps=1")
     before = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)
-    second = fit(tmp_path, "--g_iters=3", "--name=r", "--resume=last")
+    second = fit(tmp_path, "--g_iters=3", "--name=r", "--resume=last", "--trainer.log_every_n_steps=1")
     assert second == first
     after = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)
     assert before["global_step"] == 4 and after["global_step"] == 6
@@ -110,6 +111,10 @@ def test_resume_last_continues_the_same_run(tmp_path):
     for opt in after["optimizer_states"]:
         assert all(state["step"].item() == 3 for state in opt["state"].values())
     assert len(list((first / "samples").glob("grid_*.png"))) >= 2
+    # each segment's metrics kept: the first one's moved aside when the resumed one wrote its first rows
+    earlier = [r["trainer/g_iter"] for r in csv.DictReader((first / "metrics.0.csv").open())]
+    later = [r["trainer/g_iter"] for r in csv.DictReader((first / "metrics.csv").open())]
+    assert earlier and later and max(map(int, earlier)) <= 2 < min(map(int, later))
 
 
 def test_checkpoint_round_trip_gives_identical_ema_samples(tmp_path):
