@@ -11,6 +11,7 @@ gets the numbers in its W&B summary (`eval/<metric>`, offline unless the run log
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -107,6 +108,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {out}")
     summary = {f"eval/{name}": value for name, value in result["metrics"].items()}
     summary.update({"eval/num_samples": result["num_samples"], "eval/g_iter": result["generator_steps"]})
-    where = add_to_wandb_summary(config.parent, upgrade_config(yaml.safe_load(config.read_text())), summary)
+    try:
+        where = add_to_wandb_summary(config.parent, upgrade_config(yaml.safe_load(config.read_text())), summary)
+    except Exception as error:  # e.g. an online run evaluated without a network: the JSON file is what counts
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        print(f"sagan: warning: the run's W&B summary was not updated ({reason})", file=sys.stderr)
+        return
     if where:
         print(f"added to the run's W&B summary: {where}")
