@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from datamodules.digits import digits_tensors, held_out_split
 from datamodules.image import ImageDataModule
+from sagan.errors import check_ranges
 
 
 class StackedDigits(Dataset):
@@ -66,10 +67,10 @@ class StackedDigitsDataModule(ImageDataModule):
         num_workers: int = 0,
     ):
         super().__init__(batch_size, image_size, 3, use_labels, num_workers)
-        if num_train < 1 or num_val < 1:
-            raise ValueError(f"num_train and num_val must be >= 1, got {num_train} and {num_val}")
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        check_ranges(
+            type(self).__name__, num_train=(num_train, "[1, inf)"), num_val=(num_val, "[1, inf)"),
+            val_fraction=(val_fraction, "(0, 1)"),
+        )
         self.num_train, self.num_val, self.seed = num_train, num_val, seed
         self.val_fraction, self.split_seed = val_fraction, split_seed
 

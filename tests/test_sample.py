@@ -40,6 +40,17 @@ def test_sample_bad_input_is_one_line(trained_run, args, expected, capsys):
     assert "Traceback" not in err and err.count("sagan: error") == 1 and expected in err
 
 
+def test_sample_out_under_a_file_is_one_line(trained_run, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", "--ckpt", str(trained_run / "checkpoints" / "last.ckpt"), "--n", "2",
+              "--out", str(tmp_path / "afile" / "samples")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("sagan: error") == 1
+    assert f"cannot write the samples to --out {tmp_path / 'afile' / 'samples'}: Not a directory" in err
+
+
 def test_sample_missing_checkpoint(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["sample", "--ckpt", str(tmp_path / "none.ckpt")])

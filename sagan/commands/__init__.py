@@ -7,8 +7,10 @@ LightningCLI (`sagan.cli.SaganCLI`).
     sagan bench ...               training and data-loading speed (commands/bench.py)
     sagan bench-quality ...       sample quality for a fixed budget (commands/bench_quality.py)
 
-Errors the user can fix end in one line on stderr and exit status 2; a run stopped on purpose (signal,
-non-finite losses) in one line and its own exit status.
+Errors the user can fix end in one line on stderr and exit status 2 (configuration, input files, and
+operating-system errors: a full disk, a read-only or missing folder); a run stopped on purpose (signal,
+non-finite losses) in one line and its own exit status; a process of a distributed run whose peer died in
+one line and exit status 1.
 """
 
 import importlib
@@ -18,7 +20,9 @@ import warnings
 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from sagan.errors import TrainingStopped, UsageError
+from sagan.errors import (
+    TrainingStopped, UsageError, describe_os_error, is_peer_failure, os_error_of, peer_failure_line,
+)
 
 # verb -> module of this package whose `main(argv)` runs it; any other verb goes to the LightningCLI
 VERBS = {
@@ -53,6 +57,15 @@ def main(argv: list[str] | None = None) -> None:
         if rank_zero_only.rank == 0:  # every rank stops; one says why
             sys.stderr.write(f"sagan: {stop}\n")
         sys.exit(stop.exit_code)
+    except Exception as error:  # the environment, not the code: a full disk, a read-only folder, a dead peer
+        os_error = os_error_of(error)
+        if os_error is not None:
+            sys.stderr.write(f"sagan: error: {describe_os_error(os_error)}\n")
+            sys.exit(2)
+        if is_peer_failure(error):
+            sys.stderr.write(f"sagan: error: {peer_failure_line(error)}\n")
+            sys.exit(1)
+        raise
     finally:  # a run that stopped early still closes its W&B run, marked failed (after_fit closes the rest)
         wandb = sys.modules.get("wandb")
         if wandb is not None and getattr(wandb, "run", None) is not None:

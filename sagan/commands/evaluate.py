@@ -5,11 +5,13 @@
 The data set and the feature extractor come from the run's `config.yaml` (`data` and `metrics`), so the
 numbers are in the same feature space as the run's `val/...` metrics and reuse its cached real
 statistics (a run that trained with the metrics off gets the data module's extractor); `--features`
-picks another extractor (e.g. `sagan.evaluation.features.InceptionFeatures`).
+picks another extractor (e.g. `sagan.evaluation.features.InceptionFeatures`). A run tracked with W&B also
+gets the numbers in its W&B summary (`eval/<metric>`, offline unless the run logged online).
 """
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from sagan.commands.sample import load_gan
 from sagan.errors import UsageError
 from sagan.evaluation.metrics import SampleQuality
 from sagan.training.checkpoints import upgrade_config
+from sagan.training.tracking import add_to_wandb_summary
 
 
 def build_data_and_metrics(config: dict, overrides: dict) -> tuple[L.LightningDataModule, SampleQuality]:
@@ -108,3 +111,13 @@ def main(argv: list[str] | None = None) -> None:
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["metrics"]))
     print(f"wrote {out}")
+    summary = {f"eval/{name}": value for name, value in result["metrics"].items()}
+    summary.update({"eval/num_samples": result["num_samples"], "eval/g_iter": result["generator_steps"]})
+    try:
+        where = add_to_wandb_summary(config.parent, upgrade_config(yaml.safe_load(config.read_text())), summary)
+    except Exception as error:  # e.g. an online run evaluated without a network: the JSON file is what counts
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        print(f"sagan: warning: the run's W&B summary was not updated ({reason})", file=sys.stderr)
+        return
+    if where:
+        print(f"added to the run's W&B summary: {where}")

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from torchvision.utils import save_image
 
-from sagan.errors import UsageError
+from sagan.errors import UsageError, describe_os_error
 from sagan.tasks.image import ImageGAN
 from sagan.tasks.text import TextGAN
 from sagan.training.checkpoints import load_module
@@ -121,4 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.n < 1:
         raise UsageError(f"--n must be >= 1, got {args.n}")
     model = load_module(args.ckpt, map_location=args.device)
-    print(write_outputs(model, Path(args.ckpt), args))
+    try:
+        print(write_outputs(model, Path(args.ckpt), args))
+    except OSError as error:  # --out under a file, a read-only folder, a full disk
+        where = f"--out {args.out}" if args.out else "the checkpoint's folder"
+        raise UsageError(f"cannot write the samples to {where}: {describe_os_error(error)}") from error

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sagan.errors import check_ranges
 from sagan.layers.attention import SelfAttention2d
 from sagan.layers.blocks import DiscriminatorBlock, GeneratorBlock, sn_conv
 from sagan.layers.norm import spectral_norm
@@ -68,6 +69,11 @@ class SAGANGenerator(nn.Module):
         channel_multipliers: tuple[int, ...] | None = None,
     ):
         super().__init__()
+        check_ranges(
+            "SAGANGenerator", channels=(channels, "[1, inf)"), num_classes=(num_classes, "[0, inf)"),
+            z_dim=(z_dim, "[1, inf)"), width=(width, "[1, inf)"), attn_resolutions=(attn_resolutions, "[1, inf)"),
+            attn_heads=(attn_heads, "[1, inf)"), channel_multipliers=(channel_multipliers, "[1, inf)"),
+        )
         mults = tuple(channel_multipliers or GENERATOR_CHANNELS.get(image_size, ()))
         resolutions = [4 * 2 ** (i + 1) for i in range(len(mults) - 1)]
         _check(image_size, attn_resolutions, resolutions, "SAGANGenerator")
@@ -123,8 +129,11 @@ class SAGANDiscriminator(nn.Module):
         pack: int = 1,
     ):
         super().__init__()
-        if pack < 1:
-            raise ValueError(f"SAGANDiscriminator: pack must be >= 1, got {pack}")
+        check_ranges(
+            "SAGANDiscriminator", channels=(channels, "[1, inf)"), num_classes=(num_classes, "[0, inf)"),
+            width=(width, "[1, inf)"), attn_resolutions=(attn_resolutions, "[1, inf)"), attn_heads=(attn_heads, "[1, inf)"),
+            channel_multipliers=(channel_multipliers, "[1, inf)"), pack=(pack, "[1, inf)"),
+        )
         if pack > 1 and num_classes:
             raise ValueError(
                 f"SAGANDiscriminator: packing (pack={pack}) needs an unconditional discriminator, got "

@@ -19,6 +19,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from sagan.errors import check_ranges
 from sagan.layers.norm import ModulatedLayerNorm
 from sagan.layers.position import PositionalEncoding2d
 from sagan.layers.transformer import (
@@ -79,6 +80,13 @@ class TransGANGenerator(nn.Module):
         window_mode: Literal["window", "grid", "alternate"] = "window",
     ):
         super().__init__()
+        check_ranges(
+            "TransGANGenerator", image_size=(image_size, "[1, inf)"), channels=(channels, "[1, inf)"),
+            num_classes=(num_classes, "[0, inf)"), z_dim=(z_dim, "[1, inf)"), bottom_size=(bottom_size, "[1, inf)"),
+            dims=(dims, "[1, inf)"), depths=(depths, "[0, inf)"), num_heads=(num_heads, "[1, inf)"),
+            mlp_ratio=(mlp_ratio, "(0, inf)"), style_dim=(style_dim, "[1, inf)"), window_size=(window_size, "[1, inf)"),
+            window_resolutions=(window_resolutions, "[1, inf)"),
+        )
         dims, depths = tuple(dims), tuple(depths)
         self.resolutions = [bottom_size * 2**i for i in range(len(dims))]
         _check_generator(image_size, dims, depths, num_heads, norm, window_size, window_resolutions, window_mode,
@@ -189,6 +197,11 @@ class TransGANDiscriminator(nn.Module):
     ):
         super().__init__()
         who = "TransGANDiscriminator"
+        check_ranges(
+            who, image_size=(image_size, "[1, inf)"), channels=(channels, "[1, inf)"), num_classes=(num_classes, "[0, inf)"),
+            patch_size=(patch_size, "[1, inf)"), patch_overlap=(patch_overlap, "[0, inf)"), dim=(dim, "[1, inf)"),
+            depth=(depth, "[0, inf)"), num_heads=(num_heads, "[1, inf)"), mlp_ratio=(mlp_ratio, "(0, inf)"),
+        )
         if patch_size < 1 or image_size % patch_size:
             raise ValueError(f"{who}: patch_size {patch_size} does not divide image_size {image_size}")
         if patch_overlap < 0:

@@ -21,7 +21,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from sagan.errors import UsageError
+from sagan.errors import UsageError, check_ranges
 from sagan.layers.attention import SelfAttention2d
 from sagan.layers.norm import frozen_spectral_norm
 from sagan.losses import AdversarialLoss, HingeLoss, Penalty
@@ -40,13 +40,13 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         loss: the adversarial objective.
         penalty: optional regularizer of the discriminator (`GradientPenalty`, `R1Penalty`).
         augment: optional differentiable augmentation applied to real and fake images before D.
-        lr_g: generator learning rate (two time-scale update rule: D learns faster).
-        lr_d: discriminator learning rate.
-        betas: Adam betas of both optimizers.
-        n_critic: discriminator steps per generator step.
-        ema_decay: decay of the exponential moving average of the generator used for samples.
+        lr_g: generator learning rate, >= 0 (two time-scale update rule: D learns faster).
+        lr_d: discriminator learning rate, >= 0.
+        betas: Adam betas of both optimizers, each in [0, 1).
+        n_critic: discriminator steps per generator step (>= 1).
+        ema_decay: decay of the exponential moving average of the generator used for samples, in [0, 1).
         ema_start: generator iterations during which the average simply copies the generator.
-        grad_clip: clip each network's gradient norm to this value (None: no clipping).
+        grad_clip: clip each network's gradient norm to this value (None or 0: no clipping).
         grid_size: samples in the fixed-noise grid that callbacks draw.
         compile: compile both networks with torch.compile in `setup`.
         compile_mode: torch.compile mode, e.g. "reduce-overhead" for CUDA graphs.
@@ -83,8 +83,12 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         for name in ("generator", "discriminator", "augment"):
             if isinstance(self.hparams.get(name), nn.Module):
                 del self.hparams[name]
-        if n_critic < 1:
-            raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+        check_ranges(
+            "ImageGAN", lr_g=(lr_g, "[0, inf)"), lr_d=(lr_d, "[0, inf)"), betas=(betas, "[0, 1)"),
+            n_critic=(n_critic, "[1, inf)"), ema_decay=(ema_decay, "[0, 1)"), ema_start=(ema_start, "[0, inf)"),
+            grad_clip=(grad_clip, "[0, inf)"), grid_size=(grid_size, "[1, inf)"),
+            max_nonfinite=(max_nonfinite, "[1, inf)"),
+        )
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
@@ -212,8 +216,7 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         with self.toggled_optimizer(opt_d):
             d_loss, stats = self.discriminator_loss(real, y_real, fake, y_fake)
             self._step(opt_d, d_loss, 0)
-        self.log_dict({"train/d_loss": d_loss.detach(), **stats}, batch_size=n)
-        self.log("loss/d", d_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log_dict({"train/d_loss": d_loss.detach(), **stats}, batch_size=n)  # the progress bar shows train/*loss
 
         if generator_turn:
             with self.toggled_optimizer(opt_g):
@@ -223,9 +226,6 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
             decay = self.hparams.ema_decay if self.generator_steps > self.hparams.ema_start else 0.0
             ema_update(self.generator_ema, self.generator, decay)
             self.log("train/g_loss", g_loss.detach(), batch_size=n)
-            self.log(
-                "loss/g", g_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True
-            )
             self._log_state()
         self.log("train/skipped_steps", self.nonfinite.total.clone())
 

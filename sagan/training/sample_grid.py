@@ -6,6 +6,8 @@ import lightning as L
 import torch
 from torchvision.utils import make_grid, save_image
 
+from sagan.errors import check_ranges
+
 
 def log_text_table(loggers, key: str, columns: list[str], rows: list[list]) -> None:
     """Sends a table (one row per sample) to every logger that takes tables (W&B)."""
@@ -37,8 +39,7 @@ class SampleGrid(L.Callback):
     """
 
     def __init__(self, every_n_g_steps: int = 250, nrow: int | None = None):
-        if every_n_g_steps < 1:
-            raise ValueError(f"every_n_g_steps must be >= 1, got {every_n_g_steps}")
+        check_ranges("SampleGrid", every_n_g_steps=(every_n_g_steps, "[1, inf)"), nrow=(nrow, "[1, inf)"))
         self.every_n_g_steps = every_n_g_steps
         self.nrow = nrow
         self._last_step: int | None = None
