@@ -78,9 +78,13 @@ def evaluate_checkpoint(
     evaluation.prepare(data, torch.device(device))
     values = evaluate_repair(gan(ckpt, device), data, evaluation, device, limit=num_images)
     extractor = evaluation.features
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    n_critic = (checkpoint.get("hyper_parameters") or {}).get("n_critic", 1)
     return {
         "checkpoint": str(ckpt),
         "task": data.task,
+        "generator_steps": checkpoint.get("global_step", 0) // (n_critic + 1),
+        "num_samples": min(len(data.val_set), num_images or len(data.val_set)),
         "features": None if extractor is None else f"{type(extractor).__module__}.{type(extractor).__qualname__}",
         "data_fingerprint": data.fingerprint,
         "metrics": values,
