@@ -59,6 +59,15 @@ eval: install
 bench: install
 	$(BIN)/sagan bench $(ARGS)
 
+## make bench-gpu [PEERS=dir] [ARGS="--quick --out gpu.jsonl"]: on a CUDA machine, the GPU-only tests (pytest -m gpu),
+##   then the speed table (SAGAN-64, TransGAN CIFAR-10, attention at 128x128; eager fp32, bf16, compile, CUDA
+##   graphs), with the peers' own code when PEERS holds their checkouts (sagan/commands/bench_peers.py)
+.PHONY: bench-gpu
+PEERS ?=
+bench-gpu: install
+	$(BIN)/python -m pytest -q -m gpu tests/test_gpu.py
+	$(BIN)/sagan bench-gpu $(if $(PEERS),--peers $(PEERS)) $(ARGS)
+
 ## make bench-quality [ARGS="--only stacked --stacked_iters 6000"]: digits FID / IS / KID, stacked-digits modes and KL
 bench-quality: install
 	$(BIN)/sagan bench-quality $(ARGS)

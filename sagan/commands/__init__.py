@@ -6,6 +6,7 @@ LightningCLI (`sagan.cli.SaganCLI`).
     sagan eval ...                FID / IS / KID of a checkpoint (commands/evaluate.py)
     sagan bench ...               training and data-loading speed (commands/bench.py)
     sagan bench-quality ...       sample quality for a fixed budget (commands/bench_quality.py)
+    sagan bench-gpu ...           the GPU speed table, with the peers (commands/bench_gpu.py)
 
 Errors the user can fix end in one line on stderr and exit status 2 (configuration, input files, and
 operating-system errors: a full disk, a read-only or missing folder); a run stopped on purpose (signal,
@@ -30,6 +31,7 @@ VERBS = {
     "eval": "evaluate",
     "bench": "bench",
     "bench-quality": "bench_quality",
+    "bench-gpu": "bench_gpu",
 }
 
 

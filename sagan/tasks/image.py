@@ -48,8 +48,11 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         ema_start: generator iterations during which the average simply copies the generator.
         grad_clip: clip each network's gradient norm to this value (None or 0: no clipping).
         grid_size: samples in the fixed-noise grid that callbacks draw.
-        compile: compile both networks with torch.compile in `setup`.
-        compile_mode: torch.compile mode, e.g. "reduce-overhead" for CUDA graphs.
+        compile: compile the discriminator step and the generator step with torch.compile, one graph each
+            (fullgraph), compiled once per run: see "Speed" in the README.
+        compile_mode: torch.compile mode of the inductor backend, e.g. "reduce-overhead" for CUDA graphs.
+        compile_backend: torch.compile backend: "inductor" (default), or "aot_eager" / "eager" to check
+            graph capture quickly (the tests do).
         sync_batchnorm: with several processes, G's batch norms use statistics of the global batch
             (SyncBatchNorm, one all-reduce per norm layer per forward pass); D is left as it is.
         max_nonfinite: stop the run (with a checkpoint) after this many consecutive skipped steps of one
@@ -73,6 +76,7 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         grid_size: int = 64,
         compile: bool = False,
         compile_mode: str | None = None,
+        compile_backend: str = "inductor",
         sync_batchnorm: bool = False,
         max_nonfinite: int = 10,
     ):
@@ -89,6 +93,11 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
             grad_clip=(grad_clip, "[0, inf)"), grid_size=(grid_size, "[1, inf)"),
             max_nonfinite=(max_nonfinite, "[1, inf)"),
         )
+        if compile_backend not in torch._dynamo.list_backends(exclude_tags=()):
+            raise ValueError(
+                f"ImageGAN: compile_backend must be one of {torch._dynamo.list_backends(exclude_tags=())}, "
+                f"got {compile_backend!r}"
+            )
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
@@ -109,6 +118,7 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         ]
         self.data_parallel: dict[str, nn.Module] = {}  # per-network DDP wrappers, see sagan/training/distributed.py
         self.nonfinite = NonFiniteSteps(networks=2, limit=max_nonfinite)  # D: 0, G: 1
+        self._compiled: dict = {}  # the compiled step graphs, see `_graph`
 
     # ----------------------------------------------------------------------------------- sampling
     def train(self, mode: bool = True):
@@ -156,17 +166,8 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         self, real: torch.Tensor, y_real: torch.Tensor | None, fake: torch.Tensor, y_fake: torch.Tensor | None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """D's loss on a real and a generated batch (one forward pass over both), plus its statistics."""
-        y = torch.cat([y_real, y_fake]) if self.num_classes else None
-        logits = self.critic(torch.cat([real, fake.detach()]), y)
-        d_real, d_fake = logits.chunk(2)  # equal batches: also right for a packing D (one logit per group)
-        loss = self.loss.discriminator(d_real, d_fake)
-        stats = {"train/d_real": d_real.detach().mean(), "train/d_fake": d_fake.detach().mean()}
-        if self.penalty is not None:
-            with frozen_spectral_norm(self.discriminator):
-                penalty = self.penalty(self.critic, real, fake, y_real)
-            stats["train/d_penalty"] = penalty.detach()
-            loss = loss + penalty
-        return loss, stats
+        loss, stats = self._critic_loss(real, y_real, fake, y_fake)
+        return self._add_penalty(loss, stats, real, fake, y_real)
 
     def generator_loss(
         self, fake: torch.Tensor, y_fake: torch.Tensor | None, real: torch.Tensor | None = None,
@@ -174,9 +175,48 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
     ) -> torch.Tensor:
         """G's loss on a generated batch; `real` is used only by losses that compare with real data."""
         with frozen_spectral_norm(self.discriminator):
-            d_fake = self.critic(fake, y_fake)
-            d_real = self.critic(real, y_real).detach() if self.loss.generator_needs_real else None
+            return self._adversarial_generator_loss(fake, y_fake, real, y_real)
+
+    def _critic_loss(self, real, y_real, fake, y_fake) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The adversarial part of D's loss: one D pass over both batches."""
+        y = torch.cat([y_real, y_fake]) if self.num_classes else None
+        logits = self.critic(torch.cat([real, fake.detach()]), y)
+        d_real, d_fake = logits.chunk(2)  # equal batches: also right for a packing D (one logit per group)
+        stats = {"train/d_real": d_real.detach().mean(), "train/d_fake": d_fake.detach().mean()}
+        return self.loss.discriminator(d_real, d_fake), stats
+
+    def _add_penalty(self, loss, stats, real, fake, y_real) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """`loss` plus D's regularizer, if any: its own pass, on the math attention kernel (double backward)."""
+        if self.penalty is None:
+            return loss, stats
+        with frozen_spectral_norm(self.discriminator):
+            penalty = self.penalty(self.critic, real, fake, y_real)
+        return loss + penalty, {**stats, "train/d_penalty": penalty.detach()}
+
+    def _adversarial_generator_loss(self, fake, y_fake, real, y_real) -> torch.Tensor:
+        d_fake = self.critic(fake, y_fake)
+        d_real = self.critic(real, y_real).detach() if self.loss.generator_needs_real else None
         return self.loss.generator(d_fake, d_real)
+
+    # ------------------------------------------------------------------------ the two step graphs
+    # Everything between drawing the noise and the backward pass of one network's step, as one function:
+    # under `compile` each is one torch.compile graph (fullgraph), compiled once. Their inputs' grad modes,
+    # `requires_grad` flags and the spectral norms' paused/iterating states are the same at every call,
+    # so nothing recompiles; noise is drawn outside (eager), and the penalty's double backward runs
+    # outside too (autograd.grad in a graph would break it).
+    def _discriminator_forward(self, real, y_real, z, y_fake):
+        """D step: G's samples without gradient, then D's adversarial loss on both batches."""
+        with torch.no_grad():
+            fake = self.generator(z, y_fake)
+        loss, stats = self._critic_loss(real, y_real, fake, y_fake)
+        return loss, stats, fake
+
+    def _generator_forward(self, z, y_fake, real, y_real):
+        """G step: G's samples through D (whose spectral norms are paused by the caller)."""
+        return self._adversarial_generator_loss(self._net("generator")(z, y_fake), y_fake, real, y_real)
+
+    def _graph(self, name: str):
+        return self._compiled.get(name) or getattr(self, name)
 
     # ----------------------------------------------------------------------------------- training
     def configure_optimizers(self):
@@ -199,9 +239,14 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
             if self.device.type == "cpu":  # torch's SyncBatchNorm would fail at the first forward pass
                 raise UsageError("--model.sync_batchnorm=true needs GPUs; it cannot synchronize CPU processes")
             self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
-        if self.hparams.compile:
-            self.generator.compile(mode=self.hparams.compile_mode)
-            self.discriminator.compile(mode=self.hparams.compile_mode)
+        if self.hparams.compile and stage == "fit" and not self._compiled:
+            options = dict(fullgraph=True, backend=self.hparams.compile_backend)
+            if self.hparams.compile_backend == "inductor":
+                options["mode"] = self.hparams.compile_mode
+            self._compiled = {
+                name: torch.compile(getattr(self, name), **options)
+                for name in ("_discriminator_forward", "_generator_forward")
+            }
 
     def training_step(self, batch, batch_idx: int) -> None:
         real, y_real = batch
@@ -210,18 +255,17 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         opt_g, opt_d = self.optimizers()
         generator_turn = self.global_step % (self.n_critic + 1) == self.n_critic - 1
 
-        with torch.no_grad(), frozen_spectral_norm(self.generator):
-            z, y_fake = self.sample_noise(n)
-            fake = self.generator(z, y_fake)
-        with self.toggled_optimizer(opt_d):
-            d_loss, stats = self.discriminator_loss(real, y_real, fake, y_fake)
+        z, y_fake = self.sample_noise(n)
+        with self.toggled_optimizer(opt_d), frozen_spectral_norm(self.generator):
+            d_loss, stats, fake = self._graph("_discriminator_forward")(real, y_real, z, y_fake)
+            d_loss, stats = self._add_penalty(d_loss, stats, real, fake, y_real)
             self._step(opt_d, d_loss, 0)
         self.log_dict({"train/d_loss": d_loss.detach(), **stats}, batch_size=n)  # the progress bar shows train/*loss
 
         if generator_turn:
-            with self.toggled_optimizer(opt_g):
-                z, y_fake = self.sample_noise(n)
-                g_loss = self.generator_loss(self._net("generator")(z, y_fake), y_fake, real, y_real)
+            z, y_fake = self.sample_noise(n)
+            with self.toggled_optimizer(opt_g), frozen_spectral_norm(self.discriminator):
+                g_loss = self._graph("_generator_forward")(z, y_fake, real, y_real)
                 self._step(opt_g, g_loss, 1)
             decay = self.hparams.ema_decay if self.generator_steps > self.hparams.ema_start else 0.0
             ema_update(self.generator_ema, self.generator, decay)
