@@ -6,6 +6,9 @@ LightningCLI (`sagan.cli.SaganCLI`).
     sagan eval ...                FID / IS / KID of a checkpoint (commands/evaluate.py)
     sagan bench ...               training and data-loading speed (commands/bench.py)
     sagan bench-quality ...       sample quality for a fixed budget (commands/bench_quality.py)
+    sagan attention ...           attention maps of a checkpoint as PNG panels (commands/attention.py)
+    sagan export ...              the EMA generator alone: TorchScript, torch.export or ONNX (commands/export.py)
+    sagan interpolate ...         latent and class interpolation as a PNG strip and a GIF (commands/interpolate.py)
 
 Errors the user can fix end in one line on stderr and exit status 2; a run stopped on purpose (signal,
 non-finite losses) in one line and its own exit status.
@@ -26,6 +29,9 @@ VERBS = {
     "eval": "evaluate",
     "bench": "bench",
     "bench-quality": "bench_quality",
+    "attention": "attention",
+    "export": "export",
+    "interpolate": "interpolate",
 }
 
 

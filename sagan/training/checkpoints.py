@@ -110,3 +110,16 @@ def load_module(ckpt: str | Path, map_location: str = "cpu", kind: type[L.Lightn
     except Exception as error:  # anything from unpickling to a config the classes reject
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UsageError(f"cannot load {path} as a {what} checkpoint: {reason}") from error
+
+
+def data_facts(datamodule) -> dict:
+    """What a checkpoint keeps of its data: class names (index order) and the training images'
+    fingerprint (`sagan export` writes them on the model card; sample grids label their columns)."""
+    if datamodule is None:
+        return {}
+    names = getattr(datamodule, "class_names", None)
+    return {
+        "class_names": [str(name) for name in names] if names is not None else None,
+        "fingerprint": getattr(datamodule, "fingerprint", None),
+        "data": f"{type(datamodule).__module__}.{type(datamodule).__qualname__}",
+    }
