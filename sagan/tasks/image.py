@@ -282,7 +282,7 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         """Attention panels (`sagan attention`) of G for the first fixed noise vector and of D for the
         first held-out image (the sample when there is none), for the samples callback."""
         y = self.grid_y[:1] if self.num_classes else None
-        held_out = getattr(getattr(self.trainer, "datamodule", None), "val_set", None)
+        held_out = getattr(getattr(self._trainer, "datamodule", None), "val_set", None)
         real, real_y = held_out[0] if held_out is not None else (self(self.grid_z[:1], y)[0], y)
         real_y = torch.as_tensor(real_y, device=self.device).view(1) if self.num_classes else None
         with frozen_spectral_norm(self.discriminator):  # no power iteration outside D's own steps
