@@ -13,8 +13,10 @@ from torch.testing import assert_close
 
 from sagan.commands import main
 from sagan.commands.evaluate import build_data_and_metrics
+from sagan.commands.export import StandaloneGenerator, run_program, write_program
 from sagan.commands.sample import load_gan
 from sagan.latent import noise
+from sagan.models.transgan import TINY as TRANSGAN_TINY
 
 # Loads an exported generator as a user without this package would, and runs it on saved inputs.
 LOAD_WITHOUT_SAGAN = """
@@ -100,3 +102,12 @@ def test_a_text_checkpoint_is_refused_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["export", "--ckpt", str(tmp_path / "x.ckpt")])
     assert exit_info.value.code == 2 and capsys.readouterr().err.count("sagan: error") == 1
+
+
+def test_an_unconditional_generator_exports_with_noise_alone(tmp_path):
+    cls, kwargs = TRANSGAN_TINY["generator-32"]
+    generator = cls(**kwargs).eval()
+    write_program(StandaloneGenerator(generator), (torch.randn(2, 8),), "torchscript", tmp_path / "g.pt")
+    z = torch.randn(3, 8)  # another batch size than the example's
+    with torch.no_grad():
+        assert_close(run_program(tmp_path / "g.pt", "torchscript", (z,)), generator(z))

@@ -90,7 +90,7 @@ def example_inputs(model: ImageGAN, n: int, seed: int = 0) -> tuple[torch.Tensor
 def write_program(net: StandaloneGenerator, inputs: tuple[torch.Tensor, ...], fmt: str, path: Path) -> None:
     """Writes `net` in format `fmt` to `path`, the batch dimension left free."""
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    dynamic = {"z": {0: batch}, "y": {0: batch} if len(inputs) > 1 else None}
+    dynamic = {name: {0: batch} for name in ("z", "y")[: len(inputs)]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and deprecation notes about code that exports fine
         if fmt == "torchscript":
