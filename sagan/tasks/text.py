@@ -167,9 +167,14 @@ class TextGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightnin
 
     def attention_panels(self) -> dict:
         """Token-by-token attention panels (`sagan attention`) of both networks for one sentence drawn
-        from fixed noise, for the samples callback."""
-        tokens = self.sample(1, generator=torch.Generator(device=self.device).manual_seed(0))
-        return text_gan_panels(self.generator, self.discriminator, tokens, self.token_names(tokens[0]))
+        from fixed noise, for the samples callback (without dropout: training's random streams stay put)."""
+        training = self.training
+        self.eval()
+        try:
+            tokens = self.sample(1, generator=torch.Generator(device=self.device).manual_seed(0))
+            return text_gan_panels(self.generator, self.discriminator, tokens, self.token_names(tokens[0]))
+        finally:
+            self.train(training)
 
     def fixed_samples(self) -> list[str]:
         """`grid_size` sentences from fixed Gumbel noise, for the samples callback."""

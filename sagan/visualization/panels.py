@@ -61,7 +61,7 @@ def query_maps(record: AttentionRecord, points: torch.Tensor, sample: int = 0):
 
 def grid_panel(record: AttentionRecord, image: torch.Tensor, points: torch.Tensor, tile: int, title: str) -> Image.Image:
     """One layer's panel for the image [C, H, W] in [-1, 1] it saw (see the module's docstring)."""
-    names, maps, cells = query_maps(record, points)
+    _, maps, cells = query_maps(record, points)
     (hq, wq), (hk, wk), _ = image_layout(record)
     heads = record.weights.shape[1]
     rows = []
