@@ -37,7 +37,10 @@ def test_panels_of_every_attention_layer_follow_the_seed(trained_run, tmp_path, 
 
 @pytest.mark.parametrize(
     ("args", "expected"),
-    [(["--label", "12"], "--label"), (["--layer", "generator.nothing"], "generator.attention"), (["--points", "0"], "--points")],
+    [
+        (["--label", "12"], "--label"), (["--layer", "generator.nothing"], "generator.attention"),
+        (["--points", "0"], "--points"),
+    ],
 )
 def test_bad_input_is_one_line(trained_run, args, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -7,7 +7,9 @@ from conftest import REPO
 
 # part -> the parts of sagan it may import (every part may import sagan.errors)
 ALLOWED = {
-    "commands": {"cli", "tasks", "training", "evaluation", "losses", "models", "layers", "vocabulary", "visualization", "latent"},
+    "commands": {
+        "cli", "tasks", "training", "evaluation", "losses", "models", "layers", "vocabulary", "visualization", "latent",
+    },
     "cli": {"training", "evaluation"},
     "tasks": {"training", "evaluation", "losses", "layers", "models", "vocabulary", "visualization"},
     "training": {"visualization"},

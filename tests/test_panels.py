@@ -7,7 +7,13 @@ from sagan.models.sagan import TINY as SAGAN_TINY
 from sagan.models.text_transformer import TINY as TEXT_TINY
 from sagan.models.transgan import TINY as TRANSGAN_TINY
 from sagan.visualization.capture import record_attention
-from sagan.visualization.panels import image_gan_panels, image_layout, query_maps, query_points, text_gan_panels
+from sagan.visualization.panels import (
+    image_gan_panels,
+    image_layout,
+    query_maps,
+    query_points,
+    text_gan_panels,
+)
 from sagan.visualization.render import LINE, PAD, sheet_size
 
 

@@ -33,7 +33,10 @@ def test_predict_writes_one_sample_per_held_out_image_with_its_class(trained_run
 
 def test_test_is_refused_in_one_line(trained_run, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["test", "--config", str(trained_run / "config.yaml"), "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")])
+        main([
+            "test", "--config", str(trained_run / "config.yaml"),
+            "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"),
+        ])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "has no test_step" in err and "sagan eval" in err

@@ -95,14 +95,16 @@ def layer_gammas(model: torch.nn.Module) -> dict[str, float]:
     """gamma of every gated attention layer of the EMA generator and the discriminator."""
     nets = {"generator": model.generator_ema, "discriminator": model.discriminator}
     return {
-        f"{net}.{name}": float(module.gamma.detach()) for net, network in nets.items() for name, module in network.named_modules()
+        f"{net}.{name}": float(module.gamma.detach())
+        for net, network in nets.items() for name, module in network.named_modules()
         if isinstance(getattr(module, "gamma", None), torch.nn.Parameter)
     }
 
 
 @write_panels.register
 def _(model: TextGAN, ckpt: Path, args: argparse.Namespace) -> str:
-    for flag, value, default in (("--label", args.label, None), ("--points", args.points, 4), ("--d_input", args.d_input, "real")):
+    image_only = (("--label", args.label, None), ("--points", args.points, 4), ("--d_input", args.d_input, "real"))
+    for flag, value, default in image_only:
         if value != default:
             raise UsageError(f"{flag} {value}: {ckpt} is a text GAN checkpoint; {flag} is for image GANs")
     tokens = model.sample(1, generator=torch.Generator(device=model.device).manual_seed(args.seed))

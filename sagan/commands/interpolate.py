@@ -99,5 +99,6 @@ def main(argv: list[str] | None = None) -> None:
     ckpt = Path(args.ckpt)
     model = load_gan(ckpt, map_location=args.device)
     frames = interpolation(model, args.seeds, args.classes, args.steps, args.mode, args.truncation)
-    strip, gif = write(frames, args.steps, Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "_interpolation"), args.duration)
+    out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "_interpolation")
+    strip, gif = write(frames, args.steps, out, args.duration)
     print(f"wrote {strip} ({(len(frames) - 1) // args.steps} rows of {args.steps + 1}) and {gif} ({len(frames)} frames)")

@@ -21,10 +21,10 @@ import torch
 from torchvision.utils import save_image
 
 from sagan.errors import UsageError
+from sagan.latent import noise
 from sagan.tasks.image import ImageGAN
 from sagan.tasks.text import TextGAN
 from sagan.training.checkpoints import load_module
-from sagan.latent import noise
 from sagan.training.sample_grid import to_grid
 from sagan.visualization.render import labelled_columns
 
@@ -100,7 +100,8 @@ def _(model: ImageGAN, ckpt: Path, args: argparse.Namespace) -> str:
 
 @write_outputs.register
 def _(model: TextGAN, ckpt: Path, args: argparse.Namespace) -> str:
-    for flag, value, default in (("--label", args.label, "all"), ("--nrow", args.nrow, None), ("--truncation", args.truncation, None)):
+    image_only = (("--label", args.label, "all"), ("--nrow", args.nrow, None), ("--truncation", args.truncation, None))
+    for flag, value, default in image_only:
         if value != default:
             raise UsageError(f"{flag} {value}: {ckpt} is a text GAN checkpoint; {flag} is for image checkpoints")
     out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "_samples.txt")

@@ -25,8 +25,8 @@ from sagan.errors import UsageError
 from sagan.layers.attention import SelfAttention2d
 from sagan.layers.norm import frozen_spectral_norm
 from sagan.losses import AdversarialLoss, HingeLoss, Penalty
-from sagan.training.distributed import PerNetworkDDP, check_strategy
 from sagan.training.checkpoints import data_facts
+from sagan.training.distributed import PerNetworkDDP, check_strategy
 from sagan.training.ema import ema_update
 from sagan.training.nonfinite import NonFiniteSteps, SkipNonFiniteSteps
 from sagan.training.resume import TrainingRandomState
@@ -286,4 +286,5 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         real, real_y = held_out[0] if held_out is not None else (self(self.grid_z[:1], y)[0], y)
         real_y = torch.as_tensor(real_y, device=self.device).view(1) if self.num_classes else None
         with frozen_spectral_norm(self.discriminator):  # no power iteration outside D's own steps
-            return image_gan_panels(self.generator_ema, self.discriminator, self.grid_z[:1], y, real[None].to(self.device), real_y)
+            real = real[None].to(self.device)
+            return image_gan_panels(self.generator_ema, self.discriminator, self.grid_z[:1], y, real, real_y)

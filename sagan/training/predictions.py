@@ -37,6 +37,7 @@ class ImagePredictionWriter(BasePredictionWriter):
             return
         directory = self.directory(trainer)
         directory.mkdir(parents=True, exist_ok=True)
-        indices = batch_indices if batch_indices is not None else range(batch_idx * len(prediction), (batch_idx + 1) * len(prediction))
+        n = len(prediction)
+        indices = batch_indices if batch_indices is not None else range(batch_idx * n, (batch_idx + 1) * n)
         for index, image in zip(indices, prediction):
             save_image(image.float().clamp(-1, 1).add(1).div(2), directory / f"{int(index):06d}.png")

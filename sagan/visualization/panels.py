@@ -19,7 +19,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from sagan.visualization.capture import AttentionRecord, attention_layers, record_attention
+from sagan.visualization.capture import (
+    AttentionRecord,
+    attention_layers,
+    record_attention,
+)
 from sagan.visualization.render import heat_overlay, mark, matrix, sheet, to_pil
 
 NETWORKS = ("generator", "discriminator")
@@ -87,7 +91,8 @@ def sequence_panel(record: AttentionRecord, query_labels: list[str], key_labels:
     if weights.shape[0] > 1:
         weights = torch.cat([weights, weights.mean(0, keepdim=True)])
     tiles = [matrix(w, query_labels, key_labels) for w in weights]
-    labels = [f"{'mean' if h == record.weights.shape[1] else f'head {h}'} (max {w.max():.2f})" for h, w in enumerate(weights)]
+    heads = record.weights.shape[1]
+    labels = [f"{'mean' if h == heads else f'head {h}'} (max {w.max():.2f})" for h, w in enumerate(weights)]
     return sheet(f"{title}: {weights.shape[1]} queries x {weights.shape[2]} keys", labels, [tiles])
 
 

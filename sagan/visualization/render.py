@@ -106,7 +106,8 @@ def labelled_columns(grid: torch.Tensor, names: list[str], cell: int, padding: i
     """A sample grid [3, H, W] in [0, 1] (torchvision's `make_grid` of `cell`-pixel images with `padding`)
     with the name of each column above it (`names`: one per column), written upwards when one is wider
     than its column."""
-    image = Image.fromarray((grid.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    pixels = grid.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255
+    image = Image.fromarray(pixels.round().astype(np.uint8))
     upright = max(FONT.getlength(name) for name in names) > cell + padding
     height = int(max(FONT.getlength(name) for name in names)) + PAD if upright else LINE
     out = Image.new("RGB", (image.width, image.height + height), BACKGROUND)
