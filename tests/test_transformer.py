@@ -10,6 +10,7 @@ from sagan.layers.transformer import (
     MultiHeadAttention,
     TokenUpsample,
     TransformerBlock,
+    explicit_attention,
     grid_merge,
     grid_partition,
     window_merge,
@@ -192,3 +193,11 @@ def test_return_attention_gives_the_softmax_weights_on_the_full_grid(kind, windo
     assert_close(weights, naive_weights(layer, x, group))
     assert_close(weights.sum(-1), torch.ones(2, 2, height * width))
     assert_close(out, layer(x, (height, width)))  # the fused path's output
+
+
+def test_explicit_attention_adds_a_bias_as_the_fused_kernel_does():
+    q, k, v = torch.randn(3, 2, 2, 5, 4).unbind(0)
+    bias = torch.randn(2, 5, 5)
+    out, weights = explicit_attention(q, k, v, bias=bias)
+    assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=bias))
+    assert_close(weights, torch.softmax(q @ k.transpose(-1, -2) / 2 + bias, dim=-1))

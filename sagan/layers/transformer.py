@@ -153,10 +153,13 @@ class MultiHeadAttention(nn.Module):
         return out, weights
 
 
-def explicit_attention(*qkv: torch.Tensor, kind: AttentionKind = "dot") -> tuple[torch.Tensor, torch.Tensor]:
+def explicit_attention(
+    *qkv: torch.Tensor, kind: AttentionKind = "dot", bias: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention with its softmax weights: (q, k, v) for "dot", (qk, v) for "l2" (tied queries and keys).
 
     Each [B, nh, T, hs] -> (out [B, nh, T, hs], weights [B, nh, T, T]); `out` is what the fused path gives.
+    `bias` (broadcast to [B, nh, T, T]) is added to the scores, as `attn_mask` in the fused kernel.
     """
     if kind == "dot":
         q, k, v = qkv
@@ -164,6 +167,8 @@ def explicit_attention(*qkv: torch.Tensor, kind: AttentionKind = "dot") -> tuple
     else:
         qk, v = qkv
         scores = -torch.cdist(qk.float(), qk.float()).square().to(qk.dtype) * qk.shape[-1] ** -0.5
+    if bias is not None:
+        scores = scores + bias
     weights = torch.softmax(scores.float(), dim=-1).to(v.dtype)
     return weights @ v, weights
 
