@@ -16,8 +16,9 @@ NODES ?=
 CKPT ?=
 N ?= 64
 LABEL ?= all
+FORMAT ?= torchscript
 
-.PHONY: install train test sample eval bench bench-quality experiments clean
+.PHONY: install train test sample eval bench bench-quality experiments clean attention interpolate export predict
 
 $(BIN)/sagan: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +55,31 @@ sample: install
 eval: install
 	@test -n "$(CKPT)" || { echo "error: make eval needs CKPT=<path to a .ckpt written by make train>" >&2; exit 2; }
 	$(BIN)/sagan eval --ckpt $(CKPT) $(ARGS)
+
+## make attention CKPT=runs/.../last.ckpt [ARGS="--points 6 --label 3 --layer generator.attention.0 --seed 1"]:
+##   attention panels (PNG per layer) of G and D, or a text GAN's token heat maps, in <ckpt>_attention/
+attention: install
+	@test -n "$(CKPT)" || { echo "error: make attention needs CKPT=<path to a .ckpt written by make train>" >&2; exit 2; }
+	$(BIN)/sagan attention --ckpt $(CKPT) $(ARGS)
+
+## make interpolate CKPT=runs/.../last.ckpt [ARGS="--seeds 0,1,2 --classes 3,5,7 --steps 8 --mode lerp"]:
+##   a walk through noise (and classes) as strip.png and interpolation.gif in <ckpt>_interpolation/
+interpolate: install
+	@test -n "$(CKPT)" || { echo "error: make interpolate needs CKPT=<path to a .ckpt written by make train>" >&2; exit 2; }
+	$(BIN)/sagan interpolate --ckpt $(CKPT) $(ARGS)
+
+## make export CKPT=runs/.../last.ckpt [FORMAT=torchscript|exported|onnx] [ARGS="--out G.pt"]: the EMA generator
+##   alone (<ckpt>_generator.pt|.pt2|.onnx) and its JSON card; FORMAT=onnx installs the `export` extra
+export: install
+	@test -n "$(CKPT)" || { echo "error: make export needs CKPT=<path to a .ckpt written by make train>" >&2; exit 2; }
+	$(if $(filter onnx,$(FORMAT)),$(BIN)/python -m pip install --quiet -e '.[export]')
+	$(BIN)/sagan export --ckpt $(CKPT) --format $(FORMAT) $(ARGS)
+
+## make predict CKPT=runs/<name>/<run>/checkpoints/last.ckpt [ARGS="--trainer.limit_predict_batches=4"]:
+##   `sagan predict` with the run's config: one EMA sample per held-out image (its class), PNGs in <ckpt>_predictions/
+predict: install
+	@test -n "$(CKPT)" || { echo "error: make predict needs CKPT=<path to a .ckpt written by make train>" >&2; exit 2; }
+	$(BIN)/sagan predict --config $(dir $(CKPT))../config.yaml --ckpt_path $(CKPT) $(ARGS)
 
 ## make bench [ARGS="--precision bf16-mixed --compile"]: training and data-loading speed as JSON lines
 bench: install

@@ -154,6 +154,11 @@ class ImageFolderDataModule(ImageFilesDataModule):
         held = max(1, round(val_fraction * len(self.files)))
         self._split_indices = {"train": sorted(order[held:]), "valid": sorted(order[:held])}
 
+    @property
+    def class_names(self) -> list[str]:
+        """The class subfolders' names (labels are their indices in sorted order)."""
+        return list(self.classes) if self.num_classes else []
+
     def split_files(self, split: str) -> tuple[list[Path], list[int] | None]:
         indices = self._split_indices[split]
         labels = None if self.labels is None else [self.labels[i] for i in indices]

@@ -75,3 +75,12 @@ class ImageDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, train=False)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Names of the classes the models are conditioned on, in index order (here: their indices)."""
+        return [str(i) for i in range(self.num_classes)]
+
+    def predict_dataloader(self) -> DataLoader:
+        """`sagan predict`: the held-out images, whose labels the generator's samples take."""
+        return self._loader(self.val_set, train=False)

@@ -81,6 +81,11 @@ class StackedDigitsDataModule(ImageDataModule):
             f"split_seed={self.split_seed})|bilinear-{self.image_size}x{self.image_size}|channels=3|[-1,1]"
         )
 
+    @property
+    def class_names(self) -> list[str]:
+        """The digit triples (R, G, B) as three digits, "000" ... "999"."""
+        return [f"{i:03d}" for i in range(self.num_classes)]
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return

@@ -33,6 +33,7 @@ from sagan.errors import UsageError
 from sagan.evaluation.metrics import SampleQuality
 from sagan.training.checkpoints import check_resumable, renamed_in
 from sagan.training.distributed import plain_ddp_is_gan_ddp
+from sagan.training.predictions import ImagePredictionWriter
 from sagan.training.resume import AtomicCheckpointIO, SignalCheckpoint
 from sagan.training.sample_grid import SampleGrid
 from sagan.training.tracking import CSVTracker, TrainingProgressBar, WandbTracker, output_lines, wandb_run_id
@@ -43,6 +44,11 @@ DATA_FACTS = ("image_size", "channels", "num_classes", "vocab_size", "seq_len")
 NETWORKS = ("generator", "discriminator")
 # Facts of the data set that the LightningModule itself takes (the text GAN decodes with the vocabulary).
 MODULE_FACTS = ("vocabulary",)
+# LightningCLI verbs that need a step the module may not have: verb -> (hook, what to use instead)
+VERB_STEPS = {
+    "test": ("test_step", "score a checkpoint with `sagan validate` or `sagan eval`"),
+    "predict": ("predict_step", "draw samples with `sagan sample`"),
+}
 
 
 def _one_line(message: str) -> str:
@@ -217,6 +223,7 @@ class SaganCLI(LightningCLI):
         parser.add_lightning_class_args(SampleGrid, "samples")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(SampleQuality, "metrics")
+        parser.add_lightning_class_args(ImagePredictionWriter, "predictions")
         parser.set_defaults(
             {"checkpoint.save_last": True, "checkpoint.save_top_k": -1, "checkpoint.every_n_train_steps": 1000}
         )
@@ -253,6 +260,9 @@ class SaganCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         if self.subcommand != "fit":
+            hook, instead = VERB_STEPS.get(self.subcommand, (None, ""))
+            if hook and getattr(_model_class(cfg.model.class_path), hook) is getattr(L.LightningModule, hook):
+                raise UsageError(f"{cfg.model.class_path} has no {hook}, so `sagan {self.subcommand}` cannot run it; {instead}")
             cfg.trainer.logger = cfg.trainer.logger or False
             return
         self._budget(cfg)

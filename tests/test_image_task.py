@@ -7,10 +7,11 @@ from conftest import tiny
 from torch.testing import assert_close
 from torch.utils.data import DataLoader, TensorDataset
 
-from sagan.layers.norm import frozen_spectral_norm
+from sagan.layers.norm import frozen_spectral_norm, spectral_norms
 from sagan.losses import HingeLoss, R1Penalty
 from sagan.tasks.image import ImageGAN
 from sagan.training.ema import ema_update
+from sagan.visualization.capture import attention_layers
 
 
 class _TinyData(L.LightningDataModule):
@@ -173,3 +174,14 @@ def test_packing_discriminator_scores_groups_of_real_and_of_generated_images():
     before = _copy(model.discriminator)
     _fit_unconditional.fit(model, datamodule=_TinyData())  # batches of 8: four pairs
     assert _changed(before, model.discriminator) and model.generator_steps == 2
+
+
+def test_attention_panels_of_both_networks_leave_the_spectral_norms_alone():
+    model = _gan().train()
+    estimates = [norm.u.clone() for norm in spectral_norms(model.discriminator)]
+    panels = model.attention_panels()  # no data module: D reads the generated image
+    expected = {f"generator.{name}" for name in attention_layers(model.generator_ema)}
+    expected |= {f"discriminator.{name}" for name in attention_layers(model.discriminator)}
+    assert set(panels) == expected and len(expected) == 3
+    for norm, u in zip(spectral_norms(model.discriminator), estimates):
+        assert_close(norm.u, u)  # no power iteration outside D's own steps

@@ -7,6 +7,9 @@ LightningCLI (`sagan.cli.SaganCLI`).
     sagan bench ...               training and data-loading speed (commands/bench.py)
     sagan bench-quality ...       sample quality for a fixed budget (commands/bench_quality.py)
     sagan bench-gpu ...           the GPU speed table, with the peers (commands/bench_gpu.py)
+    sagan attention ...           attention maps of a checkpoint as PNG panels (commands/attention.py)
+    sagan export ...              the EMA generator alone: TorchScript, torch.export or ONNX (commands/export.py)
+    sagan interpolate ...         latent and class interpolation as a PNG strip and a GIF (commands/interpolate.py)
 
 Errors the user can fix end in one line on stderr and exit status 2 (configuration, input files, and
 operating-system errors: a full disk, a read-only or missing folder); a run stopped on purpose (signal,
@@ -32,6 +35,9 @@ VERBS = {
     "bench": "bench",
     "bench-quality": "bench_quality",
     "bench-gpu": "bench_gpu",
+    "attention": "attention",
+    "export": "export",
+    "interpolate": "interpolate",
 }
 
 

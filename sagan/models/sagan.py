@@ -92,7 +92,8 @@ class SAGANGenerator(nn.Module):
         self.out_conv = sn_conv(mults[-1] * width, channels, 3)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        # z: [N, z_dim], y: [N] class indices or None -> [N, channels, image_size, image_size] in [-1, 1]
+        # z: [N, z_dim], y: [N] class indices, [N, num_classes] class weights (a blend) or None
+        #   -> [N, channels, image_size, image_size] in [-1, 1]
         h = self.stem(z).view(z.shape[0], self.start_channels, 4, 4)
         for i, block in enumerate(self.blocks):
             h = block(h, y)

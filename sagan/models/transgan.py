@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from sagan.errors import check_ranges
-from sagan.layers.norm import ModulatedLayerNorm
+from sagan.layers.norm import ModulatedLayerNorm, embed_classes
 from sagan.layers.position import PositionalEncoding2d
 from sagan.layers.transformer import (
     AttentionKind,
@@ -117,9 +117,10 @@ class TransGANGenerator(nn.Module):
         self.to_pixels = linear(dims[-1], channels)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        # z: [N, z_dim], y: [N] class indices or None -> [N, channels, image_size, image_size] in [-1, 1]
+        # z: [N, z_dim], y: [N] class indices, [N, num_classes] class weights (a blend) or None
+        #   -> [N, channels, image_size, image_size] in [-1, 1]
         n = z.shape[0]
-        embedding = self.class_embed(y) if self.class_embed is not None else None
+        embedding = embed_classes(self.class_embed, y) if self.class_embed is not None else None
         code = z if embedding is None else torch.cat([z, embedding], dim=1)
         cond = self.mapping(code) if self.mapping is not None else (
             embedding if self.norm_kind == "conditional" else None

@@ -25,10 +25,12 @@ from sagan.errors import UsageError, check_ranges
 from sagan.layers.attention import SelfAttention2d
 from sagan.layers.norm import frozen_spectral_norm
 from sagan.losses import AdversarialLoss, HingeLoss, Penalty
+from sagan.training.checkpoints import data_facts
 from sagan.training.distributed import PerNetworkDDP, check_strategy
 from sagan.training.ema import ema_update
 from sagan.training.nonfinite import NonFiniteSteps, SkipNonFiniteSteps
 from sagan.training.resume import TrainingRandomState
+from sagan.visualization.panels import image_gan_panels
 
 
 class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.LightningModule):
@@ -119,6 +121,7 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         self.data_parallel: dict[str, nn.Module] = {}  # per-network DDP wrappers, see sagan/training/distributed.py
         self.nonfinite = NonFiniteSteps(networks=2, limit=max_nonfinite)  # D: 0, G: 1
         self._compiled: dict = {}  # the compiled step graphs, see `_graph`
+        self.data_facts: dict = {}  # the data's class names and fingerprint, kept in checkpoints
 
     # ----------------------------------------------------------------------------------- sampling
     def train(self, mode: bool = True):
@@ -227,6 +230,7 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         return opt_g, opt_d
 
     def setup(self, stage: str) -> None:
+        self.data_facts = data_facts(getattr(self.trainer, "datamodule", None)) or self.data_facts
         if stage == "fit":  # validation and tests compute no gradients: any DDP strategy does
             check_strategy(getattr(self.trainer, "strategy", None))
             batch_size = getattr(getattr(self.trainer, "datamodule", None), "batch_size", None)
@@ -294,3 +298,37 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         n = real.shape[0]  # epoch means over all ranks' shards: one all-reduce at the end of validation
         self.log("val/d_real", self.critic(real, y_real).mean(), batch_size=n, sync_dist=True)
         self.log("val/d_fake", self.critic(fake, y_fake).mean(), batch_size=n, sync_dist=True)
+
+    # ----------------------------------------------------------------------------- after training
+    @property
+    def class_names(self) -> list[str]:
+        """The classes' names in index order (the data's, kept in checkpoints), else their indices."""
+        names = self.data_facts.get("class_names") or []
+        return list(names) if len(names) == self.num_classes else [str(i) for i in range(self.num_classes)]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["data_facts"] = self.data_facts
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.data_facts = checkpoint.get("data_facts") or {}
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """`sagan predict`: one EMA sample per image of the batch, with that image's label, from noise
+        seeded by the batch index and the rank; images [N, C, H, W] in [-1, 1]."""
+        _, y = batch
+        rng = torch.Generator().manual_seed(batch_idx * self.trainer.world_size + self.global_rank)
+        z = torch.randn(len(y), self.generator.z_dim, generator=rng).to(self.device)
+        return self(z, y.to(self.device) if self.num_classes else None)
+
+    def attention_panels(self) -> dict:
+        """Attention panels (`sagan attention`) of G for the first fixed noise vector and of D for the
+        first held-out image (the sample when there is none), for the samples callback."""
+        y = self.grid_y[:1] if self.num_classes else None
+        held_out = getattr(getattr(self._trainer, "datamodule", None), "val_set", None)
+        real, real_y = held_out[0] if held_out is not None else (self(self.grid_z[:1], y)[0], y)
+        real_y = torch.as_tensor(real_y, device=self.device).view(1) if self.num_classes else None
+        with frozen_spectral_norm(self.discriminator):  # no power iteration outside D's own steps
+            real = real[None].to(self.device)
+            return image_gan_panels(self.generator_ema, self.discriminator, self.grid_z[:1], y, real, real_y)

@@ -41,6 +41,7 @@ from sagan.training.distributed import PerNetworkDDP, check_strategy
 from sagan.training.nonfinite import NonFiniteSteps, SkipNonFiniteSteps
 from sagan.training.resume import TrainingRandomState
 from sagan.training.sample_grid import log_text_table
+from sagan.visualization.panels import text_gan_panels
 from sagan.vocabulary import Vocabulary, check_vocabulary
 
 
@@ -163,6 +164,21 @@ class TextGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightnin
         if self.vocabulary is None:
             return [" ".join(map(str, row)) for row in tokens.tolist()]
         return [self.vocabulary.decode(row) for row in tokens.tolist()]
+
+    def token_names(self, ids: torch.Tensor) -> list[str]:
+        """Each token of a sequence `[T]` of ids as text (its id without a vocabulary)."""
+        return [self.vocabulary.tokens[i] if self.vocabulary is not None else str(i) for i in ids.tolist()]
+
+    def attention_panels(self) -> dict:
+        """Token-by-token attention panels (`sagan attention`) of both networks for one sentence drawn
+        from fixed noise, for the samples callback (without dropout: training's random streams stay put)."""
+        training = self.training
+        self.eval()
+        try:
+            tokens = self.sample(1, generator=torch.Generator(device=self.device).manual_seed(0))
+            return text_gan_panels(self.generator, self.discriminator, tokens, self.token_names(tokens[0]))
+        finally:
+            self.train(training)
 
     def fixed_samples(self) -> list[str]:
         """`grid_size` sentences from fixed Gumbel noise, for the samples callback."""

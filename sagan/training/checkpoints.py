@@ -191,3 +191,16 @@ def check_resumable(path: Path, module: L.LightningModule, class_path: str) -> N
                 f"cannot resume from {path}: the checkpoint has {key}, which this config's network does not "
                 f"(the architecture changed{_hint(key, saved_hparams, current_hparams)})"
             )
+
+
+def data_facts(datamodule) -> dict:
+    """What a checkpoint keeps of its data: class names (index order) and the training images'
+    fingerprint (`sagan export` writes them on the model card; sample grids label their columns)."""
+    if datamodule is None:
+        return {}
+    names = getattr(datamodule, "class_names", None)
+    return {
+        "class_names": [str(name) for name in names] if names is not None else None,
+        "fingerprint": getattr(datamodule, "fingerprint", None),
+        "data": f"{type(datamodule).__module__}.{type(datamodule).__qualname__}",
+    }
