@@ -18,6 +18,7 @@ import pytest
 import torch
 import yaml
 from datafixtures import make_celeba, make_cifar10, make_class_folder
+from videofixtures import make_video_folder
 
 from sagan.commands import main
 from sagan.models.sagan import TINY
@@ -114,8 +115,15 @@ DATA_FIXTURES = {
     "datamodules.celeba.CelebADataModule": make_celeba,
     "datamodules.cifar10.CIFAR10DataModule": make_cifar10,
     "datamodules.folder.ImageFolderDataModule": make_class_folder,
+    "datamodules.videofolder.VideoFolderDataModule": make_video_folder,
 }
-SMALL_BATCHES = {"datamodules.digits.DigitsDataModule", *DATA_FIXTURES}
+SMALL_BATCHES = {"datamodules.digits.DigitsDataModule", "datamodules.moving_digits.MovingDigitsDataModule", *DATA_FIXTURES}
+# Embedded data modules made smaller (fewer clips; a moving-digits classifier trained for 2 batches).
+SMALL_DATA = {
+    "datamodules.moving_digits.MovingDigitsDataModule": [
+        "--data.init_args.num_train=64", "--data.init_args.num_val=8", "--metrics.features.init_args.train_steps=2",
+    ],
+}
 # Text data modules: the overrides that give each tiny data (a corpus written under the folder, fewer
 # oracle sequences from the same oracle).
 TEXT_FIXTURES = {
@@ -146,4 +154,4 @@ def experiment_data_args(experiment: Path, tmp_path: Path) -> list[str]:
         args += ["--data.init_args.batch_size=2", "--data.init_args.num_workers=0"]
     if class_path in TEXT_FIXTURES:
         args += TEXT_FIXTURES[class_path](tmp_path)
-    return args
+    return args + SMALL_DATA.get(class_path, [])

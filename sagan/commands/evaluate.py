@@ -63,7 +63,6 @@ def evaluate_checkpoint(
     start = time.perf_counter()
     quality.prepare(data, model.device)
     results = quality.evaluate(model, model.generator.z_dim, model.num_classes, model.device)
-    prefix = quality.features.metric_prefix
     global_step = torch.load(ckpt, map_location="cpu", weights_only=True).get("global_step", 0)
     return {
         "checkpoint": str(ckpt),
@@ -73,7 +72,7 @@ def evaluate_checkpoint(
         "features_fingerprint": quality.features.fingerprint,
         "data_fingerprint": data.fingerprint,
         "real_images": int(quality.real["n"]),
-        "metrics": {f"{prefix}{name}": float(value) for name, value in results.items()},
+        "metrics": {quality.features.metric_key(name): float(value) for name, value in results.items()},
         "seconds": round(time.perf_counter() - start, 1),
     }
 
