@@ -172,18 +172,19 @@ class VideoFolderDataModule(ImageDataModule):
         """The split's clips, its skipped sources as (name, reason), and its number of sources."""
         sources = [self.sources[i] for i in self._split_indices[split]]
         labels = [self.labels[i] for i in self._split_indices[split]]
-        span = self.num_frames * self.frame_stride
+        span, needed = self.num_frames * self.frame_stride, (self.num_frames - 1) * self.frame_stride + 1
         if self.check_files:
-            checked = list(map_in_threads(lambda s: check_clip(s, span, self.transform, self.channels), sources,
+            checked = list(map_in_threads(lambda s: check_clip(s, needed, self.transform, self.channels), sources,
                                           cpu_threads()))
         else:
-            checked = [(span, None)] * len(sources)  # one window each, unchecked
+            checked = [(needed, None)] * len(sources)  # one window each, unchecked
         windows, window_labels, skipped = [], [], []
         for source, label, (frames, reason) in zip(sources, labels, checked):
             if reason is not None:
                 skipped.append((self._name_of(source), reason))
                 continue
-            count = frames // span if self.max_clips_per_video is None else min(frames // span, self.max_clips_per_video)
+            count = (frames - needed) // span + 1  # windows start every `span` frames
+            count = count if self.max_clips_per_video is None else min(count, self.max_clips_per_video)
             windows += [(source, k * span) for k in range(count)]
             window_labels += [label] * count
         clips = VideoClips(windows, window_labels, self.num_frames, self.frame_stride, self.transform, self.channels)
@@ -193,7 +194,7 @@ class VideoFolderDataModule(ImageDataModule):
         if self.train_set is not None:
             return
         (train, train_skipped, train_total), (val, val_skipped, val_total) = map(self._load_split, ("train", "valid"))
-        skipped = train_skipped + val_skipped
+        skipped = sorted(train_skipped + val_skipped)
         if skipped:
             named = ", ".join(f"{name} ({reason})" for name, reason in skipped[:NAMED_IN_WARNING])
             more = f" and {len(skipped) - NAMED_IN_WARNING} more" if len(skipped) > NAMED_IN_WARNING else ""

@@ -118,11 +118,12 @@ DATA_FIXTURES = {
     "datamodules.videofolder.VideoFolderDataModule": make_video_folder,
 }
 SMALL_BATCHES = {"datamodules.digits.DigitsDataModule", "datamodules.moving_digits.MovingDigitsDataModule", *DATA_FIXTURES}
-# Embedded data modules made smaller (fewer clips; a moving-digits classifier trained for 2 batches).
+# Video data made smaller: fewer clips (a moving-digits classifier trained for 2 batches), 4 frames.
 SMALL_DATA = {
     "datamodules.moving_digits.MovingDigitsDataModule": [
         "--data.init_args.num_train=64", "--data.init_args.num_val=8", "--metrics.features.init_args.train_steps=2",
     ],
+    "datamodules.videofolder.VideoFolderDataModule": ["--data.init_args.num_frames=4"],
 }
 # Text data modules: the overrides that give each tiny data (a corpus written under the folder, fewer
 # oracle sequences from the same oracle).
