@@ -13,7 +13,7 @@
 Prints a markdown table and writes it, with the numbers as JSON, to `<run_root>/video_table.md` and
 `video_results.json`.
 
-    sagan bench-quality --only video [--video_iters 1500] [--video_eval_every 500] [--video_samples 2000]
+    sagan bench-quality --only video [--video_iters 1000] [--video_eval_every 250] [--video_samples 2000]
 """
 
 import argparse
@@ -80,8 +80,8 @@ def _row(name: str, iters, samples, values: dict) -> str:
 
 def main(argv: list[str], run_root: str = "runs/bench_quality", device: str = "cpu") -> None:
     parser = argparse.ArgumentParser(prog="sagan bench-quality --only video", description=__doc__.splitlines()[0])
-    parser.add_argument("--video_iters", type=int, default=1500, help="generator iterations on moving digits")
-    parser.add_argument("--video_eval_every", type=int, default=500, help="measure a checkpoint every this many iterations")
+    parser.add_argument("--video_iters", type=int, default=1000, help="generator iterations on moving digits")
+    parser.add_argument("--video_eval_every", type=int, default=250, help="measure a checkpoint every this many iterations")
     parser.add_argument("--video_samples", type=int, default=2000, help="generated and held-out clips per row")
     parser.add_argument("--run_dir", default=None, help="measure this finished run instead of training one")
     args = parser.parse_args(argv)
