@@ -35,12 +35,13 @@ EXPERIMENT = "videotransformer_moving_digits"
 FEATURES = "sagan.evaluation.video_features.MovingDigitsFeatures"
 
 
-def prepare(run_dir: Path, num_samples: int, device: str):
+def prepare(run_dir: Path, num_samples: int, device: str, classifier_steps: int = 800, num_real: int | None = None):
     """The run's data module (with `num_samples` validation clips) and a `SampleQuality` in moving-digits
-    features (FD and KD), its statistics of all training clips loaded or computed."""
+    features (FD and KD), its statistics of `num_real` training clips (None: all) loaded or computed."""
     config = upgrade_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
     config["data"]["init_args"]["num_val"] = num_samples  # a floor with as many clips as the samples
-    overrides = {"features": {"class_path": FEATURES}, "num_samples": num_samples, "num_real": None,
+    features = {"class_path": FEATURES, "init_args": {"train_steps": classifier_steps}}
+    overrides = {"features": features, "num_samples": num_samples, "num_real": num_real,
                  "inception_score": False, "modes": False, "kid_subsets": 100, "kid_subset_size": min(1000, num_samples)}
     data, quality = build_data_and_metrics(config, overrides)
     quality.prepare(data, torch.device(device))
@@ -84,14 +85,18 @@ def main(argv: list[str], run_root: str = "runs/bench_quality", device: str = "c
     parser.add_argument("--video_eval_every", type=int, default=250, help="measure a checkpoint every this many iterations")
     parser.add_argument("--video_samples", type=int, default=2000, help="generated and held-out clips per row")
     parser.add_argument("--run_dir", default=None, help="measure this finished run instead of training one")
+    parser.add_argument("--video_real", type=int, default=None, help="training clips for the statistics (default all)")
+    parser.add_argument("--classifier_steps", type=int, default=800, help="training batches of the moving-digits CNN")
     args = parser.parse_args(argv)
-    if min(args.video_iters, args.video_eval_every, args.video_samples) < 1:
-        raise UsageError("--video_iters, --video_eval_every and --video_samples must be >= 1")
+    if min(args.video_iters, args.video_eval_every, args.classifier_steps) < 1 or min(args.video_samples,
+                                                                                    args.video_real or 2) < 2:
+        raise UsageError("--video_iters, --video_eval_every and --classifier_steps must be >= 1, --video_samples "
+                         "and --video_real >= 2")
     root = Path(run_root)
     start = time.perf_counter()
     run_dir = Path(args.run_dir) if args.run_dir else train(EXPERIMENT, args.video_iters, root, args.video_eval_every)
     trained = time.perf_counter() - start
-    data, quality = prepare(run_dir, args.video_samples, device)
+    data, quality = prepare(run_dir, args.video_samples, device, args.classifier_steps, args.video_real)
     rows = ["| run | generator iterations | clips | moving-digits FD | moving-digits KD |", "|---|---|---|---|---|"]
     records = []
     checkpoints = sorted((run_dir / "checkpoints").glob("epoch=*.ckpt"), key=lambda p: p.stat().st_mtime)
