@@ -118,12 +118,16 @@ DATA_FIXTURES = {
     "datamodules.videofolder.VideoFolderDataModule": make_video_folder,
 }
 SMALL_BATCHES = {"datamodules.digits.DigitsDataModule", "datamodules.moving_digits.MovingDigitsDataModule", *DATA_FIXTURES}
-# Video data made smaller: fewer clips (a moving-digits classifier trained for 2 batches), 4 frames.
+# Video experiments made smaller: fewer clips (a moving-digits classifier trained for 2 batches); 4 frames
+# and narrower networks for the GPU-sized video-folder experiment.
 SMALL_DATA = {
     "datamodules.moving_digits.MovingDigitsDataModule": [
         "--data.init_args.num_train=64", "--data.init_args.num_val=8", "--metrics.features.init_args.train_steps=2",
     ],
-    "datamodules.videofolder.VideoFolderDataModule": ["--data.init_args.num_frames=4"],
+    "datamodules.videofolder.VideoFolderDataModule": [
+        "--data.init_args.num_frames=4", "--model.init_args.generator.init_args.dims=[32,16,16]",
+        "--model.init_args.discriminator.init_args.dim=32", "--model.init_args.discriminator.init_args.depth=1",
+    ],
 }
 # Text data modules: the overrides that give each tiny data (a corpus written under the folder, fewer
 # oracle sequences from the same oracle).

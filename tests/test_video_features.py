@@ -10,7 +10,7 @@ from torch.testing import assert_close
 from datamodules.moving_digits import MovingDigitsDataModule
 from sagan.commands import main
 from sagan.errors import UsageError
-from sagan.evaluation.metrics import SampleQuality
+from sagan.evaluation.metrics import SampleMetrics, SampleQuality, extract, real_statistics
 from sagan.evaluation.video_features import I3D_FILE, I3DFeatures, MovingDigitsFeatures
 
 
@@ -23,20 +23,17 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_moving_digits_distance_equals_scipy(tmp_path):
-    features = MovingDigitsFeatures(train_steps=2, cache_dir=str(tmp_path))  # a quickly trained instrument
-    quality = SampleQuality(features, num_samples=240, num_real=240, batch_size=120, inception_score=False,
-                            kid_subset_size=100, kid_subsets=5, cache_dir=str(tmp_path))
+    features = MovingDigitsFeatures(train_steps=2, cache_dir=str(tmp_path)).load()  # a quickly trained instrument
     data = MovingDigitsDataModule(num_train=240, num_val=240)  # more clips than the 192 features
-    quality.prepare(data, torch.device("cpu"))
-    fake = torch.stack([data.val_set[i][0] for i in range(240)]).flip(1)  # held-out clips played backwards
-    batches = iter(fake.split(120))  # the "generator": those clips, in the batches asked for
-    results = quality.evaluate(lambda z, y: next(batches)[: len(z)], 4, 0, torch.device("cpu"))
-    with torch.no_grad():
-        real = features(torch.stack([data.train_set[i][0] for i in range(240)]))[0].double().numpy()
-        generated = features(fake)[0].double().numpy()
-    assert real.shape == (240, 192)
-    assert_close(results["fid"].double(), torch.tensor(frechet_distance(generated, real), dtype=torch.float64),
-                 rtol=1e-3, atol=1e-3)
+    data.setup()
+    real_clips = torch.stack([data.train_set[i][0] for i in range(240)])
+    fake_clips = torch.stack([data.val_set[i][0] for i in range(240)]).flip(1)  # held-out clips played backwards
+    real, _ = extract(features, real_clips.split(120), torch.device("cpu"))
+    fake, logits = extract(features, fake_clips.split(120), torch.device("cpu"))
+    assert real.shape == fake.shape == (240, 192)
+    results = SampleMetrics(inception_score=False, kid_subsets=5, kid_subset_size=100)(fake, logits, real_statistics(real, 240))
+    expected = frechet_distance(fake.double().numpy(), real.double().numpy())
+    assert_close(results["fid"].double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-3, atol=1e-3)
     assert features.metric_key("fid") == "moving_digits_fd" and features.metric_key("kid") == "moving_digits_kd"
     assert 0 <= features.accuracy <= 1 and features.velocity_error > 0  # held-out scores saved with the network
     assert MovingDigitsFeatures(train_steps=2, cache_dir=str(tmp_path)).load().fingerprint == features.fingerprint
