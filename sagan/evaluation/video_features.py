@@ -141,7 +141,7 @@ class MovingDigitsFeatures(FeatureExtractor):
     num_features = MovingDigitsCNN.num_features
     num_classes = 10
     metric_prefix = "moving_digits_"
-    metric_names = {"fid": "fd", "kid": "kd"}
+    metric_names = {"fid": "fd", "kid": "kd", "kid_std": "kd_std"}
     version = "moving_digits_cnn_v1"
 
     def __init__(self, train_steps: int = 800, cache_dir: str | None = None):
@@ -227,7 +227,7 @@ class I3DFeatures(FeatureExtractor):
     num_features = 400
     num_classes = 400
     metric_prefix = ""
-    metric_names = {"fid": "fvd", "kid": "kvd"}
+    metric_names = {"fid": "fvd", "kid": "kvd", "kid_std": "kvd_std"}
 
     def __init__(self, weights_path: str | None = None):
         super().__init__()
