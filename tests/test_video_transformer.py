@@ -118,14 +118,16 @@ def test_discriminator_sees_the_order_of_frames():
 @pytest.mark.parametrize(
     "kwargs",
     [dict(image_size=24), dict(num_frames=5, tubelet=2), dict(dims=(64, 30), depths=(1, 1)), dict(patch_size=0),
-     dict(window_resolutions=(4,))],
+     dict(window_resolutions=(4,)), dict(channels=0), dict(num_classes=-1), dict(mlp_ratio=0.0)],
 )
 def test_generator_rejects_impossible_layouts(kwargs):
     with pytest.raises(ValueError):
         VideoTransformerGenerator(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs", [dict(patch_size=5), dict(tubelet=3), dict(dim=30), dict(depth=-1)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(patch_size=5), dict(tubelet=3), dict(dim=30), dict(depth=-1), dict(channels=0), dict(mlp_ratio=-1.0)]
+)
 def test_discriminator_rejects_impossible_layouts(kwargs):
     with pytest.raises(ValueError):
         VideoTransformerDiscriminator(**kwargs)

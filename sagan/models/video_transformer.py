@@ -167,6 +167,11 @@ class VideoTransformerGenerator(nn.Module):
         self.resolutions = [bottom_size * 2**i for i in range(len(dims))]
         _check_generator(image_size, num_frames, z_dim, dims, depths, num_heads, window_size, window_resolutions,
                          self.resolutions, patch_size, tubelet)
+        if min(channels, bottom_size, style_dim) < 1 or num_classes < 0 or mlp_ratio <= 0:
+            raise ValueError(
+                "VideoTransformerGenerator: channels, bottom_size and style_dim must be >= 1, num_classes >= 0 and "
+                f"mlp_ratio > 0, got {channels}, {bottom_size}, {style_dim}, {num_classes} and {mlp_ratio}"
+            )
         self.image_size, self.channels, self.num_frames = image_size, channels, num_frames
         self.num_classes, self.z_dim = num_classes, z_dim
         self.patch_size, self.tubelet, self.steps = patch_size, tubelet, num_frames // tubelet
@@ -276,6 +281,9 @@ class VideoTransformerDiscriminator(nn.Module):
             raise ValueError(f"{who}: tubelet {tubelet} does not divide num_frames {num_frames}")
         if depth < 0 or dim < 1 or num_heads < 1 or dim % num_heads:
             raise ValueError(f"{who}: dim {dim} must be divisible by num_heads {num_heads}, and depth >= 0")
+        if channels < 1 or num_classes < 0 or mlp_ratio <= 0:
+            raise ValueError(f"{who}: channels must be >= 1, num_classes >= 0 and mlp_ratio > 0, got {channels}, "
+                             f"{num_classes} and {mlp_ratio}")
         self.image_size, self.channels, self.num_frames, self.num_classes = image_size, channels, num_frames, num_classes
         self.grid = (num_frames // tubelet, image_size // patch_size, image_size // patch_size)
         self.embed_tubelets = lipschitz(
