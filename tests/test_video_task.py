@@ -19,7 +19,7 @@ TINY_VIDEO = [
     "--config", str(EXPERIMENTS / "videotransformer_moving_digits.yaml"),
     "--data.init_args.batch_size=4", "--data.init_args.num_train=24", "--data.init_args.num_val=8",
     "--data.init_args.num_frames=4",
-    "--model.init_args.generator.init_args.dims=[16,8]", "--model.init_args.generator.init_args.depths=[1,1]",
+    "--model.init_args.generator.init_args.dims=[16,8,8,4]", "--model.init_args.generator.init_args.depths=[1,1,0,0]",
     "--model.init_args.generator.init_args.num_heads=2", "--model.init_args.generator.init_args.z_dim=8",
     "--model.init_args.generator.init_args.style_dim=8", "--model.init_args.discriminator.init_args.dim=8",
     "--model.init_args.discriminator.init_args.depth=1", "--model.init_args.discriminator.init_args.num_heads=2",
