@@ -37,6 +37,8 @@ PARALLEL := $(if $(DEVICES),--trainer.devices=$(DEVICES)) $(if $(NODES),--traine
 ## DATA_DIR (the datamodule's root) defaults to the experiment's own, ./data for celeba and cifar10.
 ## make train DATA=oracle: the text GAN on the synthetic oracle benchmark
 ## make train DATA=text TEXT=path/to/corpus.txt: the text GAN on a corpus, one sentence per line
+## make train DATA=moving_digits: the video transformer GAN on moving digits (16 frames of 32x32)
+## make train DATA=videos DATA_DIR=~/clips: the video transformer GAN on a folder of videos (GPU)
 train: install
 	@test -f $(EXPERIMENT) || { echo "error: no experiment $(EXPERIMENT) for MODEL=$(MODEL) DATA=$(DATA); expected one of: $$(cd experiments && ls *.yaml | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
 	$(BIN)/sagan fit --config $(EXPERIMENT) $(if $(DATA_DIR),--data.init_args.root=$(DATA_DIR)) $(if $(TEXT),--data.init_args.path=$(TEXT)) $(PARALLEL) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
@@ -95,6 +97,7 @@ bench-gpu: install
 	$(BIN)/sagan bench-gpu $(if $(PEERS),--peers $(PEERS)) $(ARGS)
 
 ## make bench-quality [ARGS="--only stacked --stacked_iters 6000"]: digits FID / IS / KID, stacked-digits modes and KL
+## make bench-quality ARGS="--only video": the video GAN's moving-digits FD against the floor and no-motion baselines
 bench-quality: install
 	$(BIN)/sagan bench-quality $(ARGS)
 

@@ -41,6 +41,7 @@ from sagan.training.tracking import CSVTracker, TrainingProgressBar, WandbTracke
 # Facts of the data set that the networks are built from (a link whose source attribute or target
 # parameter does not exist is skipped: image data has no vocab_size, a text network no image_size).
 DATA_FACTS = ("image_size", "channels", "num_classes", "vocab_size", "seq_len")
+DATA_FACTS += ("num_frames",)  # video data: frames per clip
 NETWORKS = ("generator", "discriminator")
 # Facts of the data set that the LightningModule itself takes (the text GAN decodes with the vocabulary).
 MODULE_FACTS = ("vocabulary",)

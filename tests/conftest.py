@@ -20,6 +20,7 @@ import pytest
 import torch
 import yaml
 from datafixtures import make_celeba, make_cifar10, make_class_folder
+from videofixtures import make_video_folder
 
 from sagan.commands import main
 from sagan.models.sagan import TINY
@@ -116,8 +117,20 @@ DATA_FIXTURES = {
     "datamodules.celeba.CelebADataModule": make_celeba,
     "datamodules.cifar10.CIFAR10DataModule": make_cifar10,
     "datamodules.folder.ImageFolderDataModule": make_class_folder,
+    "datamodules.videofolder.VideoFolderDataModule": make_video_folder,
 }
-SMALL_BATCHES = {"datamodules.digits.DigitsDataModule", *DATA_FIXTURES}
+SMALL_BATCHES = {"datamodules.digits.DigitsDataModule", "datamodules.moving_digits.MovingDigitsDataModule", *DATA_FIXTURES}
+# Video experiments made smaller: fewer clips (a moving-digits classifier trained for 2 batches); 4 frames
+# and narrower networks for the GPU-sized video-folder experiment.
+SMALL_DATA = {
+    "datamodules.moving_digits.MovingDigitsDataModule": [
+        "--data.init_args.num_train=64", "--data.init_args.num_val=8", "--metrics.features.init_args.train_steps=2",
+    ],
+    "datamodules.videofolder.VideoFolderDataModule": [
+        "--data.init_args.num_frames=4", "--model.init_args.generator.init_args.dims=[32,16,16]",
+        "--model.init_args.discriminator.init_args.dim=32", "--model.init_args.discriminator.init_args.depth=1",
+    ],
+}
 # Text data modules: the overrides that give each tiny data (a corpus written under the folder, fewer
 # oracle sequences from the same oracle).
 TEXT_FIXTURES = {
@@ -148,4 +161,4 @@ def experiment_data_args(experiment: Path, tmp_path: Path) -> list[str]:
         args += ["--data.init_args.batch_size=2", "--data.init_args.num_workers=0"]
     if class_path in TEXT_FIXTURES:
         args += TEXT_FIXTURES[class_path](tmp_path)
-    return args
+    return args + SMALL_DATA.get(class_path, [])

@@ -20,14 +20,18 @@ from conftest import EXPERIMENTS, TINY_DIGITS, TINY_ORACLE, tiny
 
 from datamodules.celeba import CelebADataModule
 from datamodules.cifar10 import CIFAR10DataModule
+from datamodules.degrade import Degradation
 from datamodules.digits import DigitsDataModule
 from datamodules.folder import ImageFolderDataModule
+from datamodules.masks import MaskGenerator
+from datamodules.moving_digits import MovingDigitsDataModule
 from datamodules.oracle import OracleDataModule
 from datamodules.stacked_digits import StackedDigitsDataModule
 from datamodules.text import TextDataModule
 from sagan.commands import main
 from sagan.errors import check_range
 from sagan.evaluation.metrics import SampleMetrics, SampleQuality
+from sagan.evaluation.repair_metrics import RepairEvaluation
 from sagan.layers.augment import DiffAugment
 from sagan.losses import GradientPenalty, R1Penalty, WassersteinLoss
 from sagan.models.text_transformer import TINY as TEXT_TINY
@@ -59,7 +63,8 @@ def _classes() -> dict[type, dict]:
         WassersteinLoss: {}, GradientPenalty: {}, R1Penalty: {}, DiffAugment: {},
         SampleGrid: {}, SampleQuality: {"features": None}, SampleMetrics: {},
         DigitsDataModule: {}, StackedDigitsDataModule: {}, CIFAR10DataModule: {}, CelebADataModule: {},
-        ImageFolderDataModule: {}, TextDataModule: {}, OracleDataModule: {},
+        ImageFolderDataModule: {}, TextDataModule: {}, OracleDataModule: {}, MovingDigitsDataModule: {},
+        MaskGenerator: {"kind": "strokes"}, Degradation: {"preset": "old_photo"}, RepairEvaluation: {},
         **_model_classes(),
     }
 

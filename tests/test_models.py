@@ -2,7 +2,8 @@
 
 Image networks: generators map noise `[N, z_dim]` (and labels) to images `[N, C, H, W]` in [-1, 1],
 discriminators images to logits `[N]` (a packing discriminator, `pack` > 1, one logit per group of
-`pack` images: `[N / pack]`). Text networks (they have `vocab_size`): generators map token ids
+`pack` images: `[N / pack]`). Video networks (they have `num_frames`) do the same with clips
+`[N, T, C, H, W]` in place of images. Text networks (they have `vocab_size`): generators map token ids
 `[N, T]` to next-token logits `[N, T, V]`, discriminators (soft) one-hot vectors `[N, T, V]` to `[N]`.
 """
 
@@ -37,14 +38,16 @@ def _inputs(net: torch.nn.Module, n: int, seed: int = 1):
     y = torch.randint(0, net.num_classes, (n,), generator=g) if net.num_classes else None
     if hasattr(net, "z_dim"):
         return torch.randn(n, net.z_dim, generator=g), y
-    return torch.rand(n, net.channels, net.image_size, net.image_size, generator=g) * 2 - 1, y
+    frames = (net.num_frames,) if hasattr(net, "num_frames") else ()
+    return torch.rand(n, *frames, net.channels, net.image_size, net.image_size, generator=g) * 2 - 1, y
 
 
 def _check_output(net, out, n):
     if hasattr(net, "vocab_size") and _is_generator(net):
         assert out.shape == (n, net.seq_len, net.vocab_size)
     elif hasattr(net, "z_dim"):
-        assert out.shape == (n, net.channels, net.image_size, net.image_size)
+        frames = (net.num_frames,) if hasattr(net, "num_frames") else ()
+        assert out.shape == (n, *frames, net.channels, net.image_size, net.image_size)
         assert out.min() >= -1 and out.max() <= 1
     else:
         assert out.shape == (n,)

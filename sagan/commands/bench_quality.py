@@ -12,6 +12,7 @@ Prints a markdown table and writes it, with the numbers as JSON, to `<run_root>/
 
     sagan bench-quality [--digits_iters 1200] [--stacked_iters 6000] [--eval_every 1000] [--only digits|stacked]
     sagan bench-quality --only repair ...   the image-repair table (sagan/commands/bench_repair.py)
+    sagan bench-quality --only video [...]: the video GAN, see sagan/commands/bench_video.py
 """
 
 import argparse
@@ -101,14 +102,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--digits_samples", type=int, default=10_000, help="samples for digits FID / IS / KID")
     parser.add_argument("--stacked_samples", type=int, default=26_000, help="samples for modes and KL")
     parser.add_argument("--run_root", default="runs/bench_quality", help="where the two runs and the table go")
-    parser.add_argument("--only", choices=["digits", "stacked", "repair"], default=None,
-                        help="run one half; repair: the image-repair table (sagan/commands/bench_repair.py)")
+    parser.add_argument("--only", choices=["digits", "stacked", "repair", "video"], default=None,
+                        help="run one part; repair: the image-repair table (sagan/commands/bench_repair.py); "
+                        "video: the moving-digits video GAN (sagan/commands/bench_video.py)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args, rest = parser.parse_known_args(argv)
     if args.only == "repair":  # its own options and table
         from sagan.commands.bench_repair import main as bench_repair
 
         return bench_repair(sys.argv[1:] if argv is None else argv)
+    if args.only == "video":  # its own options (--video_iters ...): sagan/commands/bench_video.py
+        from sagan.commands.bench_video import main as video
+
+        return video(rest, args.run_root, args.device)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if min(args.digits_iters, args.stacked_iters, args.eval_every, args.digits_samples, args.stacked_samples) < 1:

@@ -74,7 +74,6 @@ def evaluate_checkpoint(
         rng = torch.Generator().manual_seed(quality.seed + 1)  # redraws: a stream of their own
         sample = lambda z, y: model(truncate(z, truncation, rng), y)  # noqa: E731
     results = quality.evaluate(sample, model.generator.z_dim, model.num_classes, model.device)
-    prefix = quality.features.metric_prefix
     global_step = torch.load(ckpt, map_location="cpu", weights_only=True).get("global_step", 0)
     return {
         "checkpoint": str(ckpt),
@@ -85,7 +84,7 @@ def evaluate_checkpoint(
         "features_fingerprint": quality.features.fingerprint,
         "data_fingerprint": data.fingerprint,
         "real_images": int(quality.real["n"]),
-        "metrics": {f"{prefix}{name}": float(value) for name, value in results.items()},
+        "metrics": {quality.features.metric_key(name): float(value) for name, value in results.items()},
         "seconds": round(time.perf_counter() - start, 1),
     }
 

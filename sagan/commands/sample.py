@@ -1,4 +1,4 @@
-"""`sagan sample`: what a checkpoint's generator makes, images or sentences.
+"""`sagan sample`: what a checkpoint's generator makes, images, clips or sentences.
 
     sagan sample --ckpt runs/sagan_digits/<run>/checkpoints/last.ckpt --n 64 [--label all|K] [--out DIR]
                  [--truncation 0.7]
@@ -6,10 +6,11 @@
 
 The checkpoint names its module's class (`_class_path`, saved by `sagan fit`); the module is rebuilt
 from it, weights-only, and `write_outputs` (one implementation per module class, `functools.singledispatch`)
-writes what that module generates: a `GAN`'s EMA samples as a grid and single PNGs, a `TextGAN`'s
-sentences as a text file, one per line, decoded with the vocabulary saved in the checkpoint. With
-`--truncation T` the noise entries beyond T are redrawn (the truncation trick, `sagan.latent`); the grid
-of a conditional model's samples of every class names each column's class.
+writes what that module generates: an `ImageGAN`'s EMA samples as a grid and single PNGs, a `VideoGAN`'s as
+an animated GIF grid and single GIFs, a `TextGAN`'s sentences as a text file, one per line, decoded
+with the vocabulary saved in the checkpoint. With `--truncation T` the noise entries beyond T are
+redrawn (the truncation trick, `sagan.latent`); the grid of a conditional model's samples of every class
+names each column's class.
 """
 
 import argparse
@@ -24,6 +25,7 @@ from sagan.errors import UsageError, describe_os_error
 from sagan.latent import noise
 from sagan.tasks.image import ImageGAN
 from sagan.tasks.text import TextGAN
+from sagan.tasks.video import VideoGAN, save_gif, to_gif_frames
 from sagan.training.checkpoints import load_module
 from sagan.training.sample_grid import to_grid
 from sagan.visualization.render import labelled_columns
@@ -74,6 +76,24 @@ def write_samples(
     return paths
 
 
+@torch.no_grad()
+def write_clips(
+    model: VideoGAN, out: Path, n: int, label: str = "all", seed: int = 0, nrow: int | None = None, batch_size: int = 64,
+    truncation: float | None = None,
+) -> list[Path]:
+    """Writes `grid.gif` and `n` single clips `000000.gif`... to `out` (the noise of `write_samples`)."""
+    y = labels_for(label, n, model.num_classes)
+    z = noise(n, model.generator.z_dim, truncation, torch.Generator().manual_seed(seed))
+    clips = torch.cat([
+        model(z[s : s + batch_size].to(model.device), None if y is None else y[s : s + batch_size].to(model.device)).cpu()
+        for s in range(0, n, batch_size)
+    ])
+    out.mkdir(parents=True, exist_ok=True)
+    nrow = nrow or (model.num_classes if (y is not None and label == "all") else max(int(n**0.5), 1))
+    save_gif(to_gif_frames(clips, nrow), out / "grid.gif", model.gif_fps)
+    return [save_gif(to_gif_frames(clip[None], 1), out / f"{i:06d}.gif", model.gif_fps) for i, clip in enumerate(clips)]
+
+
 def write_sentences(model: TextGAN, out: Path, n: int, seed: int = 0) -> list[str]:
     """Writes `n` sentences drawn from the generator to the file `out`, one per line; returns them."""
     rng = torch.Generator(device=model.device).manual_seed(seed)
@@ -96,6 +116,13 @@ def _(model: ImageGAN, ckpt: Path, args: argparse.Namespace) -> str:
     out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "_samples")
     paths = write_samples(model, out, args.n, args.label, args.seed, args.nrow, truncation=args.truncation)
     return f"wrote {out / 'grid.png'} and {len(paths)} images to {out}/"
+
+
+@write_outputs.register
+def _(model: VideoGAN, ckpt: Path, args: argparse.Namespace) -> str:
+    out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "_samples")
+    paths = write_clips(model, out, args.n, args.label, args.seed, args.nrow, truncation=args.truncation)
+    return f"wrote {out / 'grid.gif'} and {len(paths)} clips (animated GIFs) to {out}/"
 
 
 @write_outputs.register

@@ -106,12 +106,18 @@ def file_digest(path: Path) -> str:
 class FeatureExtractor(nn.Module, ABC):
     """Base class: `forward(x) -> (features, logits)` for images in [-1, 1]; `load()` before use.
 
-    Subclasses set `num_features`, `num_classes`, `metric_prefix` and `fingerprint`.
+    Subclasses set `num_features`, `num_classes`, `metric_prefix` and `fingerprint`, and may rename
+    metrics in `metric_names` (a video extractor logs "fid" as "fvd").
     """
 
     num_features: int = 0
     num_classes: int = 0
     metric_prefix: str = ""
+    metric_names: dict[str, str] = {}
+
+    def metric_key(self, name: str) -> str:
+        """The logged name of metric `name` ("fid", "is", "kid", "modes", "kl") in this feature space."""
+        return self.metric_prefix + self.metric_names.get(name, name)
 
     @property
     @abstractmethod

@@ -235,7 +235,8 @@ class SampleMetrics:
 class SampleQuality(L.Callback):
     """FID / IS / KID of the EMA generator at every validation, logged as `val/<prefix>fid`, `val/<prefix>is`,
     `val/<prefix>kid` (and `val/<prefix>modes`, `val/<prefix>kl` with `modes`), where the prefix is the
-    extractor's: "" for Inception (`val/fid`), "digits_" for the digits classifier (`val/digits_fid`).
+    extractor's: "" for Inception (`val/fid`), "digits_" for the digits classifier (`val/digits_fid`). An
+    extractor may rename a metric (`metric_names`): video extractors log `val/fvd`, `val/moving_digits_fd`.
 
     By default the data module picks the extractor (its `metric_features` import path): the digits
     classifier for the digits, Inception for real image data sets, none (metrics off) for data modules
@@ -365,7 +366,6 @@ class SampleQuality(L.Callback):
             return
         generator = pl_module.generator_ema
         results = self.evaluate(pl_module, generator.z_dim, pl_module.num_classes, pl_module.device)
-        prefix = self.features.metric_prefix
         for name, value in results.items():
             if not name.endswith("_std"):
-                pl_module.log(f"val/{prefix}{name}", value.float(), sync_dist=True)
+                pl_module.log(f"val/{self.features.metric_key(name)}", value.float(), sync_dist=True)
