@@ -33,8 +33,9 @@ from sagan.training.sample_grid import SampleGrid
 # parameter does not exist is skipped: image data has no vocab_size, a text network no image_size).
 DATA_FACTS = ("image_size", "channels", "num_classes", "vocab_size", "seq_len")
 NETWORKS = ("generator", "discriminator")
-# Facts of the data set that the LightningModule itself takes (the text GAN decodes with the vocabulary).
-MODULE_FACTS = ("vocabulary",)
+# Facts of the data set that the LightningModule itself takes (the text GAN decodes with the vocabulary;
+# the repair GAN inpaints or restores as its data says).
+MODULE_FACTS = ("vocabulary", "task")
 
 
 def _one_line(message: str) -> str:

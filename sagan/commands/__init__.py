@@ -6,6 +6,7 @@ LightningCLI (`sagan.cli.SaganCLI`).
     sagan eval ...                FID / IS / KID of a checkpoint (commands/evaluate.py)
     sagan bench ...               training and data-loading speed (commands/bench.py)
     sagan bench-quality ...       sample quality for a fixed budget (commands/bench_quality.py)
+    sagan repair ...              repair images with a repair checkpoint, or damage them (commands/repair.py)
 
 Errors the user can fix end in one line on stderr and exit status 2; a run stopped on purpose (signal,
 non-finite losses) in one line and its own exit status.
@@ -26,6 +27,7 @@ VERBS = {
     "eval": "evaluate",
     "bench": "bench",
     "bench-quality": "bench_quality",
+    "repair": "repair",
 }
 
 

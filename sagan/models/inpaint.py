@@ -55,10 +55,11 @@ class InpaintGenerator(nn.Module):
         gated: gated convolutions (DeepFill v2); False: plain convolutions.
         use_mask: the mask is an input channel (inpainting); False for blind restoration, where the
             network gets the damaged image only and must find the damage itself.
+        num_classes: classes of the data (linked from the data module); ignored: repair is unconditional.
     """
 
     repair = True  # the contract suite's sign of a repair network: called as net(image, mask)
-    num_classes = 0
+    num_classes = 0  # unconditional, whatever the data's classes
 
     def __init__(
         self,
@@ -75,8 +76,11 @@ class InpaintGenerator(nn.Module):
         sagan_attention: bool = False,
         gated: bool = True,
         use_mask: bool = True,
+        num_classes: int = 0,
     ):
         super().__init__()
+        if num_classes < 0:
+            raise ValueError(f"InpaintGenerator: num_classes must be >= 0, got {num_classes}")
         _positive("InpaintGenerator", image_size=image_size, channels=channels, width=width, num_down=num_down,
                   max_multiplier=max_multiplier, num_heads=num_heads)
         for name, value in (("dilated_blocks", dilated_blocks), ("transformer_depth", transformer_depth),
@@ -181,6 +185,7 @@ class PatchDiscriminator(nn.Module):
         num_layers: stride-2 layers; the logits map is `2^num_layers` times smaller than the image.
         max_multiplier: cap of the channel multiplier.
         use_mask: the hole mask is an input channel (inpainting); False for blind restoration.
+        num_classes: classes of the data (linked from the data module); ignored: repair is unconditional.
     """
 
     repair = True
@@ -188,9 +193,11 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(
         self, image_size: int = 32, channels: int = 3, width: int = 32, num_layers: int = 3, max_multiplier: int = 4,
-        use_mask: bool = True,
+        use_mask: bool = True, num_classes: int = 0,
     ):
         super().__init__()
+        if num_classes < 0:
+            raise ValueError(f"PatchDiscriminator: num_classes must be >= 0, got {num_classes}")
         _positive("PatchDiscriminator", image_size=image_size, channels=channels, width=width, num_layers=num_layers,
                   max_multiplier=max_multiplier)
         self.image_size, self.channels, self.use_mask = image_size, channels, use_mask
