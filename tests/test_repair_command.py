@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import fit_repair
+from conftest import EXPERIMENTS, TINY_INPAINT, fit_repair
 from PIL import Image
 
 from sagan.commands import main
@@ -93,6 +93,22 @@ def test_damage_writes_a_seeded_damaged_copy_and_its_mask_that_repair_takes(inpa
     assert np.array_equal(_read(tmp_path / "repaired.png")[~hole], pixels[~hole])
     main(["repair", "--image", str(image), "--damage", "noise", "--out", str(tmp_path / "noisy.png")])
     assert _read(tmp_path / "noisy.png").shape == pixels.shape
+
+
+def test_a_restoration_checkpoint_repairs_without_a_mask_at_native_size(tmp_path, capsys):
+    tiny_restore = ["--config", str(EXPERIMENTS / "restore_digits.yaml"), *TINY_INPAINT[2:]]
+    main(["fit", *tiny_restore, "--g_iters=1", "--trainer.limit_val_batches=0", "--tracker=none",
+          "--run_root", str(tmp_path / "runs")])
+    (ckpt,) = tmp_path.glob("runs/restore_digits/*/checkpoints/last.ckpt")
+    image, pixels = _image(tmp_path, 30, 21)  # not multiples of the stride: padded, then cropped back
+    main(["repair", "--ckpt", str(ckpt), "--image", str(image), "--out", str(tmp_path / "restored.png")])
+    restored = _read(tmp_path / "restored.png")
+    assert restored.shape == pixels.shape and not np.array_equal(restored, pixels)
+    mask, _ = _mask(tmp_path, 30, 21)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["repair", "--ckpt", str(ckpt), "--image", str(image), "--mask", str(mask), "--out", str(tmp_path / "o.png")])
+    assert exit_info.value.code == 2 and "takes no --mask" in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists()
 
 
 def _bad_inputs(tmp_path: Path, trained_run: Path, inpaint_ckpt: Path) -> dict[str, tuple[list[str], str]]:

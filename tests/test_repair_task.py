@@ -5,12 +5,14 @@ from types import SimpleNamespace
 import lightning as L
 import pytest
 import torch
+from conftest import TINY_INPAINT
 from torch.testing import assert_close
 from torch.utils.data import DataLoader, Dataset
 
 from sagan.layers.norm import frozen_spectral_norm
 from sagan.losses import HingeLoss
 from sagan.models.inpaint import TINY
+from sagan.commands import main
 from sagan.evaluation.repair_metrics import composite
 from sagan.tasks.repair import RepairGAN
 
@@ -180,3 +182,32 @@ def test_fixed_samples_show_damaged_repaired_original_and_the_attention():
     attention = pictures["attention"].view(3, 3, 3, 16, 16)
     assert attention.min() >= -1 and attention.max() <= 1
     assert model.grid_nrow == 9
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--data.init_args.task=restore"], "the generator's use_mask must be false"),  # the task is linked from the data
+        (["--model.init_args.hole_weight=0"], "hole_weight > 0"),
+    ],
+)
+def test_bad_repair_configuration_is_one_line_and_exit_2(args, expected, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *TINY_INPAINT, "--tracker=none", "--run_root", str(tmp_path), *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("sagan: error")]
+    assert "Traceback" not in err and len(lines) == 1 and expected in lines[0], err
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_sample_metrics_of_noise_driven_generators_are_refused_at_start_up():
+    from sagan.errors import UsageError
+    from sagan.evaluation.metrics import SampleQuality
+
+    model = _gan()
+    model._trainer = SimpleNamespace(strategy=None, callbacks=[SampleQuality()], limit_val_batches=0)
+    with pytest.raises(UsageError, match="set --metrics.features=null"):
+        model.setup("fit")
+    model._trainer.callbacks = [SampleQuality(features=None)]
+    model.setup("fit")

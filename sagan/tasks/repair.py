@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.utils.data import default_collate
 
+from sagan.errors import UsageError
+from sagan.evaluation.metrics import SampleQuality
 from sagan.evaluation.repair_metrics import RepairEvaluation, composite
 from sagan.layers.norm import frozen_spectral_norm
 from sagan.losses import AdversarialLoss, HingeLoss
@@ -199,6 +201,11 @@ class RepairGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightn
         if stage == "fit":
             check_strategy(getattr(self.trainer, "strategy", None))
         trainer = self.trainer
+        if any(isinstance(c, SampleQuality) and c.enabled for c in getattr(trainer, "callbacks", [])):
+            raise UsageError(
+                "--metrics.features: the sample metrics score noise-driven generators; a repair GAN is scored by "
+                "--model.evaluation (set --metrics.features=null)"
+            )
         if stage in ("fit", "validate") and trainer.limit_val_batches != 0:  # extractor and real statistics now
             self.evaluation.prepare(trainer.datamodule, trainer.strategy.root_device, trainer.strategy.broadcast)
 
