@@ -112,7 +112,9 @@ def brush_strokes(h: int, w: int, rng: _Draws) -> np.ndarray:
     return np.ascontiguousarray(canvas)
 
 
-def lama_strokes(h: int, w: int, rng: _Draws, times: tuple[int, int], max_width: int, max_angle: int, max_len: int) -> np.ndarray:
+def lama_strokes(
+    h: int, w: int, rng: _Draws, times: tuple[int, int], max_width: int, max_angle: int, max_len: int
+) -> np.ndarray:
     """LaMa's irregular mask: `times` polylines of 1-5 segments at whole-radian angles, length
     10 + [0, max_len), width 5 + [0, max_width) (pixels at 256)."""
     canvas = np.zeros((h, w), np.uint8)
@@ -131,7 +133,9 @@ def lama_strokes(h: int, w: int, rng: _Draws, times: tuple[int, int], max_width:
     return canvas
 
 
-def lama_boxes(h: int, w: int, rng: _Draws, boxes: tuple[int, int], box_size: tuple[int, int], margin: int) -> np.ndarray:
+def lama_boxes(
+    h: int, w: int, rng: _Draws, boxes: tuple[int, int], box_size: tuple[int, int], margin: int
+) -> np.ndarray:
     """LaMa's rectangle mask: `boxes` rectangles with sides in `box_size`, `margin` from the border (pixels at 256)."""
     canvas = np.zeros((h, w), np.uint8)
     scale = min(h, w) / 256
@@ -172,7 +176,9 @@ def scratches(h: int, w: int, rng: _Draws) -> np.ndarray:
         points = []
         for t in np.linspace(0, 1, 17):
             a, b, c = (1 - t) ** 2, 2 * (1 - t) * t, t**2
-            points.append((a * (cx - dx) + b * control[0] + c * (cx + dx), a * (cy - dy) + b * control[1] + c * (cy + dy)))
+            x = a * (cx - dx) + b * control[0] + c * (cx + dx)
+            y = a * (cy - dy) + b * control[1] + c * (cy + dy)
+            points.append((x, y))
         for (x0, y0), (x1, y1) in zip(points[:-1], points[1:]):
             _line(canvas, x0, y0, x1, y1, width)
     return canvas
@@ -210,11 +216,16 @@ class MaskGenerator:
         rng = _Draws(generator)
         low, high = self.hole_range or (0.0, 1.0)
         for _ in range(self.max_tries):
-            canvas = self._union(height, width, rng, low) if self.kind == "mixed" else self._draw(self.kind, height, width, rng)
+            if self.kind == "mixed":
+                canvas = self._union(height, width, rng, low)
+            else:
+                canvas = self._draw(self.kind, height, width, rng)
             ratio = float(canvas.mean())
             if low < ratio <= high:
                 return torch.from_numpy(canvas.astype(np.float32)).unsqueeze(0)
-        raise RuntimeError(f"no {self.kind} mask of {height}x{width} with a hole ratio in ({low}, {high}] in {self.max_tries} draws")
+        raise RuntimeError(
+            f"no {self.kind} mask of {height}x{width} with a hole ratio in ({low}, {high}] in {self.max_tries} draws"
+        )
 
     def _union(self, h: int, w: int, rng: _Draws, low: float) -> np.ndarray:
         canvas = np.zeros((h, w), np.uint8)
@@ -236,7 +247,8 @@ class MaskGenerator:
                 if box_p and rng.uniform(0, 1 + box_p) >= 1:  # LaMa picks one generator, p proportional to 1 : box_p
                     canvas = lama_boxes(h, w, rng, preset["boxes"], preset["box_size"], preset["margin"])
                 else:
-                    canvas = lama_strokes(h, w, rng, preset["times"], preset["max_width"], preset["max_angle"], preset["max_len"])
+                    strokes = (preset["times"], preset["max_width"], preset["max_angle"], preset["max_len"])
+                    canvas = lama_strokes(h, w, rng, *strokes)
             if canvas.mean() <= CAP:
                 return canvas
 

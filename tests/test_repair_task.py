@@ -206,7 +206,7 @@ def test_sample_metrics_of_noise_driven_generators_are_refused_at_start_up():
     from sagan.evaluation.metrics import SampleQuality
 
     model = _gan()
-    model._trainer = SimpleNamespace(strategy=None, callbacks=[SampleQuality()], limit_val_batches=0)
+    model._trainer = SimpleNamespace(strategy=None, callbacks=[SampleQuality()], limit_val_batches=0, datamodule=_RepairData())
     with pytest.raises(UsageError, match="set --metrics.features=null"):
         model.setup("fit")
     model._trainer.callbacks = [SampleQuality(features=None)]

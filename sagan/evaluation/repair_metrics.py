@@ -64,7 +64,9 @@ def bucket_of(ratio: torch.Tensor, low: float, high: float) -> torch.Tensor:
     return (ratio > low) & (ratio <= high)
 
 
-def _means(values: dict[str, torch.Tensor], prefix: str, buckets: dict[str, tuple[float, float]]) -> dict[str, torch.Tensor]:
+def _means(
+    values: dict[str, torch.Tensor], prefix: str, buckets: dict[str, tuple[float, float]]
+) -> dict[str, torch.Tensor]:
     out = {}
     groups = {"": torch.ones_like(values["hole_ratio"], dtype=torch.bool)}
     groups |= {f"_{name}": bucket_of(values["hole_ratio"], *bounds) for name, bounds in buckets.items()}
@@ -174,16 +176,22 @@ class RepairEvaluation:
     ):
         if lpips_net not in LPIPS_BACKBONES:
             raise ValueError(f"lpips_net must be one of {', '.join(LPIPS_BACKBONES)}, got {lpips_net!r}")
+        if num_real is not None and num_real < 2 or kid_real < 2:
+            raise ValueError(f"num_real (or None) and kid_real must be >= 2, got {num_real} and {kid_real}")
         if kid_subsets < 1 or kid_subset_size < 2:
-            raise ValueError(f"kid_subsets must be >= 1 and kid_subset_size >= 2, got {kid_subsets} and {kid_subset_size}")
+            raise ValueError(
+                f"kid_subsets must be >= 1 and kid_subset_size >= 2, got {kid_subsets} and {kid_subset_size}"
+            )
+        # SampleQuality finds the extractor and loads or computes the cached real statistics (the same
+        # cache entry as the image GAN's); the metrics themselves are computed per bucket in `compute`
         self.quality = SampleQuality(
-            features, num_samples=kid_subset_size, num_real=num_real, batch_size=batch_size, fid=True,
-            inception_score=False, kid=True, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
-            kid_real=kid_real, seed=seed, cache_dir=cache_dir,
+            features, num_samples=2, num_real=num_real, batch_size=batch_size, fid=True, inception_score=False,
+            kid=False, kid_real=kid_real, seed=seed, cache_dir=cache_dir,
         )
         self.kid_subsets, self.kid_subset_size, self.seed = kid_subsets, kid_subset_size, seed
         self.lpips_net = lpips_net
-        self.lpips_weights = None if lpips is False else find_lpips_weights(lpips_net, lpips_weights, required=bool(lpips))
+        # checked now, at start-up: LPIPS asked for (True) without its weights file is a one-line error
+        self.lpips_weights = None if lpips is False else find_lpips_weights(lpips_net, lpips_weights, bool(lpips))
         self.lpips: torch.nn.Module | None = None
         self.buckets = BUCKETS if buckets else {}
         self.reset()
@@ -192,9 +200,16 @@ class RepairEvaluation:
     def features(self) -> FeatureExtractor | None:
         return self.quality.features if self.quality.enabled else None
 
-    def prepare(self, datamodule, device: torch.device, broadcast: Callable = lambda x: x, num_real: int | None = None) -> None:
+    def resolve(self, datamodule) -> None:
+        """Builds the extractor the data module names (at start-up: missing Inception weights stop the run here)."""
+        self.quality.resolve(datamodule)
+
+    def prepare(
+        self, datamodule, device: torch.device, broadcast: Callable = lambda x: x, num_real: int | None = None
+    ) -> None:
         """Loads the extractor, the real statistics of `datamodule.train_set` (cached) and LPIPS.
-        `num_real` lowers the number of real images (e.g. 64 under fast_dev_run)."""
+        `num_real` lowers the number of real images (e.g. 64 under fast_dev_run); KID subsets shrink
+        to the images there are."""
         if num_real is not None:
             self.quality.num_real = min(self.quality.num_real or num_real, num_real)
             self.quality.kid_real = min(self.quality.kid_real, num_real)
@@ -252,22 +267,47 @@ class RepairEvaluation:
 
 @torch.no_grad()
 def evaluate_repair(
-    repair: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], data, evaluation: RepairEvaluation,
-    device: torch.device | str = "cpu", prefix: str = "",
+    repair: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None, data, evaluation: RepairEvaluation,
+    device: torch.device | str = "cpu", prefix: str = "", limit: int | None = None,
 ) -> dict[str, float]:
     """Scores a repair function on the validation split of a `datamodules.repair.RepairDataModule` with
-    its fixed masks / damage: `repair(damaged, mask)` ([N, C, H, W], [N, 1, H, W]; the mask is None for
-    blind restoration) returns the prediction, which is composited for inpainting. `evaluation` must be
-    prepared. Returns {key: value} (see the module docstring for the keys)."""
+    its fixed masks / damage (what `make eval` and the repair benchmark report).
+
+    Args:
+        repair: `repair(damaged, mask) -> prediction` ([N, C, H, W], [N, 1, H, W] -> [N, C, H, W]); the
+            mask is None for blind restoration; inpainting predictions are composited. None scores the
+            original images themselves (the floor).
+        data: the data module.
+        evaluation: a prepared `RepairEvaluation`.
+        device: where the images go.
+        prefix: prepended to every key.
+        limit: the first `limit` validation images only.
+
+    Returns:
+        {key: value} (see the module docstring) and `images`, `images_small`, `images_large`: how many
+        images each number is over.
+    """
     if data.val_repair is None:
         data.setup("fit")
-    loader = torch.utils.data.DataLoader(data.val_repair, batch_size=data.batch_size, num_workers=data.num_workers)
+    dataset = data.val_repair
+    if limit is not None:
+        dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=data.batch_size, num_workers=data.num_workers)
     evaluation.reset()
+    ratios = []
     for damaged, mask, clean, _ in loader:
         damaged, mask, clean = damaged.to(device), mask.to(device), clean.to(device)
-        if data.task == "inpaint":
+        if repair is None:
+            output = clean
+        elif data.task == "inpaint":
             output = composite(damaged, repair(damaged, mask), mask)
         else:
             output = repair(damaged, None)
         evaluation.update(output, clean, mask)
-    return {key: float(value) for key, value in evaluation.compute(prefix).items()}
+        ratios.append((mask != 0).float().mean((1, 2, 3)).cpu())
+    results = {key: float(value) for key, value in evaluation.compute(prefix).items()}
+    ratio = torch.cat(ratios)
+    results[f"{prefix}images"] = len(ratio)
+    for name, bounds in evaluation.buckets.items():
+        results[f"{prefix}images_{name}"] = int(bucket_of(ratio, *bounds).sum())
+    return results

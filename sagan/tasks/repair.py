@@ -206,8 +206,10 @@ class RepairGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightn
                 "--metrics.features: the sample metrics score noise-driven generators; a repair GAN is scored by "
                 "--model.evaluation (set --metrics.features=null)"
             )
+        self.evaluation.resolve(trainer.datamodule)  # missing Inception weights stop the run here
         if stage in ("fit", "validate") and trainer.limit_val_batches != 0:  # extractor and real statistics now
-            self.evaluation.prepare(trainer.datamodule, trainer.strategy.root_device, trainer.strategy.broadcast)
+            num_real = 64 if trainer.fast_dev_run else None
+            self.evaluation.prepare(trainer.datamodule, trainer.strategy.root_device, trainer.strategy.broadcast, num_real)
 
     def training_step(self, batch, batch_idx: int) -> None:
         damaged, mask, clean, _ = batch

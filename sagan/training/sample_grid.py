@@ -24,7 +24,8 @@ def attention_picture(
     images: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Where one hole pixel of each image looks: the image with that pixel marked green, and the image
-    dimmed under the attention weights of the token holding it, in red (scaled to the row's maximum).
+    dimmed under the attention weights of the token holding it, in red (from black for the row's smallest
+    nonzero weight to full red for its largest; tokens it does not read stay dark).
 
     images: [N, C, H, W] in [-1, 1]; mask: [N, 1, H, W] (1 = hole); weights: [N, L, L] over a token grid
     that tiles the image in squares -> two [N, 3, H, W] pictures in [-1, 1]. The query is the hole pixel
@@ -42,7 +43,10 @@ def attention_picture(
         else:
             y, x = h // 2, w // 2
         row = weights[i, (y // stride) * (w // stride) + x // stride].view(1, 1, h // stride, w // stride)
-        row = F.interpolate(row / row.max().clamp_min(1e-12), scale_factor=stride, mode="nearest")[0, 0]
+        read = row[row > 0]
+        low = read.min() if len(read) > 1 and read.max() > read.min() else row.new_zeros(())
+        row = torch.where(row > 0, (row - low) / (row.max() - low).clamp_min(1e-12), 0.0)
+        row = F.interpolate(row, scale_factor=stride, mode="nearest")[0, 0]
         heat[i, 0] = (heat[i, 0] + row).clamp(0, 1)
         for picture in (marked, heat):
             picture[i, :, max(y - 1, 0) : y + 2, x] = torch.tensor([0.0, 1.0, 0.0], device=images.device)[:, None]
