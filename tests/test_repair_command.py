@@ -153,3 +153,22 @@ def test_each_bad_input_is_one_line_exit_2_and_writes_nothing(inpaint_ckpt, trai
         lines = [line for line in err.splitlines() if line.startswith("sagan: error")]
         assert "Traceback" not in err and len(lines) == 1 and expected in lines[0], (name, err)
         assert not (tmp_path / "out").exists(), name
+
+
+def test_makefile_picks_the_repair_experiments_and_reaches_the_wrapped_root():
+    import subprocess
+
+    from conftest import REPO
+
+    def make(*args: str) -> str:
+        return subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout
+
+    assert "--config experiments/inpaint_digits.yaml --data.init_args.data.init_args.root=/d" in make(
+        "train", "MODEL=inpaint", "DATA_DIR=/d"
+    )
+    assert "--config experiments/restore_celeba.yaml --data.init_args.data.init_args.root=/d" in make(
+        "train", "MODEL=restore", "DATA=celeba", "DATA_DIR=/d"
+    )
+    assert "--config experiments/sagan_celeba.yaml --data.init_args.root=/d" in make("train", "DATA=celeba", "DATA_DIR=/d")
+    assert "sagan repair --ckpt c --image i --mask m  --out o" in make("repair", "CKPT=c", "IMAGE=i", "MASK=m", "OUT=o")
+    assert "sagan repair  --image i  --damage strokes --out o" in make("repair", "IMAGE=i", "DAMAGE=strokes", "OUT=o")
