@@ -157,7 +157,8 @@ def damage(triples, kind: str, seed: int) -> list[str]:
             damaged, hole = Degradation(PRESETS_BY_NAME.get(kind, kind))(x, generator)
         mask_path = out.with_name(f"{out.stem}_mask.png")
         write_images({out: _to_uint8(damaged[None].clamp(-1, 1)), mask_path: (hole[0] > 0).numpy()[..., None].astype(np.uint8) * 255})
-        lines.append(f"wrote {out} ({kind}, hole ratio {float((hole > 0).float().mean()):.3f}) and {mask_path}")
+        share = float((hole > 0).float().mean())
+        lines.append(f"wrote {out} ({kind}; {share:.1%} of the pixels in the mask) and {mask_path}")
     return lines
 
 
