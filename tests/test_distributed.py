@@ -102,7 +102,8 @@ def test_repair_gan_sends_every_pass_that_builds_a_graph_through_its_networks_wr
     # what GANDDPStrategy relies on (the 2-process run above is marked slow): one wrapper per network
     from sagan.models.inpaint import TINY as REPAIR_TINY
 
-    model = RepairGAN(*(cls(**kwargs) for cls, kwargs in (REPAIR_TINY["inpaint-generator"], REPAIR_TINY["patch-discriminator"])))
+    (g_cls, g_kwargs), (d_cls, d_kwargs) = REPAIR_TINY["inpaint-generator"], REPAIR_TINY["patch-discriminator"]
+    model = RepairGAN(g_cls(**g_kwargs), d_cls(**d_kwargs))
     calls = []
 
     class Recording(nn.Module):
@@ -122,7 +123,8 @@ def test_repair_gan_sends_every_pass_that_builds_a_graph_through_its_networks_wr
     output = model._net("generator")(damaged, mask)
     model.discriminator_loss(clean, output, mask)[0].backward()
     model.generator_loss(output, damaged, mask, clean)[0].backward()
-    assert calls == [("InpaintGenerator", "forward"), ("PatchDiscriminator", "forward"), ("PatchDiscriminator", "features")]
+    expected = [("InpaintGenerator", "forward"), ("PatchDiscriminator", "forward"), ("PatchDiscriminator", "features")]
+    assert calls == expected
     assert all(p.grad is not None for p in model.generator.parameters())
     with torch.no_grad():  # passes without a graph use the bare networks
         model.repair(damaged, mask)

@@ -14,7 +14,8 @@ from sagan.commands import main
 @pytest.fixture(scope="module")
 def inpaint_ckpt(tmp_path_factory) -> Path:
     """A tiny inpainting run on the digits (1 channel, stride 4), 2 generator iterations."""
-    return fit_repair(tmp_path_factory.mktemp("inpaint"), "--g_iters=2") / "checkpoints" / "last.ckpt"
+    run = fit_repair(tmp_path_factory.mktemp("inpaint"), "--g_iters=2", "--trainer.limit_val_batches=0")
+    return run / "checkpoints" / "last.ckpt"
 
 
 def _png(path: Path, array: np.ndarray) -> Path:
@@ -27,7 +28,9 @@ def _image(tmp_path: Path, height: int = 24, width: int = 40, name: str = "photo
     return _png(tmp_path / name, pixels), pixels
 
 
-def _mask(tmp_path: Path, height: int = 24, width: int = 40, name: str = "mask.png", value: int = 255) -> tuple[Path, np.ndarray]:
+def _mask(
+    tmp_path: Path, height: int = 24, width: int = 40, name: str = "mask.png", value: int = 255
+) -> tuple[Path, np.ndarray]:
     hole = np.zeros((height, width), dtype=bool)
     hole[5:15, 10:30] = True
     return _png(tmp_path / name, np.where(hole, value, 0).astype(np.uint8)), hole
@@ -55,7 +58,8 @@ def test_inverted_mask_gives_the_same_repair(inpaint_ckpt, tmp_path):
     image, _ = _image(tmp_path)
     mask, hole = _mask(tmp_path)
     inverted = _png(tmp_path / "inverted.png", np.where(hole, 0, 255).astype(np.uint8))
-    main(["repair", "--ckpt", str(inpaint_ckpt), "--image", str(image), "--mask", str(mask), "--out", str(tmp_path / "a.png")])
+    main(["repair", "--ckpt", str(inpaint_ckpt), "--image", str(image), "--mask", str(mask),
+          "--out", str(tmp_path / "a.png")])
     main(["repair", "--ckpt", str(inpaint_ckpt), "--image", str(image), "--mask", str(inverted), "--invert-mask",
           "--out", str(tmp_path / "b.png")])
     assert np.array_equal(_read(tmp_path / "a.png"), _read(tmp_path / "b.png"))
@@ -76,7 +80,8 @@ def test_a_folder_of_images_with_masks_matched_by_name(inpaint_ckpt, tmp_path):
 def test_an_empty_mask_copies_the_image_and_says_so(inpaint_ckpt, tmp_path, capsys):
     image, pixels = _image(tmp_path)
     mask = _png(tmp_path / "empty.png", np.zeros((24, 40), dtype=np.uint8))
-    main(["repair", "--ckpt", str(inpaint_ckpt), "--image", str(image), "--mask", str(mask), "--out", str(tmp_path / "o.png")])
+    main(["repair", "--ckpt", str(inpaint_ckpt), "--image", str(image), "--mask", str(mask),
+          "--out", str(tmp_path / "o.png")])
     assert np.array_equal(_read(tmp_path / "o.png"), pixels)
     assert "nothing to repair" in capsys.readouterr().out
 
@@ -84,11 +89,13 @@ def test_an_empty_mask_copies_the_image_and_says_so(inpaint_ckpt, tmp_path, caps
 def test_damage_writes_a_seeded_damaged_copy_and_its_mask_that_repair_takes(inpaint_ckpt, tmp_path):
     image, pixels = _image(tmp_path, 32, 48)
     for name in ("a", "b"):
-        main(["repair", "--image", str(image), "--damage", "strokes", "--seed", "3", "--out", str(tmp_path / f"{name}.png")])
+        main(["repair", "--image", str(image), "--damage", "strokes", "--seed", "3",
+              "--out", str(tmp_path / f"{name}.png")])
     damaged, hole = _read(tmp_path / "a.png"), _read(tmp_path / "a_mask.png") == 255
     assert np.array_equal(damaged, _read(tmp_path / "b.png"))  # seeded
     assert hole.any() and np.array_equal(damaged[~hole], pixels[~hole]) and (damaged[hole] == 128).all()
-    main(["repair", "--ckpt", str(inpaint_ckpt), "--image", str(tmp_path / "a.png"), "--mask", str(tmp_path / "a_mask.png"),
+    main(["repair", "--ckpt", str(inpaint_ckpt), "--image", str(tmp_path / "a.png"),
+          "--mask", str(tmp_path / "a_mask.png"),
           "--out", str(tmp_path / "repaired.png")])
     assert np.array_equal(_read(tmp_path / "repaired.png")[~hole], pixels[~hole])
     main(["repair", "--image", str(image), "--damage", "noise", "--out", str(tmp_path / "noisy.png")])
@@ -106,7 +113,8 @@ def test_a_restoration_checkpoint_repairs_without_a_mask_at_native_size(tmp_path
     assert restored.shape == pixels.shape and not np.array_equal(restored, pixels)
     mask, _ = _mask(tmp_path, 30, 21)
     with pytest.raises(SystemExit) as exit_info:
-        main(["repair", "--ckpt", str(ckpt), "--image", str(image), "--mask", str(mask), "--out", str(tmp_path / "o.png")])
+        main(["repair", "--ckpt", str(ckpt), "--image", str(image), "--mask", str(mask),
+              "--out", str(tmp_path / "o.png")])
     assert exit_info.value.code == 2 and "takes no --mask" in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists()
 
@@ -169,6 +177,7 @@ def test_makefile_picks_the_repair_experiments_and_reaches_the_wrapped_root():
     assert "--config experiments/restore_celeba.yaml --data.init_args.data.init_args.root=/d" in make(
         "train", "MODEL=restore", "DATA=celeba", "DATA_DIR=/d"
     )
-    assert "--config experiments/sagan_celeba.yaml --data.init_args.root=/d" in make("train", "DATA=celeba", "DATA_DIR=/d")
+    plain = make("train", "DATA=celeba", "DATA_DIR=/d")
+    assert "--config experiments/sagan_celeba.yaml --data.init_args.root=/d" in plain
     assert "sagan repair --ckpt c --image i --mask m  --out o" in make("repair", "CKPT=c", "IMAGE=i", "MASK=m", "OUT=o")
     assert "sagan repair  --image i  --damage strokes --out o" in make("repair", "IMAGE=i", "DAMAGE=strokes", "OUT=o")

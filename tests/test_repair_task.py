@@ -9,11 +9,11 @@ from conftest import TINY_INPAINT
 from torch.testing import assert_close
 from torch.utils.data import DataLoader, Dataset
 
+from sagan.commands import main
+from sagan.evaluation.repair_metrics import composite
 from sagan.layers.norm import frozen_spectral_norm
 from sagan.losses import HingeLoss
 from sagan.models.inpaint import TINY
-from sagan.commands import main
-from sagan.evaluation.repair_metrics import composite
 from sagan.tasks.repair import RepairGAN
 
 
@@ -159,7 +159,8 @@ def test_blind_restoration_never_gives_the_networks_the_mask():
     ("make", "expected"),
     [
         (lambda: RepairGAN(_net("restore-generator"), _net("patch-discriminator"), "inpaint"), "generator's use_mask"),
-        (lambda: RepairGAN(_net("restore-generator"), _net("patch-discriminator"), "restore"), "discriminator's use_mask"),
+        (lambda: RepairGAN(_net("restore-generator"), _net("patch-discriminator"), "restore"),
+         "discriminator's use_mask"),
         (lambda: _gan(task="denoise"), "task must be"),
         (lambda: _gan(hole_weight=0.0), "hole_weight > 0"),
         (lambda: _gan(l1_weight=-1.0), "l1_weight"),
@@ -187,7 +188,7 @@ def test_fixed_samples_show_damaged_repaired_original_and_the_attention():
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--data.init_args.task=restore"], "the generator's use_mask must be false"),  # the task is linked from the data
+        (["--data.init_args.task=restore"], "the generator's use_mask must be false"),  # linked from the data
         (["--model.init_args.hole_weight=0"], "hole_weight > 0"),
     ],
 )
@@ -206,7 +207,9 @@ def test_sample_metrics_of_noise_driven_generators_are_refused_at_start_up():
     from sagan.evaluation.metrics import SampleQuality
 
     model = _gan()
-    model._trainer = SimpleNamespace(strategy=None, callbacks=[SampleQuality()], limit_val_batches=0, datamodule=_RepairData())
+    model._trainer = SimpleNamespace(
+        strategy=None, callbacks=[SampleQuality()], limit_val_batches=0, datamodule=_RepairData()
+    )
     with pytest.raises(UsageError, match="set --metrics.features=null"):
         model.setup("fit")
     model._trainer.callbacks = [SampleQuality(features=None)]

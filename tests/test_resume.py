@@ -126,7 +126,9 @@ def test_repair_gan_resumed_continues_exactly(tmp_path):
     try:
         straight = fit_repair(tmp_path / "a", "--g_iters=3", *recorded(tmp_path / "a"), *shape)
         fit_repair(tmp_path / "b", "--g_iters=2", "--name=r", *recorded(tmp_path / "b"), *shape)
-        resumed = fit_repair(tmp_path / "b", "--g_iters=3", "--name=r", "--resume=last", *recorded(tmp_path / "b"), *shape)
+        resumed = fit_repair(
+            tmp_path / "b", "--g_iters=3", "--name=r", "--resume=last", *recorded(tmp_path / "b"), *shape
+        )
     finally:
         torch.use_deterministic_algorithms(False)
     assert records(tmp_path / "b" / "records.jsonl") == records(tmp_path / "a" / "records.jsonl")

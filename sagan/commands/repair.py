@@ -156,7 +156,8 @@ def damage(triples, kind: str, seed: int) -> list[str]:
         else:
             damaged, hole = Degradation(PRESETS_BY_NAME.get(kind, kind))(x, generator)
         mask_path = out.with_name(f"{out.stem}_mask.png")
-        write_images({out: _to_uint8(damaged[None].clamp(-1, 1)), mask_path: (hole[0] > 0).numpy()[..., None].astype(np.uint8) * 255})
+        mask_pixels = (hole[0] > 0).numpy()[..., None].astype(np.uint8) * 255
+        write_images({out: _to_uint8(damaged[None].clamp(-1, 1)), mask_path: mask_pixels})
         share = float((hole > 0).float().mean())
         lines.append(f"wrote {out} ({kind}; {share:.1%} of the pixels in the mask) and {mask_path}")
     return lines
@@ -207,13 +208,21 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--ckpt", help="checkpoint written by `sagan fit` with a repair experiment")
     parser.add_argument("--image", required=True, help="an image file, or a folder of images")
-    parser.add_argument("--mask", help="inpainting: the mask file (nonzero = hole), or a folder of masks named like the images")
+    parser.add_argument(
+        "--mask", help="inpainting: the mask file (nonzero = hole), or a folder of masks named like the images"
+    )
     parser.add_argument("--invert-mask", action="store_true", help="zero mask pixels are the holes")
     parser.add_argument("--out", required=True, help="output PNG file, or a folder")
-    parser.add_argument("--size", choices=("fit", "native"), help="fit: at the training scale; native: at the image's own "
-                        "size (default: fit for inpainting, native for restoration)")
-    parser.add_argument("--damage", choices=damages, help="write a damaged copy (and <out>_mask.png) instead of repairing: "
-                        "a hole mask kind, or a restoration preset (painted_scratches: the restoration's scratches)")
+    parser.add_argument(
+        "--size", choices=("fit", "native"),
+        help="fit: at the training scale; native: at the image's own size (default: fit for inpainting, native for "
+        "restoration)",
+    )
+    parser.add_argument(
+        "--damage", choices=damages,
+        help="write a damaged copy (and <out>_mask.png) instead of repairing: a hole mask kind, or a restoration "
+        "preset (painted_scratches: the restoration's scratches)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of --damage (image i of a folder uses seed + i)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)

@@ -31,6 +31,12 @@ def _positive(who: str, **values: int) -> None:
             raise ValueError(f"{who}: {name} must be >= 1, got {value}")
 
 
+def _stage(in_channels: int, out_channels: int, stride: int, gated: bool) -> nn.Sequential:
+    """Two 3x3 gated convolutions, the first with `stride`."""
+    first = GatedConv2d(in_channels, out_channels, 3, stride, gated=gated)
+    return nn.Sequential(first, GatedConv2d(out_channels, out_channels, gated=gated))
+
+
 def _check_size(who: str, x: torch.Tensor, stride: int) -> None:
     if x.shape[-2] % stride or x.shape[-1] % stride:
         raise ValueError(f"{who}: height and width must be multiples of {stride}, got {tuple(x.shape[-2:])}")
@@ -91,27 +97,25 @@ class InpaintGenerator(nn.Module):
         self.num_down, self.window_size = num_down, window_size
         self.stride = 2**num_down * max(window_size, 1)  # windows must tile the bottleneck grid
         if image_size % self.stride:
-            raise ValueError(f"InpaintGenerator: image_size must be a multiple of the stride {self.stride}, got {image_size}")
+            raise ValueError(
+                f"InpaintGenerator: image_size must be a multiple of the stride {self.stride}, got {image_size}"
+            )
         chans = [width * min(2**i, max_multiplier) for i in range(num_down + 1)]
         dim = chans[-1]
         if transformer_depth and dim % num_heads:
             raise ValueError(f"InpaintGenerator: bottleneck channels {dim} are not divisible by num_heads {num_heads}")
         self.stem = GatedConv2d(channels + int(use_mask), chans[0], 5, gated=gated)
-        self.down = nn.ModuleList(
-            nn.Sequential(GatedConv2d(chans[i], chans[i + 1], 3, 2, gated=gated), GatedConv2d(chans[i + 1], chans[i + 1], gated=gated))
-            for i in range(num_down)
+        self.down = nn.ModuleList(_stage(chans[i], chans[i + 1], 2, gated) for i in range(num_down))
+        self.dilated = nn.ModuleList(
+            GatedConv2d(dim, dim, 3, dilation=2 ** (j + 1), gated=gated) for j in range(dilated_blocks)
         )
-        self.dilated = nn.ModuleList(GatedConv2d(dim, dim, 3, dilation=2 ** (j + 1), gated=gated) for j in range(dilated_blocks))
         # a depthwise convolution as position encoding: it works on any grid, unlike a learned table
         self.position = nn.Conv2d(dim, dim, 3, padding=1, groups=dim) if transformer_depth else None
         self.transformer = nn.ModuleList(
             MaskedTransformerBlock(dim, num_heads, mlp_ratio, window_size) for _ in range(transformer_depth)
         )
         self.attention = SelfAttention2d(dim) if sagan_attention else None
-        self.up = nn.ModuleList(
-            nn.Sequential(GatedConv2d(chans[i + 1] + chans[i], chans[i], gated=gated), GatedConv2d(chans[i], chans[i], gated=gated))
-            for i in reversed(range(num_down))
-        )
+        self.up = nn.ModuleList(_stage(chans[i + 1] + chans[i], chans[i], 1, gated) for i in reversed(range(num_down)))
         self.head = nn.Conv2d(chans[0], channels, 3, padding=1)
 
     def known_tokens(self, mask: torch.Tensor | None, n: int, hw: tuple[int, int]) -> torch.Tensor:
@@ -163,7 +167,8 @@ class InpaintGenerator(nn.Module):
         n, _, height, width = h.shape
         tokens = h.flatten(2).transpose(1, 2)
         block = self.transformer[0]
-        weights = block.attention.weights(block.norm1(tokens), self.known_tokens(mask, n, (height, width)), (height, width))
+        known = self.known_tokens(mask, n, (height, width))
+        weights = block.attention.weights(block.norm1(tokens), known, (height, width))
         if not self.window_size:
             return weights
         # windows: scatter each window's [T, T] weights into the whole grid's [L, L]
@@ -203,14 +208,18 @@ class PatchDiscriminator(nn.Module):
         self.image_size, self.channels, self.use_mask = image_size, channels, use_mask
         self.stride = 2**num_layers
         if image_size % self.stride:
-            raise ValueError(f"PatchDiscriminator: image_size must be a multiple of the stride {self.stride}, got {image_size}")
+            raise ValueError(
+                f"PatchDiscriminator: image_size must be a multiple of the stride {self.stride}, got {image_size}"
+            )
         chans = [channels + int(use_mask)] + [width * min(2**i, max_multiplier) for i in range(num_layers)]
         self.convs = nn.ModuleList(
             spectral_norm(nn.Conv2d(chans[i], chans[i + 1], 5, stride=2, padding=2)) for i in range(num_layers)
         )
         self.head = spectral_norm(nn.Conv2d(chans[-1], 1, 3, padding=1))
 
-    def features(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def features(
+        self, image: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Patch logits [N, H/stride, W/stride] and every layer's activations (for feature matching)."""
         _check_size("PatchDiscriminator", image, self.stride)
         h = image
@@ -245,5 +254,7 @@ TINY = {
         dict(image_size=16, channels=3, width=4, num_down=2, transformer_depth=1, num_heads=2, use_mask=False),
     ),
     "patch-discriminator": (PatchDiscriminator, dict(image_size=16, channels=3, width=4, num_layers=2)),
-    "patch-discriminator-blind": (PatchDiscriminator, dict(image_size=16, channels=1, width=4, num_layers=3, use_mask=False)),
+    "patch-discriminator-blind": (
+        PatchDiscriminator, dict(image_size=16, channels=1, width=4, num_layers=3, use_mask=False)
+    ),
 }

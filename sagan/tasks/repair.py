@@ -97,7 +97,7 @@ class RepairGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightn
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         for name, net in (("generator", generator), ("discriminator", discriminator)):
             if getattr(net, "use_mask", None) != (task == "inpaint"):
-                want = "true: inpainting reads the mask" if task == "inpaint" else "false: blind restoration gets no mask"
+                want = "true: inpainting reads the mask" if task == "inpaint" else "false: blind restoration has none"
                 raise ValueError(f"task={task}: the {name}'s use_mask must be {want}")
         for name in ("adversarial_weight", "l1_weight", "feature_matching_weight", "lr_g", "lr_d", "ema_start"):
             if getattr(self.hparams, name) < 0:
@@ -180,14 +180,18 @@ class RepairGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightn
         hole = self._hole(mask)
         with frozen_spectral_norm(self.discriminator):
             logits, activations = self._net("discriminator", "features")(
-                torch.cat([self._output(output, damaged, mask), clean]), None if hole is None else torch.cat([hole, hole])
+                torch.cat([self._output(output, damaged, mask), clean]),
+                None if hole is None else torch.cat([hole, hole]),
             )
         d_fake, d_real = logits.chunk(2)
         adversarial = self.loss.generator(d_fake, d_real.detach() if self.loss.generator_needs_real else None)
         matching = torch.stack([(f - r.detach()).abs().mean() for f, r in (a.chunk(2) for a in activations)]).mean()
         hp = self.hparams
         loss = hp.adversarial_weight * adversarial + hp.l1_weight * l1 + hp.feature_matching_weight * matching
-        stats = {"train/g_adversarial": adversarial.detach(), "train/g_l1": l1.detach(), "train/g_feature_matching": matching.detach()}
+        stats = {
+            "train/g_adversarial": adversarial.detach(), "train/g_l1": l1.detach(),
+            "train/g_feature_matching": matching.detach(),
+        }
         return loss, stats
 
     # ----------------------------------------------------------------------------------- training
@@ -209,7 +213,8 @@ class RepairGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightn
         self.evaluation.resolve(trainer.datamodule)  # missing Inception weights stop the run here
         if stage in ("fit", "validate") and trainer.limit_val_batches != 0:  # extractor and real statistics now
             num_real = 64 if trainer.fast_dev_run else None
-            self.evaluation.prepare(trainer.datamodule, trainer.strategy.root_device, trainer.strategy.broadcast, num_real)
+            strategy = trainer.strategy
+            self.evaluation.prepare(trainer.datamodule, strategy.root_device, strategy.broadcast, num_real)
 
     def training_step(self, batch, batch_idx: int) -> None:
         damaged, mask, clean, _ = batch
@@ -233,7 +238,9 @@ class RepairGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightn
             decay = self.hparams.ema_decay if self.generator_steps > self.hparams.ema_start else 0.0
             ema_update(self.generator_ema, self.generator, decay)
             self.log_dict({"train/g_loss": g_loss.detach(), **stats}, batch_size=n)
-            self.log("loss/g", g_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
+            self.log(
+                "loss/g", g_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True
+            )
         self.log("train/skipped_steps", self.nonfinite.total.clone())
 
     def on_validation_epoch_start(self) -> None:

@@ -111,7 +111,9 @@ class SampleGrid(L.Callback):
             (directory / f"text_{step:06d}.txt").write_text("".join(f"{line}\n" for line in samples), encoding="utf-8")
             log_text_table(trainer.loggers, "samples/text", ["iteration", "sample"], [[step, line] for line in samples])
 
-    def _write_grid(self, trainer, pl_module, images: torch.Tensor, directory: Path, step: int, name: str = "grid") -> None:
+    def _write_grid(
+        self, trainer, pl_module, images: torch.Tensor, directory: Path, step: int, name: str = "grid"
+    ) -> None:
         nrow = (
             self.nrow or getattr(pl_module, "grid_nrow", 0) or getattr(pl_module, "num_classes", 0)
             or max(int(len(images) ** 0.5), 1)
