@@ -100,6 +100,13 @@ def test_damage_writes_a_seeded_damaged_copy_and_its_mask_that_repair_takes(inpa
     assert np.array_equal(_read(tmp_path / "repaired.png")[~hole], pixels[~hole])
     main(["repair", "--image", str(image), "--damage", "noise", "--out", str(tmp_path / "noisy.png")])
     assert _read(tmp_path / "noisy.png").shape == pixels.shape
+    clean, damaged_folder = tmp_path / "clean", tmp_path / "damaged"  # a folder: masks go to <out>/masks/
+    clean.mkdir()
+    _image(clean, name="x.png")
+    main(["repair", "--image", str(clean), "--damage", "boxes", "--out", str(damaged_folder)])
+    main(["repair", "--ckpt", str(inpaint_ckpt), "--image", str(damaged_folder),
+          "--mask", str(damaged_folder / "masks"), "--out", str(tmp_path / "repaired_folder")])
+    assert _read(tmp_path / "repaired_folder" / "x.png").shape == (24, 40)
 
 
 def test_a_restoration_checkpoint_repairs_without_a_mask_at_native_size(tmp_path, capsys):

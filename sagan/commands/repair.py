@@ -4,6 +4,7 @@
     sagan repair --ckpt CKPT --image old.png --out restored.png                      blind restoration
     sagan repair --ckpt CKPT --image DIR --mask MASK_DIR --out OUT_DIR              a folder (masks by name)
     sagan repair --image clean.png --damage strokes --seed 3 --out damaged.png       + damaged_mask.png
+    sagan repair --image CLEAN_DIR --damage strokes --out DIR                        + DIR/masks/<name>.png
 
 - Mask polarity: a mask pixel that is nonzero (in its grayscale version) is a hole; `--invert-mask` makes
   the zero pixels the holes (for masks that are white where the image is valid).
@@ -140,8 +141,9 @@ def jobs(image: Path, mask: Path | None, out: Path) -> list[tuple[Path, Path | N
     return triples
 
 
-def damage(triples, kind: str, seed: int) -> list[str]:
-    """Writes a damaged copy of each clean image and its mask (`<out stem>_mask.png`, 255 = hole/damage)."""
+def damage(triples, kind: str, seed: int, folder: bool = False) -> list[str]:
+    """Writes a damaged copy of each clean image and its mask (255 = hole / damaged pixel): `<out stem>_mask.png`
+    beside one file; for a folder `<out>/masks/<name>.png`, so that `--image <out> --mask <out>/masks` repairs them."""
     from datamodules.degrade import Degradation
     from datamodules.masks import KINDS, MaskGenerator
 
@@ -155,7 +157,7 @@ def damage(triples, kind: str, seed: int) -> list[str]:
             damaged = x * (1 - hole)
         else:
             damaged, hole = Degradation(PRESETS_BY_NAME.get(kind, kind))(x, generator)
-        mask_path = out.with_name(f"{out.stem}_mask.png")
+        mask_path = out.parent / "masks" / out.name if folder else out.with_name(f"{out.stem}_mask.png")
         mask_pixels = (hole[0] > 0).numpy()[..., None].astype(np.uint8) * 255
         write_images({out: _to_uint8(damaged[None].clamp(-1, 1)), mask_path: mask_pixels})
         share = float((hole > 0).float().mean())
@@ -233,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         for flag, value in (("--ckpt", args.ckpt), ("--mask", args.mask), ("--size", args.size)):
             if value:
                 raise UsageError(f"{flag}: --damage writes damaged copies of clean images; it takes no {flag}")
-        lines = damage(jobs(image, None, out), args.damage, args.seed)
+        lines = damage(jobs(image, None, out), args.damage, args.seed, folder=image.is_dir())
     else:
         if not args.ckpt:
             raise UsageError("--ckpt is needed to repair (or --damage KIND to damage clean images)")
