@@ -188,3 +188,11 @@ def test_makefile_picks_the_repair_experiments_and_reaches_the_wrapped_root():
     assert "--config experiments/sagan_celeba.yaml --data.init_args.root=/d" in plain
     assert "sagan repair --ckpt c --image i --mask m  --out o" in make("repair", "CKPT=c", "IMAGE=i", "MASK=m", "OUT=o")
     assert "sagan repair  --image i  --damage strokes --out o" in make("repair", "IMAGE=i", "DAMAGE=strokes", "OUT=o")
+
+
+def test_the_run_wrote_repair_grids_and_attention_maps(inpaint_ckpt):
+    samples = inpaint_ckpt.parent.parent / "samples"  # the tiny run above: grid_size 4, 2 generator iterations
+    names = sorted(p.name for p in samples.glob("*.png"))
+    assert names == ["attention_000000.png", "attention_000002.png", "grid_000000.png", "grid_000002.png"]
+    for name in names:  # one row of 4 x (damaged | repaired | original), 32x32 images with 2-pixel gaps
+        assert Image.open(samples / name).size == (2 + 12 * 34, 2 + 34)
