@@ -17,8 +17,14 @@ CKPT ?=
 N ?= 64
 LABEL ?= all
 FORMAT ?= torchscript
+IMAGE ?=
+MASK ?=
+OUT ?=
+DAMAGE ?=
+# The data module's root: one level further down when the experiment wraps an image data module (repair).
+DATA_ROOT_ARG = $(if $(shell grep -l 'datamodules.repair.RepairDataModule' $(EXPERIMENT) 2>/dev/null),--data.init_args.data.init_args.root,--data.init_args.root)
 
-.PHONY: install train test sample eval bench bench-quality experiments clean attention interpolate export predict
+.PHONY: install train test sample eval bench bench-quality repair experiments clean attention interpolate export predict
 
 $(BIN)/sagan: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,13 +41,14 @@ PARALLEL := $(if $(DEVICES),--trainer.devices=$(DEVICES)) $(if $(NODES),--traine
 ## make train [MODEL=sagan] [DATA=digits|celeba|cifar10|folder] [DATA_DIR=data] [DEVICES=N] [NODES=M]
 ##            [RESUME=last|auto|path] [ARGS="--model.n_critic=2 ..."]
 ## DATA_DIR (the datamodule's root) defaults to the experiment's own, ./data for celeba and cifar10.
+## make train MODEL=inpaint|restore [DATA=digits|celeba|cifar10|folder]: image repair (inpainting, blind restoration)
 ## make train DATA=oracle: the text GAN on the synthetic oracle benchmark
 ## make train DATA=text TEXT=path/to/corpus.txt: the text GAN on a corpus, one sentence per line
 ## make train DATA=moving_digits: the video transformer GAN on moving digits (16 frames of 32x32)
 ## make train DATA=videos DATA_DIR=~/clips: the video transformer GAN on a folder of videos (GPU)
 train: install
 	@test -f $(EXPERIMENT) || { echo "error: no experiment $(EXPERIMENT) for MODEL=$(MODEL) DATA=$(DATA); expected one of: $$(cd experiments && ls *.yaml | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
-	$(BIN)/sagan fit --config $(EXPERIMENT) $(if $(DATA_DIR),--data.init_args.root=$(DATA_DIR)) $(if $(TEXT),--data.init_args.path=$(TEXT)) $(PARALLEL) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
+	$(BIN)/sagan fit --config $(EXPERIMENT) $(if $(DATA_DIR),$(DATA_ROOT_ARG)=$(DATA_DIR)) $(if $(TEXT),--data.init_args.path=$(TEXT)) $(PARALLEL) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
 
 ## make test: the whole suite on CPU, no network
 test: install
@@ -106,6 +113,12 @@ bench-quality: install
 .PHONY: bench-repair
 bench-repair: install
 	$(BIN)/sagan bench-quality --only repair $(ARGS)
+## make repair CKPT=runs/.../last.ckpt IMAGE=photo.png|DIR [MASK=mask.png|DIR] OUT=repaired.png|DIR [ARGS="--invert-mask"]
+##   repairs images (mask: nonzero = hole; restoration checkpoints take none); any size, known pixels kept exactly
+## make repair IMAGE=clean.png DAMAGE=strokes|scratches|noise|old_photo|... OUT=damaged.png: a damaged copy and its mask
+repair: install
+	@test -n "$(IMAGE)" -a -n "$(OUT)" || { echo "error: make repair needs IMAGE=<image or folder> and OUT=<file or folder>" >&2; exit 2; }
+	$(BIN)/sagan repair $(if $(CKPT),--ckpt $(CKPT)) --image $(IMAGE) $(if $(MASK),--mask $(MASK)) $(if $(DAMAGE),--damage $(DAMAGE)) --out $(OUT) $(ARGS)
 
 ## make experiments: list the experiments MODEL/DATA can pick
 experiments:

@@ -43,8 +43,9 @@ from sagan.training.tracking import CSVTracker, TrainingProgressBar, WandbTracke
 DATA_FACTS = ("image_size", "channels", "num_classes", "vocab_size", "seq_len")
 DATA_FACTS += ("num_frames",)  # video data: frames per clip
 NETWORKS = ("generator", "discriminator")
-# Facts of the data set that the LightningModule itself takes (the text GAN decodes with the vocabulary).
-MODULE_FACTS = ("vocabulary",)
+# Facts of the data set that the LightningModule itself takes (the text GAN decodes with the vocabulary;
+# the repair GAN inpaints or restores as its data says).
+MODULE_FACTS = ("vocabulary", "task")
 # LightningCLI verbs that need a step the module may not have: verb -> (hook, what to use instead)
 VERB_STEPS = {
     "test": ("test_step", "score a checkpoint with `sagan validate` or `sagan eval`"),

@@ -41,6 +41,20 @@ TINY_DIGITS = [
 ]
 
 
+# Shrinks the inpainting experiment on the digits: tiny networks, a few fixed validation images.
+TINY_INPAINT = [
+    "--config", str(EXPERIMENTS / "inpaint_digits.yaml"),
+    "--data.init_args.data.init_args.batch_size=8",
+    "--model.generator.init_args.width=4", "--model.generator.init_args.num_heads=2",
+    "--model.generator.init_args.transformer_depth=1", "--model.generator.init_args.dilated_blocks=1",
+    "--model.discriminator.init_args.width=4",
+    "--model.grid_size=4",
+    "--trainer.limit_val_batches=1",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+]
+
+
 # Shrinks the text experiments: a small oracle, small networks, few evaluation samples.
 TINY_TEXT_MODEL = [
     "--model.generator.init_args.dim=16", "--model.generator.init_args.depth=1",
@@ -94,6 +108,13 @@ def fit(tmp_path: Path, *args: str) -> Path:
     return runs[-1]
 
 
+def fit_repair(tmp_path: Path, *args: str) -> Path:
+    """Runs `sagan fit` on the tiny inpainting experiment in-process; returns the run directory."""
+    main(["fit", *TINY_INPAINT, "--run_root", str(tmp_path / "runs"), "--tracker", "csv", *args])
+    runs = sorted((tmp_path / "runs").glob("*/*"), key=lambda p: p.stat().st_mtime)
+    return runs[-1]
+
+
 def fit_text(tmp_path: Path, *args: str) -> Path:
     """Runs `sagan fit` on the tiny oracle experiment in-process; returns the run directory."""
     main(["fit", *TINY_ORACLE, "--run_root", str(tmp_path / "runs"), "--tracker", "csv", *args])
@@ -131,6 +152,8 @@ SMALL_DATA = {
         "--model.init_args.discriminator.init_args.dim=32", "--model.init_args.discriminator.init_args.depth=1",
     ],
 }
+# Data modules that wrap an image data module given as their `data` argument (image repair).
+WRAPPERS = {"datamodules.repair.RepairDataModule"}
 # Text data modules: the overrides that give each tiny data (a corpus written under the folder, fewer
 # oracle sequences from the same oracle).
 TEXT_FIXTURES = {
@@ -151,14 +174,19 @@ def experiment_data_args(experiment: Path, tmp_path: Path) -> list[str]:
     data = yaml.safe_load(experiment.read_text()).get("data") or {}
     if isinstance(data, str):  # a shared data piece: `data: data/celeba.yaml`
         data = yaml.safe_load((experiment.parent / data).read_text()) or {}
+    prefix, wrapped = "--data.init_args.", data.get("class_path") in WRAPPERS
+    if wrapped:  # the wrapped module's arguments are one level further down
+        data, prefix = (data.get("init_args") or {}).get("data") or {}, "--data.init_args.data.init_args."
     class_path = data.get("class_path", "")
     args = []
     if class_path in DATA_FIXTURES:
         root = DATA_FIXTURES[class_path](tmp_path / "data")
         # real data sets are scored with Inception, whose weights tests cannot download
-        args += [f"--data.init_args.root={root}", "--metrics.features=null"]
+        args += [f"{prefix}root={root}", "--metrics.features=null"]
+        if wrapped:  # the repair GAN's own metrics
+            args += ["--model.init_args.evaluation=null"]  # PSNR / SSIM / hole L1 only
     if class_path in SMALL_BATCHES:
-        args += ["--data.init_args.batch_size=2", "--data.init_args.num_workers=0"]
+        args += [f"{prefix}batch_size=2", f"{prefix}num_workers=0"]
     if class_path in TEXT_FIXTURES:
         args += TEXT_FIXTURES[class_path](tmp_path)
     return args + SMALL_DATA.get(class_path, [])

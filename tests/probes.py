@@ -139,6 +139,8 @@ class RankProbe(L.Callback):
         self.batches, self.noise, self.stepping = [], [], False
         image = hasattr(pl_module, "sample_noise")
         owner, name = (pl_module, "sample_noise") if image else (pl_module.generator, "sample")
+        if not hasattr(owner, name):  # a module that draws no noise (the repair GAN)
+            return
         draw, step = getattr(owner, name), pl_module.training_step
 
         def recording(*args, **kwargs):  # draws of training steps only, not those of samples or validation

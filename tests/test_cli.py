@@ -25,8 +25,8 @@ def test_default_experiment_exists():
 def _small_grid(experiment: Path) -> list[str]:
     """A 4-image sample grid for GAN experiments: drawing the default 64 samples dominates a fast_dev_run."""
     model = yaml.safe_load(experiment.read_text()).get("model") or {}
-    gans = ("sagan.tasks.image.ImageGAN", "sagan.tasks.video.VideoGAN")
-    return ["--model.init_args.grid_size=4"] if model.get("class_path") in gans else []
+    small = {"sagan.tasks.image.ImageGAN", "sagan.tasks.video.VideoGAN", "sagan.tasks.repair.RepairGAN"}
+    return ["--model.init_args.grid_size=4"] if model.get("class_path") in small else []
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENT_FILES, ids=lambda p: p.stem)

@@ -35,7 +35,9 @@ from sagan.evaluation.repair_metrics import RepairEvaluation
 from sagan.layers.augment import DiffAugment
 from sagan.losses import GradientPenalty, R1Penalty, WassersteinLoss
 from sagan.models.text_transformer import TINY as TEXT_TINY
+from sagan.models.inpaint import TINY as REPAIR_TINY
 from sagan.tasks.image import ImageGAN
+from sagan.tasks.repair import RepairGAN
 from sagan.tasks.text import TextGAN
 from sagan.training.sample_grid import SampleGrid
 
@@ -60,6 +62,8 @@ def _classes() -> dict[type, dict]:
         ImageGAN: {"generator": tiny("generator-32-cond", num_classes=10),
                    "discriminator": tiny("discriminator-32-cond", num_classes=10)},
         TextGAN: text,
+        RepairGAN: {name: cls(**kwargs) for name, (cls, kwargs) in
+                    (("generator", REPAIR_TINY["inpaint-generator"]), ("discriminator", REPAIR_TINY["patch-discriminator"]))},
         WassersteinLoss: {}, GradientPenalty: {}, R1Penalty: {}, DiffAugment: {},
         SampleGrid: {}, SampleQuality: {"features": None}, SampleMetrics: {},
         DigitsDataModule: {}, StackedDigitsDataModule: {}, CIFAR10DataModule: {}, CelebADataModule: {},

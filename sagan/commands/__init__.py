@@ -10,6 +10,7 @@ LightningCLI (`sagan.cli.SaganCLI`).
     sagan attention ...           attention maps of a checkpoint as PNG panels (commands/attention.py)
     sagan export ...              the EMA generator alone: TorchScript, torch.export or ONNX (commands/export.py)
     sagan interpolate ...         latent and class interpolation as a PNG strip and a GIF (commands/interpolate.py)
+    sagan repair ...              repair images with a repair checkpoint, or damage them (commands/repair.py)
 
 Errors the user can fix end in one line on stderr and exit status 2 (configuration, input files, and
 operating-system errors: a full disk, a read-only or missing folder); a run stopped on purpose (signal,
@@ -38,6 +39,7 @@ VERBS = {
     "attention": "attention",
     "export": "export",
     "interpolate": "interpolate",
+    "repair": "repair",
 }
 
 
