@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from datamodules.videodecode import pyav_available
+
 
 def moving_square(frames: int, width: int = 40, height: int = 32, seed: int = 0) -> list[np.ndarray]:
     """RGB frames [height, width, 3] uint8: a bright square moving right over a colored gradient."""
@@ -46,8 +48,8 @@ def write_mp4(path: Path, frames: list[np.ndarray]) -> Path:
     return path
 
 
-def make_video_folder(root: Path, num_frames: int = 16, broken: bool = False, mp4: bool = True) -> Path:
-    """`<root>/videos/`: 2 GIFs, 2 frame folders (one of two windows), 2 mp4s (with PyAV) and, with
+def make_video_folder(root: Path, num_frames: int = 16, broken: bool = False, mp4: bool | None = None) -> Path:
+    """`<root>/videos/`: 2 GIFs, 2 frame folders (one of two windows), 2 mp4s (by default when PyAV is installed) and, with
     `broken`, one source of each broken kind; returns the folder."""
     folder = root / "videos"
     folder.mkdir(parents=True)
@@ -56,7 +58,7 @@ def make_video_folder(root: Path, num_frames: int = 16, broken: bool = False, mp
     write_gif(folder / "more" / "b.gif", moving_square(num_frames + 3, seed=2))
     write_frames(folder / "c", moving_square(num_frames, seed=3))
     write_frames(folder / "more" / "d", moving_square(2 * num_frames, seed=4), ".jpg")
-    if mp4:
+    if mp4 if mp4 is not None else pyav_available():
         write_mp4(folder / "e.mp4", moving_square(num_frames + 2, seed=5))
         write_mp4(folder / "more" / "f.mp4", moving_square(num_frames, seed=6))
     if broken:
