@@ -16,6 +16,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from sagan.errors import check_range, check_ranges
 from sagan.layers.attention import math_attention
 
 Critic = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -79,8 +80,7 @@ class WassersteinLoss(AdversarialLoss):
     """
 
     def __init__(self, drift: float = 0.0):
-        if drift < 0:
-            raise ValueError(f"WassersteinLoss: drift must be >= 0, got {drift}")
+        check_range("WassersteinLoss", "drift", drift, "[0, inf)")
         self.drift = drift
 
     def discriminator(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -147,6 +147,7 @@ class GradientPenalty(Penalty):
     """
 
     def __init__(self, weight: float = 10.0, center: float = 1.0):
+        check_ranges("GradientPenalty", weight=(weight, "[0, inf)"), center=(center, "[0, inf)"))
         self.weight = weight
         self.center = center
 
@@ -171,6 +172,7 @@ class R1Penalty(Penalty):
     """
 
     def __init__(self, gamma: float = 10.0):
+        check_range("R1Penalty", "gamma", gamma, "[0, inf)")
         self.gamma = gamma
 
     def __call__(
@@ -192,8 +194,7 @@ class R2Penalty(Penalty):
     """
 
     def __init__(self, gamma: float = 10.0):
-        if gamma < 0:
-            raise ValueError(f"R2Penalty: gamma must be >= 0, got {gamma}")
+        check_range("R2Penalty", "gamma", gamma, "[0, inf)")
         self.gamma = gamma
 
     def __call__(
@@ -220,8 +221,7 @@ class R1R2Penalty(Penalty):
     """
 
     def __init__(self, gamma: float = 10.0):
-        if gamma < 0:
-            raise ValueError(f"R1R2Penalty: gamma must be >= 0, got {gamma}")
+        check_range("R1R2Penalty", "gamma", gamma, "[0, inf)")
         self.gamma = gamma
 
     def __call__(

@@ -101,3 +101,15 @@ def test_eval_without_run_config_says_so(trained_run, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["eval", "--ckpt", str(lonely), "--num_samples", "64"])
     assert "config.yaml" in _error_lines(capsys)[0]
+
+
+def test_eval_with_truncation_scores_truncated_noise_in_its_own_file(trained_run, tmp_path):
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    few = ["--num_samples", "20", "--is_splits", "2"]
+    main(["eval", "--ckpt", str(ckpt), *few, "--truncation", "0.3"])
+    truncated = json.loads((trained_run / "checkpoints" / "last_eval_truncation0.3.json").read_text())
+    main(["eval", "--ckpt", str(ckpt), *few, "--out", str(tmp_path / "plain.json")])
+    plain = json.loads((tmp_path / "plain.json").read_text())
+    assert truncated["truncation"] == 0.3 and plain["truncation"] is None
+    assert all(math.isfinite(v) for v in truncated["metrics"].values())
+    assert truncated["metrics"]["digits_fid"] != plain["metrics"]["digits_fid"]  # other samples

@@ -10,6 +10,7 @@ from sagan.layers.transformer import (
     MultiHeadAttention,
     TokenUpsample,
     TransformerBlock,
+    explicit_attention,
     grid_merge,
     grid_partition,
     window_merge,
@@ -224,3 +225,50 @@ def test_noise_injection_starts_silent_and_learns_its_strength():
     assert_close(noisy, layer(x + 0.5 * noise))
     layer(x).sum().backward()
     assert layer.noise_strength.grad is not None
+
+
+# ------------------------------------------------------------------------ explicit attention weights
+def naive_weights(layer: MultiHeadAttention, x: torch.Tensor, group: torch.Tensor | None = None) -> torch.Tensor:
+    """[N, nh, L, L] softmax weights written out per head; `group` [L] masks pairs of different groups."""
+    hs, nh = layer.head_dim, layer.num_heads
+    projected = x @ layer.qkv.weight.t() + layer.qkv.bias
+    q, k = (projected.chunk(3, dim=-1)[:2]) if layer.kind == "dot" else (projected.chunk(2, dim=-1)[0],) * 2
+    weights = []
+    for i in range(nh):
+        qs, ks = q[..., i * hs : (i + 1) * hs], k[..., i * hs : (i + 1) * hs]
+        if layer.kind == "dot":
+            scores = qs @ ks.transpose(1, 2)
+        else:
+            scores = -(qs[:, :, None, :] - ks[:, None, :, :]).pow(2).sum(-1)
+        scores = scores / hs**0.5
+        if group is not None:
+            scores = scores.masked_fill(group[:, None] != group[None, :], float("-inf"))
+        weights.append(torch.softmax(scores, dim=-1))
+    return torch.stack(weights, dim=1)
+
+
+@pytest.mark.parametrize("kind", ["dot", "l2"])
+@pytest.mark.parametrize("window_mode", [None, "window", "grid"])
+def test_return_attention_gives_the_softmax_weights_on_the_full_grid(kind, window_mode):
+    height, width, size = 4, 6, 2
+    layer = MultiHeadAttention(8, num_heads=2, kind=kind, window_size=size if window_mode else 0,
+                               window_mode=window_mode or "window").eval()
+    x = torch.randn(2, height * width, 8)
+    out, weights = layer(x, (height, width), return_attention=True)
+    rows, cols = torch.arange(height).repeat_interleave(width), torch.arange(width).repeat(height)
+    group = {  # which group each grid position belongs to, from its coordinates
+        None: None,
+        "window": (rows // size) * (width // size) + cols // size,
+        "grid": (rows % (height // size)) * (width // size) + cols % (width // size),
+    }[window_mode]
+    assert_close(weights, naive_weights(layer, x, group))
+    assert_close(weights.sum(-1), torch.ones(2, 2, height * width))
+    assert_close(out, layer(x, (height, width)))  # the fused path's output
+
+
+def test_explicit_attention_adds_a_bias_as_the_fused_kernel_does():
+    q, k, v = torch.randn(3, 2, 2, 5, 4).unbind(0)
+    bias = torch.randn(2, 5, 5)
+    out, weights = explicit_attention(q, k, v, bias=bias)
+    assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=bias))
+    assert_close(weights, torch.softmax(q @ k.transpose(-1, -2) / 2 + bias, dim=-1))

@@ -15,10 +15,13 @@ the relativistic pairing loss with R1 + R2 of Huang et al., 2024).
 
     sagan bench-quality [--digits_iters 1200] [--stacked_iters 6000] [--eval_every 1000] [--only digits|stacked]
                         [--recipe hinge|r3gan]
+    sagan bench-quality --only repair ...   the image-repair table (sagan/commands/bench_repair.py)
+    sagan bench-quality --only video [...]: the video GAN, see sagan/commands/bench_video.py
 """
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -121,10 +124,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--digits_samples", type=int, default=10_000, help="samples for digits FID / IS / KID")
     parser.add_argument("--stacked_samples", type=int, default=26_000, help="samples for modes and KL")
     parser.add_argument("--run_root", default="runs/bench_quality", help="where the two runs and the table go")
-    parser.add_argument("--only", choices=["digits", "stacked"], default=None, help="run one half")
+    parser.add_argument("--only", choices=["digits", "stacked", "repair", "video"], default=None,
+                        help="run one part; repair: the image-repair table (sagan/commands/bench_repair.py); "
+                        "video: the moving-digits video GAN (sagan/commands/bench_video.py)")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="hinge", help="training objective of both runs")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.only == "repair":  # its own options and table
+        from sagan.commands.bench_repair import main as bench_repair
+
+        return bench_repair(sys.argv[1:] if argv is None else argv)
+    if args.only == "video":  # its own options (--video_iters ...): sagan/commands/bench_video.py
+        from sagan.commands.bench_video import main as video
+
+        return video(rest, args.run_root, args.device)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if min(args.digits_iters, args.stacked_iters, args.eval_every, args.digits_samples, args.stacked_samples) < 1:
         raise UsageError("iteration counts and sample counts must be >= 1")
     root = Path(args.run_root)

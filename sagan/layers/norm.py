@@ -88,6 +88,12 @@ def frozen_spectral_norm(module: nn.Module) -> Iterator[None]:
             m.training = mode
 
 
+def embed_classes(embedding: nn.Embedding, y: torch.Tensor) -> torch.Tensor:
+    """Rows of `embedding` for class indices `y` [N], or for class weights `y` [N, num_classes] (float) the
+    blend of rows they weigh: a one-hot row gives that class's row, (1 - a, a) interpolates two classes."""
+    return y.to(embedding.weight.dtype) @ embedding.weight if y.is_floating_point() else embedding(y)
+
+
 class ConditionalBatchNorm2d(nn.Module):
     """Batch norm whose per-channel gain and bias come from a class embedding (de Vries et al., 2017).
 
@@ -110,10 +116,11 @@ class ConditionalBatchNorm2d(nn.Module):
             nn.init.zeros_(self.bias.weight)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        # x: [N, C, H, W], y: [N] class indices or None -> [N, C, H, W]
+        # x: [N, C, H, W], y: [N] class indices, [N, num_classes] class weights (a blend) or None -> [N, C, H, W]
         if not self.num_classes:
             return self.bn(x)
-        return self.bn(x) * self.gain(y)[:, :, None, None] + self.bias(y)[:, :, None, None]
+        gain, bias = embed_classes(self.gain, y), embed_classes(self.bias, y)
+        return self.bn(x) * gain[:, :, None, None] + bias[:, :, None, None]
 
 
 class _Rescale(nn.Module):

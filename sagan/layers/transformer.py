@@ -147,8 +147,9 @@ class MultiHeadAttention(nn.Module):
                              f"token groups, got groups of {tokens} tokens")
         return self.rel_pos()
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None, return_attention: bool = False):
         # x: [N, L, D] (a row-major H x W grid when hw=(H, W) is given) -> [N, L, D]
+        #   (and with return_attention the softmax weights [N, nh, L, L]: a local group's rows on the full grid)
         if self.noise_strength is not None:  # one noise value per token, shared by its channels
             x = x + torch.randn(*x.shape[:-1], 1, device=x.device, dtype=x.dtype) * self.noise_strength
         local = self.window_size > 0 and hw is not None and self.window_size < max(hw)
@@ -162,14 +163,55 @@ class MultiHeadAttention(nn.Module):
         b, t, d = x.shape
         qkv = self.qkv(x).view(b, t, -1, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # [P, B, nh, T, hs]
         bias = self.position_bias(t)  # [nh, T, T] added to the logits, or None
-        if self.kind == "dot":
+        if return_attention:  # the same attention with its weights spelled out (for attention maps)
+            out, weights = explicit_attention(*qkv.unbind(0), kind=self.kind, bias=bias)
+        elif self.kind == "dot":
             q, k, v = qkv.unbind(0)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if bias is None else bias.to(q.dtype))
         else:
             qk, v = qkv.unbind(0)
             out = l2_attention(qk, v, bias)
         out = self.out(out.transpose(1, 2).reshape(b, t, d))
-        return merge(out, hw[0], hw[1], self.window_size) if local else out
+        if not return_attention:
+            return merge(out, hw[0], hw[1], self.window_size) if local else out
+        if local:
+            out = merge(out, hw[0], hw[1], self.window_size)
+            weights = groups_to_grid(weights, hw[0], hw[1], self.window_size, self.window_mode)
+        return out, weights
+
+
+def explicit_attention(
+    *qkv: torch.Tensor, kind: AttentionKind = "dot", bias: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention with its softmax weights: (q, k, v) for "dot", (qk, v) for "l2" (tied queries and keys).
+
+    Each [B, nh, T, hs] -> (out [B, nh, T, hs], weights [B, nh, T, T]); `out` is what the fused path gives.
+    `bias` (broadcast to [B, nh, T, T]) is added to the scores, as `attn_mask` in the fused kernel.
+    """
+    if kind == "dot":
+        q, k, v = qkv
+        scores = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5
+    else:
+        qk, v = qkv
+        scores = -torch.cdist(qk.float(), qk.float()).square().to(qk.dtype) * qk.shape[-1] ** -0.5
+    if bias is not None:
+        scores = scores + bias
+    weights = torch.softmax(scores.float(), dim=-1).to(v.dtype)
+    return weights @ v, weights
+
+
+def groups_to_grid(weights: torch.Tensor, height: int, width: int, size: int, mode: WindowMode) -> torch.Tensor:
+    """Weights within local groups [N * G, nh, s*s, s*s] -> [N, nh, H*W, H*W] over the whole row-major grid
+    (zero between tokens of different groups), so a query's row can be drawn on the full map."""
+    partition, _ = PARTITIONS[mode]
+    index = partition(torch.arange(height * width, device=weights.device).view(1, -1, 1), height, width, size)
+    index = index.squeeze(-1)  # [G, s*s]: the grid position of each group member
+    groups, members = index.shape
+    heads = weights.shape[1]
+    weights = weights.view(-1, groups, heads, members, members).transpose(1, 2)  # [N, nh, G, s*s, s*s]
+    full = weights.new_zeros(weights.shape[0], heads, height * width, height * width)
+    full[:, :, index[:, :, None], index[:, None, :]] = weights
+    return full
 
 
 def l2_attention(qk: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sagan.errors import check_ranges
 from sagan.layers.attention import ATTENTION_BLOCKS
 from sagan.layers.blocks import DiscriminatorBlock, GeneratorBlock, sn_conv
 from sagan.layers.norm import spectral_norm
@@ -79,6 +80,11 @@ class SAGANGenerator(nn.Module):
     ):
         super().__init__()
         _check_attention(attention, "SAGANGenerator")
+        check_ranges(
+            "SAGANGenerator", channels=(channels, "[1, inf)"), num_classes=(num_classes, "[0, inf)"),
+            z_dim=(z_dim, "[1, inf)"), width=(width, "[1, inf)"), attn_resolutions=(attn_resolutions, "[1, inf)"),
+            attn_heads=(attn_heads, "[1, inf)"), channel_multipliers=(channel_multipliers, "[1, inf)"),
+        )
         mults = tuple(channel_multipliers or GENERATOR_CHANNELS.get(image_size, ()))
         resolutions = [4 * 2 ** (i + 1) for i in range(len(mults) - 1)]
         _check(image_size, attn_resolutions, resolutions, "SAGANGenerator")
@@ -97,7 +103,8 @@ class SAGANGenerator(nn.Module):
         self.out_conv = sn_conv(mults[-1] * width, channels, 3)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        # z: [N, z_dim], y: [N] class indices or None -> [N, channels, image_size, image_size] in [-1, 1]
+        # z: [N, z_dim], y: [N] class indices, [N, num_classes] class weights (a blend) or None
+        #   -> [N, channels, image_size, image_size] in [-1, 1]
         h = self.stem(z).view(z.shape[0], self.start_channels, 4, 4)
         for i, block in enumerate(self.blocks):
             h = block(h, y)
@@ -137,8 +144,11 @@ class SAGANDiscriminator(nn.Module):
     ):
         super().__init__()
         _check_attention(attention, "SAGANDiscriminator")
-        if pack < 1:
-            raise ValueError(f"SAGANDiscriminator: pack must be >= 1, got {pack}")
+        check_ranges(
+            "SAGANDiscriminator", channels=(channels, "[1, inf)"), num_classes=(num_classes, "[0, inf)"),
+            width=(width, "[1, inf)"), attn_resolutions=(attn_resolutions, "[1, inf)"), attn_heads=(attn_heads, "[1, inf)"),
+            channel_multipliers=(channel_multipliers, "[1, inf)"), pack=(pack, "[1, inf)"),
+        )
         if pack > 1 and num_classes:
             raise ValueError(
                 f"SAGANDiscriminator: packing (pack={pack}) needs an unconditional discriminator, got "

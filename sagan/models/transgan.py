@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sagan.layers.norm import ModulatedLayerNorm
+from sagan.errors import check_ranges
+from sagan.layers.norm import ModulatedLayerNorm, embed_classes
 from sagan.layers.position import PositionalEncoding2d
 from sagan.layers.transformer import (
     AttentionKind,
@@ -96,6 +97,13 @@ class TransGANGenerator(nn.Module):
         super().__init__()
         if output not in ("tanh", "linear"):
             raise ValueError(f"TransGANGenerator: output must be 'tanh' or 'linear', got {output!r}")
+        check_ranges(
+            "TransGANGenerator", image_size=(image_size, "[1, inf)"), channels=(channels, "[1, inf)"),
+            num_classes=(num_classes, "[0, inf)"), z_dim=(z_dim, "[1, inf)"), bottom_size=(bottom_size, "[1, inf)"),
+            dims=(dims, "[1, inf)"), depths=(depths, "[0, inf)"), num_heads=(num_heads, "[1, inf)"),
+            mlp_ratio=(mlp_ratio, "(0, inf)"), style_dim=(style_dim, "[1, inf)"), window_size=(window_size, "[1, inf)"),
+            window_resolutions=(window_resolutions, "[1, inf)"),
+        )
         dims, depths = tuple(dims), tuple(depths)
         self.resolutions = [bottom_size * 2**i for i in range(len(dims))]
         _check_generator(image_size, dims, depths, num_heads, norm, window_size, window_resolutions, window_mode,
@@ -132,10 +140,11 @@ class TransGANGenerator(nn.Module):
         return self.output == "linear"
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        # z: [N, z_dim], y: [N] class indices or None -> [N, channels, image_size, image_size] in [-1, 1]
-        # (with output="linear": unbounded in training mode, clamped in eval mode)
+        # z: [N, z_dim], y: [N] class indices, [N, num_classes] class weights (a blend) or None
+        #   -> [N, channels, image_size, image_size] in [-1, 1]
+        #   (with output="linear": unbounded in training mode, clamped in eval mode)
         n = z.shape[0]
-        embedding = self.class_embed(y) if self.class_embed is not None else None
+        embedding = embed_classes(self.class_embed, y) if self.class_embed is not None else None
         code = z if embedding is None else torch.cat([z, embedding], dim=1)
         cond = self.mapping(code) if self.mapping is not None else (
             embedding if self.norm_kind == "conditional" else None
@@ -217,6 +226,11 @@ class TransGANDiscriminator(nn.Module):
     ):
         super().__init__()
         who = "TransGANDiscriminator"
+        check_ranges(
+            who, image_size=(image_size, "[1, inf)"), channels=(channels, "[1, inf)"), num_classes=(num_classes, "[0, inf)"),
+            patch_size=(patch_size, "[1, inf)"), patch_overlap=(patch_overlap, "[0, inf)"), dim=(dim, "[1, inf)"),
+            depth=(depth, "[0, inf)"), num_heads=(num_heads, "[1, inf)"), mlp_ratio=(mlp_ratio, "(0, inf)"),
+        )
         if patch_size < 1 or image_size % patch_size:
             raise ValueError(f"{who}: patch_size {patch_size} does not divide image_size {image_size}")
         if patch_overlap < 0:
@@ -301,15 +315,16 @@ class TransGANMultiScaleDiscriminator(nn.Module):
     ):
         super().__init__()
         who = "TransGANMultiScaleDiscriminator"
-        if patch_size < 1 or image_size % (2 * patch_size):
+        check_ranges(
+            who, image_size=(image_size, "[1, inf)"), channels=(channels, "[1, inf)"), num_classes=(num_classes, "[0, inf)"),
+            patch_size=(patch_size, "[1, inf)"), dim=(dim, "[1, inf)"), depth=(depth, "[0, inf)"),
+            num_heads=(num_heads, "[1, inf)"), mlp_ratio=(mlp_ratio, "(0, inf)"),
+        )
+        if image_size % (2 * patch_size):
             raise ValueError(f"{who}: image_size {image_size} must be divisible by 2 * patch_size ({2 * patch_size})")
-        if num_heads < 1 or mlp_ratio <= 0:
-            raise ValueError(f"{who}: num_heads must be >= 1 and mlp_ratio > 0, got {num_heads} and {mlp_ratio}")
         if dim < 4 or dim % 4 or (3 * dim // 4) % num_heads or dim % num_heads:
             raise ValueError(f"{who}: dim must be a multiple of 4 whose 3/4 and whole num_heads ({num_heads}) "
                              f"divide, got {dim}")
-        if depth < 0:
-            raise ValueError(f"{who}: depth must be >= 0, got {depth}")
         self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
         fine, coarse = 3 * dim // 4, dim // 4
         self.grid = image_size // patch_size  # side of the fine grid; the coarse one is half of it
