@@ -16,8 +16,15 @@ NODES ?=
 CKPT ?=
 N ?= 64
 LABEL ?= all
+FORMAT ?= torchscript
+IMAGE ?=
+MASK ?=
+OUT ?=
+DAMAGE ?=
+# The data module's root: one level further down when the experiment wraps an image data module (repair).
+DATA_ROOT_ARG = $(if $(shell grep -l 'datamodules.repair.RepairDataModule' $(EXPERIMENT) 2>/dev/null),--data.init_args.data.init_args.root,--data.init_args.root)
 
-.PHONY: install train test sample eval bench bench-quality experiments clean spoken-digits
+.PHONY: install train test sample eval bench bench-quality repair experiments clean attention interpolate export predict spoken-digits
 
 $(BIN)/sagan: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,12 +41,15 @@ PARALLEL := $(if $(DEVICES),--trainer.devices=$(DEVICES)) $(if $(NODES),--traine
 ## make train [MODEL=sagan] [DATA=digits|celeba|cifar10|folder] [DATA_DIR=data] [DEVICES=N] [NODES=M]
 ##            [RESUME=last|auto|path] [ARGS="--model.n_critic=2 ..."]
 ## DATA_DIR (the datamodule's root) defaults to the experiment's own, ./data for celeba and cifar10.
+## make train MODEL=inpaint|restore [DATA=digits|celeba|cifar10|folder]: image repair (inpainting, blind restoration)
 ## make train DATA=oracle: the text GAN on the synthetic oracle benchmark
 ## make train DATA=text TEXT=path/to/corpus.txt: the text GAN on a corpus, one sentence per line
+## make train DATA=moving_digits: the video transformer GAN on moving digits (16 frames of 32x32)
+## make train DATA=videos DATA_DIR=~/clips: the video transformer GAN on a folder of videos (GPU)
 ## make train DATA=spoken_digits: the speech GAN on the embedded spoken digits (DATA=sc09 DATA_DIR=...: SC09)
 train: install
 	@test -f $(EXPERIMENT) || { echo "error: no experiment $(EXPERIMENT) for MODEL=$(MODEL) DATA=$(DATA); expected one of: $$(cd experiments && ls *.yaml | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
-	$(BIN)/sagan fit --config $(EXPERIMENT) $(if $(DATA_DIR),--data.init_args.root=$(DATA_DIR)) $(if $(TEXT),--data.init_args.path=$(TEXT)) $(PARALLEL) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
+	$(BIN)/sagan fit --config $(EXPERIMENT) $(if $(DATA_DIR),$(DATA_ROOT_ARG)=$(DATA_DIR)) $(if $(TEXT),--data.init_args.path=$(TEXT)) $(PARALLEL) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
 
 ## make test: the whole suite on CPU, no network
 test: install
@@ -56,17 +66,63 @@ eval: install
 	@test -n "$(CKPT)" || { echo "error: make eval needs CKPT=<path to a .ckpt written by make train>" >&2; exit 2; }
 	$(BIN)/sagan eval --ckpt $(CKPT) $(ARGS)
 
+## make attention CKPT=runs/.../last.ckpt [ARGS="--points 6 --label 3 --layer generator.attention.0 --seed 1"]:
+##   attention panels (PNG per layer) of G and D, or a text GAN's token heat maps, in <ckpt>_attention/
+attention: install
+	@test -n "$(CKPT)" || { echo "error: make attention needs CKPT=<path to a .ckpt written by make train>" >&2; exit 2; }
+	$(BIN)/sagan attention --ckpt $(CKPT) $(ARGS)
+
+## make interpolate CKPT=runs/.../last.ckpt [ARGS="--seeds 0,1,2 --classes 3,5,7 --steps 8 --mode lerp"]:
+##   a walk through noise (and classes) as strip.png and interpolation.gif in <ckpt>_interpolation/
+interpolate: install
+	@test -n "$(CKPT)" || { echo "error: make interpolate needs CKPT=<path to a .ckpt written by make train>" >&2; exit 2; }
+	$(BIN)/sagan interpolate --ckpt $(CKPT) $(ARGS)
+
+## make export CKPT=runs/.../last.ckpt [FORMAT=torchscript|exported|onnx] [ARGS="--out G.pt"]: the EMA generator
+##   alone (<ckpt>_generator.pt|.pt2|.onnx) and its JSON card; FORMAT=onnx installs the `export` extra
+export: install
+	@test -n "$(CKPT)" || { echo "error: make export needs CKPT=<path to a .ckpt written by make train>" >&2; exit 2; }
+	$(if $(filter onnx,$(FORMAT)),$(BIN)/python -m pip install --quiet -e '.[export]')
+	$(BIN)/sagan export --ckpt $(CKPT) --format $(FORMAT) $(ARGS)
+
+## make predict CKPT=runs/<name>/<run>/checkpoints/last.ckpt [ARGS="--trainer.limit_predict_batches=4"]:
+##   `sagan predict` with the run's config: one EMA sample per held-out image (its class), PNGs in <ckpt>_predictions/
+predict: install
+	@test -n "$(CKPT)" || { echo "error: make predict needs CKPT=<path to a .ckpt written by make train>" >&2; exit 2; }
+	$(BIN)/sagan predict --config $(dir $(CKPT))../config.yaml --ckpt_path $(CKPT) $(ARGS)
+
 ## make bench [ARGS="--precision bf16-mixed --compile"]: training and data-loading speed as JSON lines
 bench: install
 	$(BIN)/sagan bench $(ARGS)
 
+## make bench-gpu [PEERS=dir] [ARGS="--quick --out gpu.jsonl"]: on a CUDA machine, the GPU-only tests (pytest -m gpu),
+##   then the speed table (SAGAN-64, TransGAN CIFAR-10, attention at 128x128; eager fp32, bf16, compile, CUDA
+##   graphs), with the peers' own code when PEERS holds their checkouts (sagan/commands/bench_peers.py)
+.PHONY: bench-gpu
+PEERS ?=
+bench-gpu: install
+	$(BIN)/python -m pytest -q -m gpu tests/test_gpu.py
+	$(BIN)/sagan bench-gpu $(if $(PEERS),--peers $(PEERS)) $(ARGS)
+
 ## make bench-quality [ARGS="--only stacked --stacked_iters 6000"]: digits FID / IS / KID, stacked-digits modes and KL
+## make bench-quality ARGS="--only video": the video GAN's moving-digits FD against the floor and no-motion baselines
 bench-quality: install
 	$(BIN)/sagan bench-quality $(ARGS)
 
 ## make spoken-digits: rebuild datamodules/embedded/spoken_digits_8k.npz with eSpeak NG (apt-get install espeak-ng)
 spoken-digits: install
 	$(BIN)/python scripts/make_spoken_digits.py $(ARGS)
+## make bench-repair [ARGS="--repair_ckpt CKPT --restore_ckpt CKPT | --baselines_only"]: image repair vs classical
+##   baselines on the digits, small and large masks (= make bench-quality ARGS="--only repair ...")
+.PHONY: bench-repair
+bench-repair: install
+	$(BIN)/sagan bench-quality --only repair $(ARGS)
+## make repair CKPT=runs/.../last.ckpt IMAGE=photo.png|DIR [MASK=mask.png|DIR] OUT=repaired.png|DIR [ARGS="--invert-mask"]
+##   repairs images (mask: nonzero = hole; restoration checkpoints take none); any size, known pixels kept exactly
+## make repair IMAGE=clean.png DAMAGE=strokes|scratches|noise|old_photo|... OUT=damaged.png: a damaged copy and its mask
+repair: install
+	@test -n "$(IMAGE)" -a -n "$(OUT)" || { echo "error: make repair needs IMAGE=<image or folder> and OUT=<file or folder>" >&2; exit 2; }
+	$(BIN)/sagan repair $(if $(CKPT),--ckpt $(CKPT)) --image $(IMAGE) $(if $(MASK),--mask $(MASK)) $(if $(DAMAGE),--damage $(DAMAGE)) --out $(OUT) $(ARGS)
 
 ## make experiments: list the experiments MODEL/DATA can pick
 experiments:

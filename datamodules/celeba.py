@@ -16,7 +16,7 @@ from typing import Literal
 
 from datamodules.decode import CropResize
 from datamodules.imagefiles import ImageFilesDataModule
-from sagan.errors import UsageError
+from sagan.errors import UsageError, check_range
 
 PARTITIONS = {"train": 0, "valid": 1, "test": 2}
 SOURCE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Align&Cropped Images: img_align_celeba.zip, Eval/list_eval_partition.txt)"
@@ -24,13 +24,23 @@ SOURCE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Align&Cropped Image
 
 def read_partition(path: Path) -> dict[str, int]:
     """`list_eval_partition.txt` -> {file name: partition}."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:  # an image, an archive, a binary download in its place
+        raise UsageError(
+            f"{path}: not a text file ({error.reason} at byte {error.start}); expected lines '<image>.jpg <0|1|2>' "
+            f"(get Eval/list_eval_partition.txt from {SOURCE})"
+        ) from error
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror or error}") from error
     partition = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
         if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
-            raise UsageError(f"{path}:{number}: expected '<image>.jpg <0|1|2>', got {line.strip()!r}")
+            shown = line.strip()[:60] + ("..." if len(line.strip()) > 60 else "")
+            raise UsageError(f"{path}:{number}: expected '<image>.jpg <0|1|2>', got {shown!r}")
         partition[fields[0]] = int(fields[1])
     return partition
 
@@ -71,6 +81,7 @@ class CelebADataModule(ImageFilesDataModule):
         download: bool = False,
     ):
         super().__init__(root, batch_size, image_size, channels, False, num_workers, cache, cache_dir, check_files)
+        check_range(type(self).__name__, "crop", crop, "[1, inf)")
         if train_split not in ("train", "all"):
             raise ValueError(f"train_split must be 'train' or 'all', got {train_split!r}")
         self.splits = (train_split, "valid")

@@ -23,6 +23,8 @@ from datamodules.image import ImageDataModule
 from sagan.errors import UsageError
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+# label_names of batches.meta, in label order
+CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 TEST_BATCH = "test_batch"
 SOURCE = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (extract it into the data directory)"
 NUMPY_GLOBALS = {
@@ -125,6 +127,10 @@ class CIFAR10DataModule(ImageDataModule):
         except Exception as error:  # no network, a bad checksum, a full disk...
             reason = " ".join(str(error).split())[:200] or type(error).__name__
             raise UsageError(f"CIFAR-10 download failed ({reason}); get {SOURCE} by hand") from error
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(CLASS_NAMES) if self.num_classes else []
 
     @property
     def fingerprint(self) -> str:

@@ -11,6 +11,7 @@ from sklearn.datasets import load_digits
 from torch.utils.data import TensorDataset
 
 from datamodules.image import ImageDataModule
+from sagan.errors import check_range
 
 
 def digits_tensors(image_size: int = 32, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,8 +63,7 @@ class DigitsDataModule(ImageDataModule):
         num_workers: int = 0,
     ):
         super().__init__(batch_size, image_size, channels, use_labels, num_workers)
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        check_range(type(self).__name__, "val_fraction", val_fraction, "(0, 1)")
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3 for the digits, got {channels}")
         self.val_fraction = val_fraction

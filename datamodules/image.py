@@ -12,6 +12,7 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.resumable import rank_loader
+from sagan.errors import check_ranges
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -33,8 +34,10 @@ class ImageDataModule(L.LightningDataModule):
         self, batch_size: int = 64, image_size: int = 32, channels: int = 3, use_labels: bool = True, num_workers: int = 0
     ):
         super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_ranges(
+            type(self).__name__, batch_size=(batch_size, "[1, inf)"), image_size=(image_size, "[1, inf)"),
+            channels=(channels, "[1, inf)"), num_workers=(num_workers, "[0, inf)"),
+        )
         self.batch_size = batch_size
         self.image_size = image_size
         self.channels = channels
@@ -71,4 +74,13 @@ class ImageDataModule(L.LightningDataModule):
         return self._loader(self.train_set, train=True)
 
     def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, train=False)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Names of the classes the models are conditioned on, in index order (here: their indices)."""
+        return [str(i) for i in range(self.num_classes)]
+
+    def predict_dataloader(self) -> DataLoader:
+        """`sagan predict`: the held-out images, whose labels the generator's samples take."""
         return self._loader(self.val_set, train=False)

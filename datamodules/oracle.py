@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from datamodules.text import TokenDataModule
+from sagan.errors import check_ranges
 from sagan.vocabulary import Vocabulary
 
 
@@ -126,8 +127,11 @@ class OracleDataModule(TokenDataModule):
         num_workers: int = 0,
     ):
         super().__init__(batch_size, num_workers)
-        if min(num_train, seq_len, vocab_size) < 1 or min(num_valid, num_test) < 0:
-            raise ValueError("num_train, seq_len and vocab_size must be >= 1, num_valid and num_test >= 0")
+        check_ranges(
+            type(self).__name__, num_train=(num_train, "[1, inf)"), num_valid=(num_valid, "[0, inf)"),
+            num_test=(num_test, "[0, inf)"), seq_len=(seq_len, "[1, inf)"), vocab_size=(vocab_size, "[1, inf)"),
+            embed_dim=(embed_dim, "[1, inf)"), hidden_dim=(hidden_dim, "[1, inf)"),
+        )
         self.num_train, self.num_valid, self.num_test = num_train, num_valid, num_test
         self._seq_len = seq_len
         self.seed = seed

@@ -10,6 +10,10 @@ have seen: after a stop mid-epoch, after a `--g_iters` budget ran out (Lightning
 finished) and with `limit_train_batches` (an epoch of the trainer then reads the next batches of the
 stream rather than the first ones of a new permutation).
 
+A data set with `keyed_by_epoch = True` is indexed with `(data epoch, index)` pairs instead of indices,
+so that what its items draw at random (the masks and damage of `datamodules/repair.py`) is a function of
+the position in the stream too, and a resumed run draws what the uninterrupted run drew.
+
 `ResumableSampler` is a `DistributedSampler`, so Lightning keeps it under DDP instead of replacing it.
 The loader draws its worker seeds from its own generator, never from the global one that the training
 noise comes from. `rank_loader` is what the image and text data modules hand Lightning.
@@ -45,8 +49,11 @@ class ResumableSampler(DistributedSampler):
     def set_epoch(self, epoch: int) -> None:
         """Ignored: the loader's position decides the data epoch, not the trainer's count of epochs."""
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(list(super().__iter__())[self.skip :])
+    def __iter__(self) -> Iterator[int] | Iterator[tuple[int, int]]:
+        indices = list(super().__iter__())[self.skip :]
+        if getattr(self.dataset, "keyed_by_epoch", False):  # its items draw random damage keyed by (epoch, index)
+            return iter([(self.epoch, index) for index in indices])
+        return iter(indices)
 
 
 class ResumableDataLoader(DataLoader):

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from datamodules.digits import digits_tensors, held_out_split
 from datamodules.image import ImageDataModule
+from sagan.errors import check_ranges
 
 
 class StackedDigits(Dataset):
@@ -66,10 +67,10 @@ class StackedDigitsDataModule(ImageDataModule):
         num_workers: int = 0,
     ):
         super().__init__(batch_size, image_size, 3, use_labels, num_workers)
-        if num_train < 1 or num_val < 1:
-            raise ValueError(f"num_train and num_val must be >= 1, got {num_train} and {num_val}")
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        check_ranges(
+            type(self).__name__, num_train=(num_train, "[1, inf)"), num_val=(num_val, "[1, inf)"),
+            val_fraction=(val_fraction, "(0, 1)"),
+        )
         self.num_train, self.num_val, self.seed = num_train, num_val, seed
         self.val_fraction, self.split_seed = val_fraction, split_seed
 
@@ -79,6 +80,11 @@ class StackedDigitsDataModule(ImageDataModule):
             f"stacked-sklearn-digits:train(n={self.num_train},seed={self.seed},val_fraction={self.val_fraction},"
             f"split_seed={self.split_seed})|bilinear-{self.image_size}x{self.image_size}|channels=3|[-1,1]"
         )
+
+    @property
+    def class_names(self) -> list[str]:
+        """The digit triples (R, G, B) as three digits, "000" ... "999"."""
+        return [f"{i:03d}" for i in range(self.num_classes)]
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:

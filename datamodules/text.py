@@ -27,7 +27,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, TensorDataset
 
 from datamodules.resumable import rank_loader
-from sagan.errors import UsageError
+from sagan.errors import UsageError, check_ranges
 from sagan.vocabulary import Level, Vocabulary, check_vocabulary, tokenize
 
 
@@ -46,8 +46,7 @@ class TokenDataModule(L.LightningDataModule, ABC):
 
     def __init__(self, batch_size: int = 64, num_workers: int = 0):
         super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_ranges(type(self).__name__, batch_size=(batch_size, "[1, inf)"), num_workers=(num_workers, "[0, inf)"))
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.train_set: TensorDataset | None = None
@@ -173,9 +172,12 @@ class TextDataModule(TokenDataModule):
         num_workers: int = 0,
     ):
         super().__init__(batch_size, num_workers)
-        if max_length < 1:
-            raise ValueError(f"max_length must be >= 1, got {max_length}")
-        if not (0.0 <= valid_fraction < 1.0 and 0.0 <= test_fraction < 1.0 and valid_fraction + test_fraction < 1.0):
+        check_ranges(
+            type(self).__name__, min_freq=(min_freq, "[1, inf)"), max_vocab=(max_vocab, "[1, inf)"),
+            max_length=(max_length, "[1, inf)"), valid_fraction=(valid_fraction, "[0, 1)"),
+            test_fraction=(test_fraction, "[0, 1)"),
+        )
+        if valid_fraction + test_fraction >= 1.0:
             raise ValueError(f"valid_fraction and test_fraction must be in [0, 1) with a sum < 1, got {valid_fraction}, {test_fraction}")
         self.path = Path(path)
         if not self.path.is_file():

@@ -2,7 +2,12 @@
 
 A loss object turns discriminator logits into the two players' losses. Logits are raw scores: the loss
 owns any nonlinearity. A penalty takes a `critic(x, y) -> logits` callable (the discriminator, with any
-augmentation in front of it) and returns a scalar to add to the discriminator's loss.
+augmentation in front of it), the real and generated batches and their labels, and returns a scalar to
+add to the discriminator's loss.
+
+The modern recipe of R3GAN (Huang et al., NeurIPS 2024, "The GAN is dead; long live the GAN!"):
+`RelativisticLoss` (the relativistic pairing loss, RpGAN) with `R1R2Penalty` (zero-centred gradient
+penalties on real and on generated images).
 """
 
 from abc import ABC, abstractmethod
@@ -11,6 +16,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from sagan.errors import check_range, check_ranges
 from sagan.layers.attention import math_attention
 
 Critic = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -74,8 +80,7 @@ class WassersteinLoss(AdversarialLoss):
     """
 
     def __init__(self, drift: float = 0.0):
-        if drift < 0:
-            raise ValueError(f"WassersteinLoss: drift must be >= 0, got {drift}")
+        check_range("WassersteinLoss", "drift", drift, "[0, inf)")
         self.drift = drift
 
     def discriminator(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -90,10 +95,10 @@ class WassersteinLoss(AdversarialLoss):
 
 
 class RelativisticLoss(AdversarialLoss):
-    """Relativistic standard GAN, RSGAN (Jolicoeur-Martineau, 2019; used by RelGAN).
+    """Relativistic pairing GAN: RSGAN (Jolicoeur-Martineau, 2019; used by RelGAN), R3GAN's RpGAN.
 
     D minimizes -log sigmoid(D(x) - D(G(z))); G minimizes -log sigmoid(D(G(z)) - D(x)), pairing the
-    i-th real and fake sample.
+    i-th real and fake sample. With R1 and R2 (`R1R2Penalty`) it is the loss of R3GAN.
     """
 
     generator_needs_real = True
@@ -118,11 +123,15 @@ def _input_gradient(critic: Critic, x: torch.Tensor, y: torch.Tensor | None) -> 
 
 
 class Penalty(ABC):
-    """Base class of discriminator regularizers: `penalty(critic, real, fake, y)` -> scalar."""
+    """Base class of discriminator regularizers: `penalty(critic, real, fake, y, y_fake)` -> scalar.
+
+    `y` labels the real images, `y_fake` the generated ones (both None for an unconditional critic).
+    """
 
     @abstractmethod
     def __call__(
-        self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None
+        self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None,
+        y_fake: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The penalty to add to the discriminator's loss."""
 
@@ -138,11 +147,13 @@ class GradientPenalty(Penalty):
     """
 
     def __init__(self, weight: float = 10.0, center: float = 1.0):
+        check_ranges("GradientPenalty", weight=(weight, "[0, inf)"), center=(center, "[0, inf)"))
         self.weight = weight
         self.center = center
 
     def __call__(
-        self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None
+        self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None,
+        y_fake: torch.Tensor | None = None,
     ) -> torch.Tensor:
         alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
         x_hat = torch.lerp(real.detach(), fake.detach(), alpha)
@@ -161,13 +172,68 @@ class R1Penalty(Penalty):
     """
 
     def __init__(self, gamma: float = 10.0):
+        check_range("R1Penalty", "gamma", gamma, "[0, inf)")
         self.gamma = gamma
 
     def __call__(
-        self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None
+        self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None,
+        y_fake: torch.Tensor | None = None,
     ) -> torch.Tensor:
         grad = _input_gradient(critic, real, y)
         return 0.5 * self.gamma * grad.pow(2).sum(dim=1).mean()
 
     def __repr__(self) -> str:
         return f"R1Penalty(gamma={self.gamma})"
+
+
+class R2Penalty(Penalty):
+    """R2 (Roth et al., 2017; Mescheder et al., 2018): gamma / 2 * E[||grad D(G(z))||^2] on generated data.
+
+    Args:
+        gamma: the penalty's coefficient.
+    """
+
+    def __init__(self, gamma: float = 10.0):
+        check_range("R2Penalty", "gamma", gamma, "[0, inf)")
+        self.gamma = gamma
+
+    def __call__(
+        self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None,
+        y_fake: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        grad = _input_gradient(critic, fake, y_fake)
+        return 0.5 * self.gamma * grad.pow(2).sum(dim=1).mean()
+
+    def __repr__(self) -> str:
+        return f"R2Penalty(gamma={self.gamma})"
+
+
+class R1R2Penalty(Penalty):
+    """R1 + R2, R3GAN's regularizer: gamma / 2 * (E[||grad D(x)||^2] + E[||grad D(G(z))||^2]).
+
+    Penalizing the gradient on both sides keeps the discriminator flat around the real and the generated
+    data, which is what makes the relativistic pairing loss converge locally (Huang et al., 2024). One
+    critic pass over the real and the generated batch together (equal sizes, so a packing critic's groups
+    never mix the two).
+
+    Args:
+        gamma: the coefficient of each of the two penalties.
+    """
+
+    def __init__(self, gamma: float = 10.0):
+        check_range("R1R2Penalty", "gamma", gamma, "[0, inf)")
+        self.gamma = gamma
+
+    def __call__(
+        self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None,
+        y_fake: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if real.shape[0] != fake.shape[0]:
+            raise ValueError(f"R1R2Penalty: real and generated batches differ in size: {real.shape[0]}, {fake.shape[0]}")
+        labels = None if y is None else torch.cat([y, y if y_fake is None else y_fake])
+        squared = _input_gradient(critic, torch.cat([real.detach(), fake.detach()]), labels).pow(2).sum(dim=1)
+        r1, r2 = squared.chunk(2)
+        return 0.5 * self.gamma * (r1.mean() + r2.mean())
+
+    def __repr__(self) -> str:
+        return f"R1R2Penalty(gamma={self.gamma})"

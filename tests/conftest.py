@@ -12,13 +12,16 @@ os.environ["WANDB_SILENT"] = "true"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # classifiers and real-data statistics are cached here for the session, never in the user's cache
 os.environ["SAGAN_CACHE"] = tempfile.mkdtemp(prefix="sagan-test-cache-")
+# Inception weights are fetched at start-up when missing: tests never reach the network (a URL that fails at once)
+os.environ["SAGAN_INCEPTION_URL"] = "file:///nonexistent/sagan-tests-never-download-inception.pth"
 
 import numpy as np
 import pytest
 import torch
 import yaml
 from audiofixtures import make_audio_folder
-from datafixtures import make_celeba, make_cifar10, make_class_folder
+from datafixtures import make_celeba, make_cifar10, make_class_folder, make_imagenet
+from videofixtures import make_video_folder
 
 from sagan.commands import main
 from sagan.models.sagan import TINY
@@ -34,6 +37,20 @@ TINY_DIGITS = [
     "--model.discriminator.init_args.width=1",
     "--model.grid_size=8",
     "--trainer.limit_val_batches=2",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+]
+
+
+# Shrinks the inpainting experiment on the digits: tiny networks, a few fixed validation images.
+TINY_INPAINT = [
+    "--config", str(EXPERIMENTS / "inpaint_digits.yaml"),
+    "--data.init_args.data.init_args.batch_size=8",
+    "--model.generator.init_args.width=4", "--model.generator.init_args.num_heads=2",
+    "--model.generator.init_args.transformer_depth=1", "--model.generator.init_args.dilated_blocks=1",
+    "--model.discriminator.init_args.width=4",
+    "--model.grid_size=4",
+    "--trainer.limit_val_batches=1",
     "--trainer.enable_progress_bar=false",
     "--trainer.enable_model_summary=false",
 ]
@@ -92,6 +109,13 @@ def fit(tmp_path: Path, *args: str) -> Path:
     return runs[-1]
 
 
+def fit_repair(tmp_path: Path, *args: str) -> Path:
+    """Runs `sagan fit` on the tiny inpainting experiment in-process; returns the run directory."""
+    main(["fit", *TINY_INPAINT, "--run_root", str(tmp_path / "runs"), "--tracker", "csv", *args])
+    runs = sorted((tmp_path / "runs").glob("*/*"), key=lambda p: p.stat().st_mtime)
+    return runs[-1]
+
+
 def fit_text(tmp_path: Path, *args: str) -> Path:
     """Runs `sagan fit` on the tiny oracle experiment in-process; returns the run directory."""
     main(["fit", *TINY_ORACLE, "--run_root", str(tmp_path / "runs"), "--tracker", "csv", *args])
@@ -115,9 +139,31 @@ DATA_FIXTURES = {
     "datamodules.celeba.CelebADataModule": make_celeba,
     "datamodules.cifar10.CIFAR10DataModule": make_cifar10,
     "datamodules.folder.ImageFolderDataModule": make_class_folder,
+    "datamodules.imagenet.ImageNetDataModule": make_imagenet,
+    "datamodules.videofolder.VideoFolderDataModule": make_video_folder,
     "datamodules.audio_folder.AudioFolderDataModule": make_audio_folder,
 }
-SMALL_BATCHES = {"datamodules.digits.DigitsDataModule", "datamodules.spoken_digits.SpokenDigitsDataModule", *DATA_FIXTURES}
+SMALL_BATCHES = {"datamodules.digits.DigitsDataModule", "datamodules.moving_digits.MovingDigitsDataModule",
+                 "datamodules.spoken_digits.SpokenDigitsDataModule", *DATA_FIXTURES}
+# Video experiments made smaller: fewer clips (a moving-digits classifier trained for 2 batches); 4 frames
+# and narrower networks for the GPU-sized video-folder experiment.
+SMALL_DATA = {
+    "datamodules.moving_digits.MovingDigitsDataModule": [
+        "--data.init_args.num_train=64", "--data.init_args.num_val=8", "--metrics.features.init_args.train_steps=2",
+    ],
+    "datamodules.videofolder.VideoFolderDataModule": [
+        "--data.init_args.num_frames=4", "--model.init_args.generator.init_args.dims=[32,16,16]",
+        "--model.init_args.discriminator.init_args.dim=32", "--model.init_args.discriminator.init_args.depth=1",
+    ],
+}
+# Data modules that wrap an image data module given as their `data` argument (image repair).
+WRAPPERS = {"datamodules.repair.RepairDataModule"}
+# Experiments whose full-size networks would take a minute for one step on CPU: narrower networks, same
+# layout (their exact sizes are checked on the meta device in tests/test_reference_models.py).
+NARROW_NETWORKS = {
+    "sagan_imagenet": ["--model.generator.init_args.width=4", "--model.discriminator.init_args.width=4"],
+    "transgan_cifar10": ["--model.generator.init_args.dims=[64,16,4]", "--model.discriminator.init_args.dim=32"],
+}
 # Data modules whose metric classifier takes a minute to train: fast_dev_runs leave their metrics off
 # (tests/test_speech_features.py runs the metric on an untrained classifier instead).
 NO_METRICS = {"datamodules.spoken_digits.SpokenDigitsDataModule"}
@@ -141,16 +187,21 @@ def experiment_data_args(experiment: Path, tmp_path: Path) -> list[str]:
     data = yaml.safe_load(experiment.read_text()).get("data") or {}
     if isinstance(data, str):  # a shared data piece: `data: data/celeba.yaml`
         data = yaml.safe_load((experiment.parent / data).read_text()) or {}
+    prefix, wrapped = "--data.init_args.", data.get("class_path") in WRAPPERS
+    if wrapped:  # the wrapped module's arguments are one level further down
+        data, prefix = (data.get("init_args") or {}).get("data") or {}, "--data.init_args.data.init_args."
     class_path = data.get("class_path", "")
     args = []
     if class_path in DATA_FIXTURES:
         root = DATA_FIXTURES[class_path](tmp_path / "data")
         # real data sets are scored with Inception, whose weights tests cannot download
-        args += [f"--data.init_args.root={root}", "--metrics.features=null"]
+        args += [f"{prefix}root={root}", "--metrics.features=null"]
+        if wrapped:  # the repair GAN's own metrics
+            args += ["--model.init_args.evaluation=null"]  # PSNR / SSIM / hole L1 only
     if class_path in NO_METRICS:
         args += ["--metrics.features=null"]
     if class_path in SMALL_BATCHES:
-        args += ["--data.init_args.batch_size=2", "--data.init_args.num_workers=0"]
+        args += [f"{prefix}batch_size=2", f"{prefix}num_workers=0"]
     if class_path in TEXT_FIXTURES:
         args += TEXT_FIXTURES[class_path](tmp_path)
-    return args
+    return args + SMALL_DATA.get(class_path, []) + NARROW_NETWORKS.get(experiment.stem, [])

@@ -160,3 +160,21 @@ def make_class_folder(folder: Path, classes: dict[str, int] | None = None, size:
             Image.fromarray(_rgb(seed, size)).save(path, quality=95)
             seed += 1
     return folder
+
+
+IMAGENET_CLASSES = ("n01440764", "n01443537", "n15075141")
+
+
+def make_imagenet(root: Path, train_per_class: int = 3, val_per_class: int = 1, with_val: bool = True) -> Path:
+    """`<root>/imagenet/train/<wnid>/<wnid>_<i>.JPEG` (and `val/<wnid>/ILSVRC2012_val_<i>.JPEG`) for three
+    WordNet ids, non-square JPEGs as in ILSVRC-2012; returns root."""
+    seed = 0
+    for wnid in IMAGENET_CLASSES:
+        for split, count in (("train", train_per_class), ("val", val_per_class if with_val else 0)):
+            for i in range(count):
+                name = f"{wnid}_{i}.JPEG" if split == "train" else f"ILSVRC2012_val_{seed:08d}.JPEG"
+                path = root / "imagenet" / split / wnid / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(_rgb(seed, (50, 38))).save(path, quality=90)
+                seed += 1
+    return root

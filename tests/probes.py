@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import random
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -138,6 +139,8 @@ class RankProbe(L.Callback):
         self.batches, self.noise, self.stepping = [], [], False
         image = hasattr(pl_module, "sample_noise")
         owner, name = (pl_module, "sample_noise") if image else (pl_module.generator, "sample")
+        if not hasattr(owner, name):  # a module that draws no noise (the repair GAN)
+            return
         draw, step = getattr(owner, name), pl_module.training_step
 
         def recording(*args, **kwargs):  # draws of training steps only, not those of samples or validation
@@ -171,3 +174,22 @@ class RankProbe(L.Callback):
             },
             Path(self.out) / f"rank{trainer.global_rank}.pt",
         )
+
+
+class DieOnRank(L.Callback):
+    """Ends process `rank` abruptly (no cleanup, like a crash or an OOM kill) at the start of training batch
+    `batch`, to see what the other processes of a distributed run do; writes the time it died to `out`.
+
+    Args:
+        out: file that gets the time of death (`time.time()`).
+        rank: the global rank that dies.
+        batch: the training batch at whose start it dies.
+    """
+
+    def __init__(self, out: str, rank: int = 1, batch: int = 1):
+        self.out, self.rank, self.batch = out, rank, batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_rank == self.rank and batch_idx == self.batch:
+            Path(self.out).write_text(repr(time.time()))
+            os._exit(1)

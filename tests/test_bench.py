@@ -9,6 +9,7 @@ def test_bench_prints_json_lines(capsys):
     result = json.loads(lines[-1])
     assert result["bench"] == "sagan_digits" and result["iters"] == 1 and result["batch_size"] == 64
     assert result["ms_per_iter"] > 0 and result["img_per_s"] > 0 and result["peak_mem_mb"] > 0
+    assert result["first_iter_s"] > 0 and result["compile_s"] == 0.0 and result["compile"] is False
 
 
 def test_transgan_benchmark_runs(capsys):
@@ -25,3 +26,28 @@ def test_loader_bench_reports_both_variants(capsys):
     for line in lines:
         assert line["bench"] == "loader_jpeg64" and line["images"] == 129 and line["image_size"] == 64
         assert line["img_per_s"] > 0 and line["first_epoch_img_per_s"] > 0 and line["setup_s"] > 0
+
+
+def test_gpu_suite_table_compares_with_eager_and_the_peer():
+    from sagan.commands.bench_gpu import table
+
+    rows = [
+        {"suite": "s", "variant": "eager_fp32", "batch_size": 64, "img_per_s": 100.0, "ms_per_iter": 640.0,
+         "peak_mem_mb": 10.0, "compile_s": 0.0},
+        {"suite": "s", "variant": "compile_bf16", "batch_size": 64, "img_per_s": 300.0, "ms_per_iter": 213.3,
+         "peak_mem_mb": 5.0, "compile_s": 40.0},
+        {"suite": "s", "variant": "peer", "batch_size": 64, "img_per_s": 50.0, "ms_per_iter": 1280.0,
+         "peak_mem_mb": 20.0},
+        {"suite": "t", "variant": "eager_fp32", "error": "CUDA out of memory"},
+    ]
+    lines = table(rows).splitlines()
+    assert lines[3].endswith("| 3.00x | 6.00x |") and "| 300 |" in lines[3]
+    assert lines[2].endswith("| 1.00x | 2.00x |")
+    assert "failed: CUDA out of memory" in lines[5]
+
+
+def test_attention_benchmark_runs_the_layer_forward_and_backward():
+    from sagan.commands.bench_gpu import attention_benchmark
+
+    result = attention_benchmark(2, "32", False, None, iters=1, warmup=1, channels=16, size=16)
+    assert result["bench"] == "attention_128" and result["image_size"] == 16 and result["ms_per_iter"] > 0

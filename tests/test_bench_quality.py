@@ -9,15 +9,19 @@ def test_bench_quality_prints_and_writes_the_table(tmp_path, capsys):
     main(["bench-quality", "--only", "digits", "--digits_iters", "1", "--digits_samples", "50",
           "--run_root", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "| SAGAN, digits | 1 | 50 |" in out and "| real held-out digits (floor) | - | 179 |" in out
+    assert "| SAGAN hinge, digits | 1 | 50 |" in out and "| real held-out digits (floor) | - | 179 |" in out
     records = json.loads((tmp_path / "results.json").read_text())
     model, floor = records
     assert model["g_iters"] == 1 and model["samples"] == 50
     # real held-out digits are far closer to the training statistics than an untrained generator
     assert floor["fid"] < model["fid"] and floor["is"] > model["is"]
     assert floor["modes"] == 10 and floor["kl"] < 0.01  # the held-out split is stratified
+    assert model["ifid"] > floor["ifid"] and 0.15 < floor["class_std"] < 0.4 and model["class_std"] >= 0
     assert (tmp_path / "table.md").read_text().startswith("| run |")
     # again, with the training statistics now cached
     main(["bench-quality", "--only", "digits", "--digits_iters", "1", "--digits_samples", "50",
-          "--run_root", str(tmp_path / "again")])
-    assert json.loads((tmp_path / "again" / "results.json").read_text())[1] == floor
+          "--run_root", str(tmp_path / "again"), "--recipe", "r3gan"])
+    model, again = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert again == floor and model["recipe"] == "r3gan"
+    config = next((tmp_path / "again").glob("sagan_digits_r3gan/*/config.yaml")).read_text()
+    assert "RelativisticLoss" in config and "R1R2Penalty" in config

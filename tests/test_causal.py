@@ -89,3 +89,23 @@ def test_cached_causal_step_takes_one_position():
         layer(torch.randn(1, 2, 8), cache)
     with pytest.raises(ValueError, match="divisible"):
         SequenceSelfAttention(dim=10, num_heads=3, causal=True)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_return_attention_gives_the_softmax_weights(causal):
+    layer = SequenceSelfAttention(dim=12, num_heads=3, causal=causal).eval()
+    x = torch.randn(2, 5, 12)
+    y, weights = layer(x, return_attention=True)
+    n, t, c = x.shape
+    q, k, _ = (z.view(n, t, 3, c // 3).transpose(1, 2) for z in layer.qkv(x).split(c, dim=-1))
+    scores = q @ k.transpose(-1, -2) / math.sqrt(c // 3)
+    if causal:
+        scores = scores.masked_fill(torch.ones(t, t, dtype=torch.bool).triu(1), float("-inf"))
+    assert_close(weights, torch.softmax(scores, dim=-1))
+    assert_close(y, layer(x))
+    if causal:  # no weight on a later position; a cached step's row is the last row of the full pass
+        assert weights.triu(1).abs().max() == 0
+        cache = KVCache()
+        layer(x[:, :4], cache)
+        _, step = layer(x[:, 4:], cache, return_attention=True)
+        assert_close(step[:, :, 0], weights[:, :, -1])

@@ -124,3 +124,14 @@ def test_failed_download_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
     line = _cli_error(capsys, tmp_path, f"--data.init_args.root={tmp_path / 'data'}", "--data.init_args.download=true")
     assert "CelebA download failed (Network is unreachable" in line or "CelebA download failed ([Errno 101]" in line
     assert "mmlab.ie.cuhk.edu.hk" in line
+
+
+def test_a_binary_partition_file_is_one_line(tmp_path):
+    root = make_celeba(tmp_path, partitions=(0, 0, 1))
+    (root / "celeba" / "list_eval_partition.txt").write_bytes(b"PK\x03\x04\x14\x00\x08\x08\xff\xfe\x00binary")
+    data = CelebADataModule(str(root), num_workers=0)
+    with pytest.raises(UsageError) as error:
+        data.setup()
+    message = str(error.value)
+    assert "\n" not in message and "list_eval_partition.txt: not a text file" in message
+    assert "expected lines '<image>.jpg <0|1|2>'" in message

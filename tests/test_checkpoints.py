@@ -70,3 +70,13 @@ def test_a_config_naming_an_old_class_path_says_where_it_went(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "sagan.tasks.image.ImageGAN" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_sagan_networks_saved_before_the_attention_option_get_the_compact_block():
+    old = {"generator": {"class_path": "sagan.models.sagan.SAGANGenerator", "init_args": {"width": 2}},
+           "discriminator": {"class_path": "sagan.models.sagan.SAGANDiscriminator", "init_args": {"width": 2}}}
+    upgraded = upgrade_config(old)
+    assert upgraded["generator"]["init_args"] == {"width": 2, "attention": "compact"}
+    assert upgraded["discriminator"]["init_args"]["attention"] == "compact"
+    new = {"generator": {"class_path": "sagan.models.sagan.SAGANGenerator", "init_args": {"attention": "official"}}}
+    assert upgrade_config(new) == new

@@ -1,11 +1,14 @@
 """The `sagan` command end to end: experiments, run directories, resume, errors, tracking."""
 
+import csv
+import shutil
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import EXPERIMENTS, TINY_DIGITS, experiment_data_args, fit
+from conftest import EXPERIMENTS, TINY_DIGITS, TINY_ORACLE, experiment_data_args, fit
 from torch.testing import assert_close
 
 from sagan.cli import SaganCLI
@@ -22,8 +25,9 @@ def test_default_experiment_exists():
 def _small_grid(experiment: Path) -> list[str]:
     """A 4-image sample grid for GAN experiments: drawing the default 64 samples dominates a fast_dev_run."""
     model = yaml.safe_load(experiment.read_text()).get("model") or {}
-    gans = ("sagan.tasks.image.ImageGAN", "sagan.tasks.speech.SpeechGAN")
-    return ["--model.init_args.grid_size=4"] if model.get("class_path") in gans else []
+    small = {"sagan.tasks.image.ImageGAN", "sagan.tasks.video.VideoGAN", "sagan.tasks.repair.RepairGAN",
+             "sagan.tasks.speech.SpeechGAN"}
+    return ["--model.init_args.grid_size=4"] if model.get("class_path") in small else []
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENT_FILES, ids=lambda p: p.stem)
@@ -70,6 +74,7 @@ def test_bad_configuration_is_one_line_and_exit_2(args, expected, capsys, tmp_pa
     lines = _error_lines(capsys)
     assert len(lines) == 1 and expected in lines[0], lines
     assert not list(tmp_path.rglob("*.ckpt"))
+    assert not (tmp_path / "sagan_digits").exists() or not any((tmp_path / "sagan_digits").iterdir())  # no run left
 
 
 def test_missing_config_file_is_one_line(capsys, tmp_path):
@@ -98,9 +103,9 @@ def test_g_iters_counts_generator_iterations(tmp_path):
 
 
 def test_resume_last_continues_the_same_run(tmp_path):
-    first = fit(tmp_path, "--g_iters=2", "--name=r")
+    first = fit(tmp_path, "--g_iters=2", "--name=r", "--trainer.log_every_n_steps=1")
     before = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)
-    second = fit(tmp_path, "--g_iters=3", "--name=r", "--resume=last")
+    second = fit(tmp_path, "--g_iters=3", "--name=r", "--resume=last", "--trainer.log_every_n_steps=1")
     assert second == first
     after = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)
     assert before["global_step"] == 4 and after["global_step"] == 6
@@ -108,6 +113,10 @@ def test_resume_last_continues_the_same_run(tmp_path):
     for opt in after["optimizer_states"]:
         assert all(state["step"].item() == 3 for state in opt["state"].values())
     assert len(list((first / "samples").glob("grid_*.png"))) >= 2
+    # each segment's metrics kept: the first one's moved aside when the resumed one wrote its first rows
+    earlier = [r["trainer/g_iter"] for r in csv.DictReader((first / "metrics.0.csv").open())]
+    later = [r["trainer/g_iter"] for r in csv.DictReader((first / "metrics.csv").open())]
+    assert earlier and later and max(map(int, earlier)) <= 2 < min(map(int, later))
 
 
 def test_checkpoint_round_trip_gives_identical_ema_samples(tmp_path):
@@ -168,3 +177,96 @@ def test_validate_writes_nothing_into_the_working_directory(trained_run, tmp_pat
     monkeypatch.chdir(tmp_path)
     main(["validate", *TINY_DIGITS, "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")])
     assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------------------- run directories
+def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path):
+    from sagan.cli import reserve_run_dir
+
+    (tmp_path / "20250101-000000-1").write_text("a file in the way")
+    made = []
+    start = threading.Barrier(4)
+
+    def reserve():
+        start.wait()
+        made.append(reserve_run_dir(tmp_path, "20250101-000000"))
+
+    threads = [threading.Thread(target=reserve) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(p.name for p in made) == [f"20250101-000000{s}" for s in ("", "-2", "-3", "-4")]
+    assert all(p.is_dir() and not any(p.iterdir()) for p in made)
+
+
+def test_a_run_root_that_is_a_file_or_read_only_is_one_line(tmp_path, capsys, monkeypatch):
+    from sagan.cli import reserve_run_dir
+    from sagan.errors import UsageError
+
+    root = tmp_path / "runs"
+    root.write_text("not a folder")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *TINY_DIGITS, "--run_root", str(root), "--tracker=none"])
+    assert exit_info.value.code == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and f"cannot create the run directory {root}/sagan_digits/" in lines[0], lines
+    assert "Not a directory" in lines[0] and root.read_text() == "not a folder"
+    # read-only (patched: the tests may run as root, whom file modes do not stop)
+    real_mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if str(self).startswith(str(tmp_path / "ro")):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with pytest.raises(UsageError, match=r"cannot create the run directory .*/ro/x/stamp: Permission denied \(--run_root"):
+        reserve_run_dir(tmp_path / "ro" / "x", "stamp")
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([*TINY_DIGITS, "--model.init_args.generator.init_args.width=4"],
+         "the architecture changed; generator.width: 2 in the checkpoint, 4 now"),
+        (TINY_ORACLE, "it is a checkpoint of sagan.tasks.image.ImageGAN, and this config trains sagan.tasks.text.TextGAN"),
+    ],
+    ids=["changed_architecture", "another_module_class"],
+)
+def test_a_resume_that_cannot_continue_is_refused_and_the_run_stays_byte_identical(
+    args, expected, trained_run, tmp_path, capsys
+):
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    (run / "metrics.csv").touch()  # the file a resume used to rename first
+    before = _snapshot(run)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *args, "--resume", str(run / "checkpoints" / "last.ckpt"), "--run_root", str(tmp_path / "runs")])
+    assert exit_info.value.code == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and expected in lines[0] and "cannot resume from" in lines[0], lines
+    assert _snapshot(run) == before
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--g_iters=5", "--trainer.max_steps=4"], "--g_iters and --trainer.max_steps both set the training budget"),
+        (["--config", "BOTH"], "the config sets both g_iters (1200) and trainer.max_steps (7)"),
+    ],
+    ids=["both_on_the_command_line", "both_in_the_config"],
+)
+def test_two_budgets_are_refused_together(args, expected, tmp_path, capsys):
+    both = tmp_path / "both.yaml"
+    both.write_text("trainer:\n  max_steps: 7\n")
+    args = [str(both) if a == "BOTH" else a for a in args]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(EXPERIMENTS / "sagan_digits.yaml"), *args, "--run_root", str(tmp_path / "runs")])
+    assert exit_info.value.code == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and expected in lines[0], lines

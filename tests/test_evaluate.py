@@ -51,7 +51,7 @@ def test_validation_logs_digits_metrics_and_a_checkpoint_keeps_the_best_fid(tmp_
     rows = [r for r in csv.DictReader((run / "metrics.csv").open()) if r.get("val/digits_fid")]
     assert len(rows) == 2  # after batches 4 and 8
     for row in rows:
-        for key in ("val/digits_fid", "val/digits_is", "val/digits_kid"):
+        for key in ("val/digits_fid", "val/digits_is", "val/digits_kid", "val/digits_ifid"):
             assert math.isfinite(float(row[key])), key
         assert 1.0 <= float(row["val/digits_is"]) <= 10.0
     best_row = min(rows, key=lambda r: float(r["val/digits_fid"]))
@@ -69,8 +69,12 @@ def test_eval_writes_json_next_to_the_checkpoint(trained_run, capsys):
     result = json.loads((trained_run / "checkpoints" / "last_eval.json").read_text())
     assert result["num_samples"] == 64 and result["generator_steps"] == 6 and result["real_images"] == 1618
     assert result["features"] == "sagan.evaluation.features.DigitsFeatures"
-    assert set(result["metrics"]) == {"digits_fid", "digits_is", "digits_is_std", "digits_kid", "digits_kid_std"}
+    assert set(result["metrics"]) == {
+        "digits_fid", "digits_is", "digits_is_std", "digits_kid", "digits_kid_std", "digits_ifid"  # conditional: IFID
+    }
     assert all(math.isfinite(v) for v in result["metrics"].values())
+    spread = result["class_pixel_std"]  # 100 samples and 100 real images per class
+    assert len(spread["generated"]) == len(spread["real"]) == 10 and 0.19 < spread["real_mean"] < 0.34
     assert json.loads(capsys.readouterr().out.splitlines()[0]) == result["metrics"]
     # the same samples give the same numbers
     main(["eval", "--ckpt", str(ckpt), "--num_samples", "64", "--is_splits", "4", "--out", str(trained_run / "again.json")])
@@ -97,3 +101,15 @@ def test_eval_without_run_config_says_so(trained_run, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["eval", "--ckpt", str(lonely), "--num_samples", "64"])
     assert "config.yaml" in _error_lines(capsys)[0]
+
+
+def test_eval_with_truncation_scores_truncated_noise_in_its_own_file(trained_run, tmp_path):
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    few = ["--num_samples", "20", "--is_splits", "2"]
+    main(["eval", "--ckpt", str(ckpt), *few, "--truncation", "0.3"])
+    truncated = json.loads((trained_run / "checkpoints" / "last_eval_truncation0.3.json").read_text())
+    main(["eval", "--ckpt", str(ckpt), *few, "--out", str(tmp_path / "plain.json")])
+    plain = json.loads((tmp_path / "plain.json").read_text())
+    assert truncated["truncation"] == 0.3 and plain["truncation"] is None
+    assert all(math.isfinite(v) for v in truncated["metrics"].values())
+    assert truncated["metrics"]["digits_fid"] != plain["metrics"]["digits_fid"]  # other samples

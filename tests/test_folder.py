@@ -148,3 +148,33 @@ def test_cli_start_up_errors_are_one_line_exit_2(tmp_path, capsys, make, expecte
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("sagan: error")]
     assert "Traceback" not in err and len(lines) == 1 and expected in lines[0], err
+
+
+def test_symlink_loops_and_links_outside_are_walked_once_and_named(tmp_path):
+    folder = make_class_folder(tmp_path / "data" / "imgs", {"a": 3, "b": 2})  # 5 images
+    outside = make_class_folder(tmp_path / "elsewhere", {"c": 2})
+    (folder / "self").symlink_to(".")  # a loop: followed, 5 images became 5 * (links + 1)...
+    (folder / "a" / "up").symlink_to("..")  # a loop back to the root
+    (folder / "b" / "twin.jpg").symlink_to(folder / "b" / "b_1.jpg")  # a second name for a file
+    (folder / "out").symlink_to(outside)  # leads outside the folder
+    (folder / "gone.jpg").symlink_to(tmp_path / "nothing.jpg")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = ImageFolderDataModule(str(folder), val_fraction=0.2, use_labels=True, num_workers=0)
+    names = sorted(p.relative_to(folder).as_posix() for p in data.files)
+    assert names == ["a/a_1.jpg", "a/a_2.jpg", "a/nested/a_0.jpg", "b/b_1.jpg", "b/nested/b_0.jpg"]
+    assert data.classes == ["a", "b"]
+    train, valid = data.split_files("train")[0], data.split_files("valid")[0]
+    assert not {p.resolve() for p in train} & {p.resolve() for p in valid}  # no validation image trains
+    (message,) = [str(w.message) for w in caught if "symbolic links" in str(w.message)]
+    assert message.startswith(f"folder: skipped 5 symbolic links under {folder}: ")
+    for expected in ("a/up (-> .., a folder already listed)", "b/twin.jpg (-> ", "the same file as b/b_1.jpg)",
+                     f"out (-> {outside}, outside the folder (follow_links_outside=true reads it))",
+                     "self (-> ., a folder already listed)", "gone.jpg (-> "):
+        assert expected in message, message
+    # told to, it reads what lies outside, still once per real file
+    data = ImageFolderDataModule(str(folder), val_fraction=0.2, use_labels=True, num_workers=0, follow_links_outside=True)
+    assert sorted(p.relative_to(folder).as_posix() for p in data.files) == sorted(
+        names + ["out/c/c_1.jpg", "out/c/nested/c_0.jpg"]
+    )
+    assert data.classes == ["a", "b", "out"]

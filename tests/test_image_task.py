@@ -7,10 +7,11 @@ from conftest import tiny
 from torch.testing import assert_close
 from torch.utils.data import DataLoader, TensorDataset
 
-from sagan.layers.norm import frozen_spectral_norm
+from sagan.layers.norm import frozen_spectral_norm, spectral_norms
 from sagan.losses import HingeLoss, R1Penalty
 from sagan.tasks.image import ImageGAN
 from sagan.training.ema import ema_update
+from sagan.visualization.capture import attention_layers
 
 
 class _TinyData(L.LightningDataModule):
@@ -173,3 +174,29 @@ def test_packing_discriminator_scores_groups_of_real_and_of_generated_images():
     before = _copy(model.discriminator)
     _fit_unconditional.fit(model, datamodule=_TinyData())  # batches of 8: four pairs
     assert _changed(before, model.discriminator) and model.generator_steps == 2
+
+
+def test_mode_seeking_term_pairs_samples_of_one_class():
+    model = _gan(mode_seeking=2.0)
+    z, y = model.sample_noise(8, paired=True)
+    assert torch.equal(y[:4], y[4:])
+    fake = torch.zeros(8, 1, 2, 2)
+    fake[4:] = 0.5  # mean |G(z1) - G(z2)| = 0.5
+    z = torch.zeros(8, 3)
+    z[4:] = 2.0  # mean |z1 - z2| = 2
+    assert_close(model.mode_seeking_loss(fake, z), torch.tensor(2.0 / (0.25 + 1e-5)))
+    with pytest.raises(ValueError, match="mode_seeking"):
+        _gan(mode_seeking=-1.0)
+    trainer = _fit(model, max_steps=2)  # one D step and one G step with the term
+    assert trainer.global_step == 2 and model.generator_steps == 1
+
+
+def test_attention_panels_of_both_networks_leave_the_spectral_norms_alone():
+    model = _gan().train()
+    estimates = [norm.u.clone() for norm in spectral_norms(model.discriminator)]
+    panels = model.attention_panels()  # no data module: D reads the generated image
+    expected = {f"generator.{name}" for name in attention_layers(model.generator_ema)}
+    expected |= {f"discriminator.{name}" for name in attention_layers(model.discriminator)}
+    assert set(panels) == expected and len(expected) == 3
+    for norm, u in zip(spectral_norms(model.discriminator), estimates):
+        assert_close(norm.u, u)  # no power iteration outside D's own steps

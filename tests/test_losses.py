@@ -9,6 +9,8 @@ from sagan.losses import (
     HingeLoss,
     NonSaturatingLoss,
     R1Penalty,
+    R1R2Penalty,
+    R2Penalty,
     RelativisticLoss,
     WassersteinLoss,
 )
@@ -95,7 +97,7 @@ class _AttentionCritic(torch.nn.Module):
         return self.attn(self.conv(x)).mean(dim=(1, 2, 3))
 
 
-@pytest.mark.parametrize("penalty", [GradientPenalty(), R1Penalty()], ids=repr)
+@pytest.mark.parametrize("penalty", [GradientPenalty(), R1Penalty(), R2Penalty(), R1R2Penalty()], ids=repr)
 def test_penalty_double_backward_through_attention(penalty):
     critic = _AttentionCritic()
     real, fake = torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8)
@@ -126,3 +128,19 @@ def test_penalty_matches_manual_double_backward():
     expected = 5.0 * grad.flatten(1).pow(2).sum(1).mean()
     assert_close(R1Penalty(gamma=10.0)(critic, real, real), expected)
     assert F.relu(expected) > 0
+
+
+def test_r2_and_r1r2_exact_on_a_quadratic_critic():
+    """D(x) = sum(a * x^2) has input gradient 2 a x: R1 reads it at the real images, R2 at the generated
+    ones, each with its own labels (the critic scales its score by the label)."""
+    a = torch.tensor([1.0, -2.0, 0.5, 3.0])
+    critic = lambda x, y: (a * x.flatten(1).square()).sum(1) * (1.0 if y is None else y.float())  # noqa: E731
+    real, fake = torch.randn(5, 1, 2, 2), torch.randn(5, 1, 2, 2)
+    y_real, y_fake = torch.tensor([1, 2, 1, 3, 1]), torch.tensor([2, 1, 1, 1, 4])
+    norm2 = lambda x, y: ((2 * a * x.flatten(1)) * y[:, None].float()).square().sum(1).mean()  # noqa: E731
+    r1, r2 = norm2(real, y_real), norm2(fake, y_fake)
+    assert_close(R2Penalty(gamma=3.0)(critic, real, fake, y_real, y_fake), 1.5 * r2)
+    assert_close(R1R2Penalty(gamma=3.0)(critic, real, fake, y_real, y_fake), 1.5 * (r1 + r2))
+    assert_close(R1R2Penalty(gamma=3.0)(critic, real, fake), 1.5 * (norm2(real, torch.ones(5)) + norm2(fake, torch.ones(5))))
+    with pytest.raises(ValueError, match="gamma"):
+        R1R2Penalty(gamma=-1.0)

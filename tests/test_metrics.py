@@ -8,6 +8,7 @@ import torch
 from torch.testing import assert_close
 
 from datamodules.digits import DigitsDataModule
+from sagan.errors import UsageError
 from sagan.evaluation.features import FeatureExtractor, InceptionFeatures
 from sagan.evaluation.metrics import SampleMetrics, SampleQuality, real_statistics, shard
 
@@ -71,6 +72,35 @@ def test_fid_between_gaussians_matches_the_closed_form():
 def test_inception_score_of_a_uniform_classifier_is_one():
     score = _metrics(torch.randn(10, 4), torch.randn(100, 4), logits=torch.zeros(100, 7), fid=False, kid=False)
     assert_close(score["is"], torch.tensor(1.0))
+
+
+def _numpy_inception_score(logits: np.ndarray, splits: int) -> tuple[float, float]:
+    """The original code's computation (improved-gan's inception_score.py), in NumPy."""
+    preds = np.exp(logits - logits.max(1, keepdims=True))
+    preds /= preds.sum(1, keepdims=True)
+    scores = []
+    for i in range(splits):
+        part = preds[(i * preds.shape[0] // splits) : ((i + 1) * preds.shape[0] // splits), :]
+        kl = part * (np.log(part) - np.log(np.expand_dims(np.mean(part, 0), 0)))
+        scores.append(np.exp(np.mean(np.sum(kl, 1))))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+@pytest.mark.parametrize(("n", "splits"), [(103, 10), (100, 10), (37, 1), (11, 4)])
+def test_inception_score_has_equal_splits_and_the_population_std_of_the_original_code(n, splits):
+    from sagan.evaluation.metrics import inception_score
+
+    logits = torch.randn(n, 7, dtype=torch.float64) * 3
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(5))  # the seeded order of the samples
+    mean, std = inception_score(logits, splits, seed=5)
+    expected_mean, expected_std = _numpy_inception_score(logits[order].numpy(), splits)
+    assert_close(mean, torch.tensor(expected_mean, dtype=torch.float32))
+    assert_close(std, torch.tensor(expected_std, dtype=torch.float32))
+    # 103 samples in 10 splits: parts of 10 or 11 images, never a last part of 3 (torch.chunk's 11 x 9 + 4)
+    sizes = [(i + 1) * n // splits - i * n // splits for i in range(splits)]
+    assert max(sizes) - min(sizes) <= 1 and sum(sizes) == n
+    out = SampleMetrics(fid=False, kid=False, is_splits=splits, seed=5)(torch.zeros(n, 2), logits.float(), None)
+    assert_close(out["is"], mean, rtol=1e-5, atol=1e-5)
 
 
 def test_inception_score_of_a_perfect_classifier_on_balanced_data_is_the_number_of_classes():
@@ -170,6 +200,53 @@ def test_missing_inception_weights_name_the_file_and_the_folder(tmp_path, monkey
     assert str(tmp_path / "torch" / "hub" / "checkpoints") in message
     with pytest.raises(UsageError, match="nowhere.pth"):
         InceptionFeatures(weights_path=str(tmp_path / "nowhere.pth"))
+
+
+def test_inception_weights_are_fetched_hash_checked_into_torch_hub(tmp_path, monkeypatch):
+    import hashlib
+
+    from sagan.evaluation import features
+
+    source = tmp_path / "mirror" / "weights.pth"
+    source.parent.mkdir()
+    source.write_bytes(b"inception weights stand-in" * 1000)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("SAGAN_INCEPTION_URL", source.as_uri())  # file://: no network in tests
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    # a download whose hash is not the file name's is refused and leaves nothing behind
+    with pytest.raises(UsageError, match=r"fetching file://.* failed \(the download's sha256 starts [0-9a-f]{8}, expected 6726825d"):
+        features.find_inception_weights()
+    assert not hub.exists() or not any(hub.iterdir())
+    monkeypatch.setattr(features, "INCEPTION_SHA256_PREFIX", hashlib.sha256(source.read_bytes()).hexdigest()[:8])
+    found = features.find_inception_weights()
+    assert found == hub / "pt_inception-2015-12-05-6726825d.pth" and found.read_bytes() == source.read_bytes()
+    assert [p.name for p in hub.iterdir()] == [found.name]  # no temporary file left
+    found.write_bytes(b"kept")  # a file in place is used, never fetched again
+    assert features.find_inception_weights() == found and found.read_bytes() == b"kept"
+    # download=false (or no network) keeps the one-line message that says what to put where
+    found.unlink()
+    with pytest.raises(UsageError, match="Inception weights not found: place pt_inception-2015-12-05-6726825d.pth"):
+        features.find_inception_weights(download=False)
+
+
+def test_a_corrupt_inception_weights_file_is_one_line_before_the_run_directory(tmp_path, monkeypatch, capsys):
+    from conftest import TINY_DIGITS
+
+    from sagan.commands import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    (hub / "pt_inception-2015-12-05-6726825d.pth").write_bytes(b"PK\x03\x04 half a download")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *TINY_DIGITS, "--run_root", str(tmp_path / "runs"),
+              "--metrics.features=sagan.evaluation.features.InceptionFeatures"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("sagan: error")]
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert f"Inception weights file {hub}/pt_inception-2015-12-05-6726825d.pth cannot be used" in lines[0]
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,11 @@
 
 Image networks: generators map noise `[N, z_dim]` (and labels) to images `[N, C, H, W]` in [-1, 1],
 discriminators images to logits `[N]` (a packing discriminator, `pack` > 1, one logit per group of
-`pack` images: `[N / pack]`). Text networks (they have `vocab_size`): generators map token ids
+`pack` images: `[N / pack]`). Video networks (they have `num_frames`) do the same with clips
+`[N, T, C, H, W]` in place of images. Repair networks (`repair = True`) take a damaged image `[N, C, H, W]` and a
+hole mask `[N, 1, H, W]` (None for blind ones, `use_mask=False`) at any height and width that are
+multiples of their `stride`: generators return images of the same shape in [-1, 1], discriminators patch
+logits `[N, H / stride, W / stride]`. Text networks (they have `vocab_size`): generators map token ids
 `[N, T]` to next-token logits `[N, T, V]`, discriminators (soft) one-hot vectors `[N, T, V]` to `[N]`.
 Audio networks (they have `num_samples`): waveforms `[N, 1, num_samples]` in [-1, 1] in place of images.
 """
@@ -32,9 +36,23 @@ def _data_shape(net: torch.nn.Module) -> tuple[int, ...]:
     return (1, net.num_samples) if hasattr(net, "num_samples") else (net.channels, net.image_size, net.image_size)
 
 
+def _is_repair(net: torch.nn.Module) -> bool:
+    return getattr(net, "repair", False)
+
+
+def _repair_inputs(net: torch.nn.Module, n: int, height: int, width: int, seed: int = 1):
+    """A damaged image and its mask (a random hole of about half the pixels; None for a blind network)."""
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.rand(n, net.channels, height, width, generator=g) * 2 - 1
+    mask = (torch.rand(n, 1, height, width, generator=g) < 0.5).float()
+    return clean * (1 - mask), mask if net.use_mask else None
+
+
 def _inputs(net: torch.nn.Module, n: int, seed: int = 1):
     """Inputs for `n` outputs (`n * pack` images for a packing discriminator)."""
     g = torch.Generator().manual_seed(seed)
+    if _is_repair(net):
+        return _repair_inputs(net, n, net.image_size, net.image_size, seed)
     n = n * getattr(net, "pack", 1)
     if hasattr(net, "vocab_size"):
         if _is_generator(net):
@@ -43,15 +61,25 @@ def _inputs(net: torch.nn.Module, n: int, seed: int = 1):
     y = torch.randint(0, net.num_classes, (n,), generator=g) if net.num_classes else None
     if hasattr(net, "z_dim"):
         return torch.randn(n, net.z_dim, generator=g), y
-    return torch.rand(n, *_data_shape(net), generator=g) * 2 - 1, y
+    frames = (net.num_frames,) if hasattr(net, "num_frames") else ()
+    return torch.rand(n, *frames, *_data_shape(net), generator=g) * 2 - 1, y
 
 
-def _check_output(net, out, n):
-    if hasattr(net, "vocab_size") and _is_generator(net):
+def _check_output(net, out, n, height=None, width=None):
+    if _is_repair(net):
+        height, width = height or net.image_size, width or net.image_size
+        if out.dim() == 4:  # a generator
+            assert out.shape == (n, net.channels, height, width)
+            assert out.min() >= -1 and out.max() <= 1
+        else:
+            assert out.shape == (n, height // net.stride, width // net.stride)
+    elif hasattr(net, "vocab_size") and _is_generator(net):
         assert out.shape == (n, net.seq_len, net.vocab_size)
     elif hasattr(net, "z_dim"):
-        assert out.shape == (n, *_data_shape(net))
-        assert out.min() >= -1 and out.max() <= 1
+        frames = (net.num_frames,) if hasattr(net, "num_frames") else ()
+        assert out.shape == (n, *frames, *_data_shape(net))
+        if not (net.training and getattr(net, "raw_training_output", False)):  # else clamped in eval mode only
+            assert out.min() >= -1 and out.max() <= 1
     else:
         assert out.shape == (n,)
     assert torch.isfinite(out).all()
@@ -60,11 +88,14 @@ def _check_output(net, out, n):
 def test_presets_found():
     assert len(PRESETS) >= 4
     assert any(kwargs.get("vocab_size") for _, kwargs in (p.values for p in PRESETS))  # text networks too
+    assert len(REPAIR_PRESETS) >= 2  # and repair networks
 
 
 @pytest.mark.parametrize(("cls", "kwargs"), PRESETS)
 def test_shapes_and_range(cls, kwargs):
     net = cls(**kwargs)
+    _check_output(net, net(*_inputs(net, 3)), 3)
+    net.eval()  # samples and metrics come from eval mode: images in [-1, 1] for every generator
     _check_output(net, net(*_inputs(net, 3)), 3)
 
 
@@ -101,6 +132,18 @@ def test_deterministic(cls, kwargs):
     torch.testing.assert_close(a(*inputs), b(*inputs), rtol=0, atol=0)
     a.eval()
     torch.testing.assert_close(a(*inputs), a(*inputs), rtol=0, atol=0)
+
+
+REPAIR_PRESETS = [p for p in PRESETS if getattr(p.values[0], "repair", False)]
+
+
+@pytest.mark.parametrize(("cls", "kwargs"), REPAIR_PRESETS)
+def test_repair_networks_take_any_multiple_of_their_stride(cls, kwargs):
+    net = cls(**kwargs).eval()
+    for height, width in [(net.stride, 3 * net.stride), (5 * net.stride, 2 * net.stride), (net.stride, net.stride)]:
+        _check_output(net, net(*_repair_inputs(net, 2, height, width)), 2, height, width)
+    with pytest.raises(ValueError, match=f"multiples of {net.stride}"):
+        net(*_repair_inputs(net, 1, net.stride + 1, net.stride))
 
 
 @pytest.mark.parametrize(("cls", "kwargs"), [p for p in PRESETS if p.values[1].get("num_classes")])

@@ -7,6 +7,7 @@ from sagan.layers.norm import (
     ConditionalBatchNorm2d,
     ModulatedLayerNorm,
     SpectralNorm,
+    embed_classes,
     frozen_spectral_norm,
     improved_spectral_norm,
     spectral_norm,
@@ -108,3 +109,18 @@ def test_unmodulated_layer_norm_is_layer_norm():
     norm = ModulatedLayerNorm(6)
     x = torch.randn(4, 5, 6)
     assert_close(norm(x), nn.functional.layer_norm(x, (6,), norm.norm.weight, norm.norm.bias))
+
+
+def test_class_weights_blend_the_class_parameters():
+    norm = ConditionalBatchNorm2d(4, num_classes=3).eval()
+    with torch.no_grad():
+        norm.gain.weight.normal_()
+        norm.bias.weight.normal_()
+    x = torch.randn(2, 4, 5, 5)
+    one_hot = torch.eye(3)[[2, 0]]
+    assert_close(norm(x, one_hot), norm(x, torch.tensor([2, 0])))  # one-hot weights: the class itself
+    half = torch.tensor([[0.5, 0.0, 0.5], [0.25, 0.75, 0.0]])
+    gain = half @ norm.gain.weight  # the blended gain and bias, written out
+    bias = half @ norm.bias.weight
+    assert_close(norm(x, half), norm.bn(x) * gain[:, :, None, None] + bias[:, :, None, None])
+    assert_close(embed_classes(norm.gain, half)[0], (norm.gain.weight[0] + norm.gain.weight[2]) / 2)

@@ -5,14 +5,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import fit, fit_text, tiny
+from conftest import fit, fit_repair, fit_text, tiny
 from probes import records
 from torch.testing import assert_close
 from torch.utils.data import TensorDataset
 
 from datamodules.resumable import training_loader
+from sagan.models.inpaint import TINY as REPAIR_TINY
 from sagan.models.text_transformer import TINY as TEXT_TINY
 from sagan.tasks.image import ImageGAN
+from sagan.tasks.repair import RepairGAN
 from sagan.tasks.text import TextGAN
 
 # n_critic=2 makes a generator iteration two batches, and epochs of 3 batches put every stop below
@@ -116,6 +118,30 @@ def test_text_gan_resume_across_the_phase_boundary_continues_exactly(straight_te
     assert_close(optimizers[1], optimizers[0], rtol=0, atol=0)
 
 
+def test_repair_gan_resumed_continues_exactly(tmp_path):
+    # 2 generator iterations, then extended to 3 with --resume last, against 3 without a stop: the same
+    # batches (damage drawn per data epoch and index), the same networks, average and optimizer moments
+    shape = ["--model.n_critic=2", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=0",
+             "--trainer.deterministic=true"]
+    try:
+        straight = fit_repair(tmp_path / "a", "--g_iters=3", *recorded(tmp_path / "a"), *shape)
+        fit_repair(tmp_path / "b", "--g_iters=2", "--name=r", *recorded(tmp_path / "b"), *shape)
+        resumed = fit_repair(
+            tmp_path / "b", "--g_iters=3", "--name=r", "--resume=last", *recorded(tmp_path / "b"), *shape
+        )
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert records(tmp_path / "b" / "records.jsonl") == records(tmp_path / "a" / "records.jsonl")
+    first = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)
+    second = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
+    assert first["global_step"] == second["global_step"] == 9
+    assert_close(second["state_dict"], first["state_dict"], rtol=0, atol=0)
+    assert_close(
+        [opt["state"] for opt in second["optimizer_states"]], [opt["state"] for opt in first["optimizer_states"]],
+        rtol=0, atol=0,
+    )
+
+
 def _image_gan() -> ImageGAN:
     return ImageGAN(tiny("generator-32"), tiny("discriminator-32"))
 
@@ -125,7 +151,12 @@ def _text_gan() -> TextGAN:
     return TextGAN(g_cls(**g_kwargs), d_cls(**d_kwargs))
 
 
-@pytest.mark.parametrize("make", [_image_gan, _text_gan], ids=["image", "text"])
+def _repair_gan() -> RepairGAN:
+    (g_cls, g_kwargs), (d_cls, d_kwargs) = REPAIR_TINY["inpaint-generator"], REPAIR_TINY["patch-discriminator"]
+    return RepairGAN(g_cls(**g_kwargs), d_cls(**d_kwargs))
+
+
+@pytest.mark.parametrize("make", [_image_gan, _text_gan, _repair_gan], ids=["image", "text", "repair"])
 def test_validation_draws_fixed_noise_and_leaves_the_training_stream(make):
     # what the modules' own hooks must keep when they extend the shared ones (they call super())
     model = make()

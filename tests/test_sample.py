@@ -4,6 +4,7 @@ from argparse import Namespace
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from conftest import fit_text
@@ -11,7 +12,9 @@ from PIL import Image
 
 from sagan.commands import main
 from sagan.commands.sample import load_module, write_outputs
+from sagan.latent import noise
 from sagan.tasks.text import TextGAN
+from sagan.visualization.render import LINE
 from sagan.vocabulary import Vocabulary
 
 
@@ -21,6 +24,22 @@ def test_sample_writes_grid_and_single_images(trained_run, tmp_path):
     singles = sorted(out.glob("0*.png"))
     assert len(singles) == 5 and (out / "grid.png").is_file()
     assert Image.open(singles[0]).size == (32, 32)
+
+
+def test_truncation_keeps_the_noise_within_the_threshold(trained_run, tmp_path):
+    ckpt = str(trained_run / "checkpoints" / "last.ckpt")
+    main(["sample", "--ckpt", ckpt, "--n", "10", "--out", str(tmp_path / "plain")])
+    main(["sample", "--ckpt", ckpt, "--n", "10", "--truncation", "0.5", "--out", str(tmp_path / "truncated")])
+    model = load_module(ckpt)
+    z = noise(10, 8, 0.5, torch.Generator().manual_seed(0))  # the noise of seed 0, entries beyond 0.5 redrawn
+    with torch.no_grad():
+        expected = model(z, torch.arange(10) % 10)[3].add(1).div(2).squeeze(0)
+    written = torch.from_numpy(np.asarray(Image.open(tmp_path / "truncated" / "000003.png"), dtype=np.float32)[..., 0] / 255)
+    assert (written - expected).abs().max() <= 0.5 / 255 + 1e-6
+    assert (tmp_path / "plain" / "000003.png").read_bytes() != (tmp_path / "truncated" / "000003.png").read_bytes()
+    # a grid of every class: one class per column, its name on top
+    grid = Image.open(tmp_path / "plain" / "grid.png")
+    assert grid.size == (2 + 10 * 34, LINE + 2 + 34)
 
 
 def test_sample_is_reproducible_and_defaults_next_to_the_checkpoint(trained_run, tmp_path):
@@ -38,6 +57,17 @@ def test_sample_bad_input_is_one_line(trained_run, args, expected, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("sagan: error") == 1 and expected in err
+
+
+def test_sample_out_under_a_file_is_one_line(trained_run, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", "--ckpt", str(trained_run / "checkpoints" / "last.ckpt"), "--n", "2",
+              "--out", str(tmp_path / "afile" / "samples")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("sagan: error") == 1
+    assert f"cannot write the samples to --out {tmp_path / 'afile' / 'samples'}: Not a directory" in err
 
 
 def test_sample_missing_checkpoint(tmp_path, capsys):

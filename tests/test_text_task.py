@@ -150,3 +150,12 @@ def test_rejects_bad_arguments():
     for kwargs in (dict(n_critic=0), dict(pretrain_steps=-1), dict(beta_max=0.5)):
         with pytest.raises(ValueError):
             _gan(**kwargs)
+
+
+def test_attention_panels_draw_both_networks_without_touching_the_random_stream():
+    model = _gan()
+    model.generator.blocks[0].attention.dropout = 0.5  # dropout would draw from the global stream
+    state = torch.get_rng_state()
+    panels = model.attention_panels()
+    assert sorted(panels) == ["discriminator.blocks.0.attention", "generator.blocks.0.attention"]
+    assert model.training and torch.equal(torch.get_rng_state(), state)

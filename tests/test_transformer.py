@@ -10,6 +10,7 @@ from sagan.layers.transformer import (
     MultiHeadAttention,
     TokenUpsample,
     TransformerBlock,
+    explicit_attention,
     grid_merge,
     grid_partition,
     window_merge,
@@ -153,3 +154,121 @@ def test_token_upsample_matches_the_image_operation(mode):
 def test_attention_rejects_heads_that_do_not_divide():
     with pytest.raises(ValueError, match="divisible"):
         MultiHeadAttention(10, num_heads=4)
+
+
+# ------------------------------------------------------------- relative positions and noise (TransGAN)
+from sagan.layers.position import RelativePositionBias  # noqa: E402
+
+
+def test_relative_position_bias_indexes_the_offset_table():
+    rel = RelativePositionBias(3, num_heads=2)
+    with torch.no_grad():
+        rel.table.copy_(torch.randn_like(rel.table))
+    bias = rel()
+    assert bias.shape == (2, 9, 9)
+    for i in range(9):
+        for j in range(9):
+            dy, dx = i // 3 - j // 3, i % 3 - j % 3  # row-major (y, x) of query i and key j
+            assert_close(bias[:, i, j], rel.table[(dy + 2) * 5 + (dx + 2)])
+    assert rel.table.numel() == 25 * 2
+
+
+def _naive_biased(layer: MultiHeadAttention, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Dot-product attention per head with an additive logit bias [nh, T, T], written out."""
+    hs = layer.head_dim
+    q, k, v = (x @ layer.qkv.weight.t()).chunk(3, dim=-1)  # no q/k/v bias
+    heads = []
+    for i in range(layer.num_heads):
+        s = slice(i * hs, (i + 1) * hs)
+        heads.append(torch.softmax(q[..., s] @ k[..., s].transpose(1, 2) / hs**0.5 + bias[i], dim=-1) @ v[..., s])
+    return torch.cat(heads, dim=-1) @ layer.out.weight.t() + layer.out.bias
+
+
+def test_relative_position_bias_in_global_and_windowed_attention():
+    x = torch.randn(2, 16, 8)  # a 4x4 grid
+    full = _randomize(MultiHeadAttention(8, num_heads=2, qkv_bias=False, rel_pos=4))
+    assert_close(full(x, (4, 4)), _naive_biased(full, x, full.rel_pos()))
+    local = _randomize(MultiHeadAttention(8, num_heads=2, qkv_bias=False, window_size=2, rel_pos=2))
+    windows = window_partition(x, 4, 4, 2)  # [2 * 4 windows, 4, 8]: one table shared by all windows
+    assert_close(local(x, (4, 4)), window_merge(_naive_biased(local, windows, local.rel_pos()), 4, 4, 2))
+    with pytest.raises(ValueError, match="relative positions cover"):
+        full(torch.randn(2, 9, 8), (3, 3))
+
+
+def test_relative_position_bias_in_l2_attention():
+    layer = _randomize(MultiHeadAttention(8, num_heads=2, kind="l2", rel_pos=2))
+    x = torch.randn(3, 4, 8)
+    plain = MultiHeadAttention(8, num_heads=2, kind="l2")
+    plain.load_state_dict({k: v for k, v in layer.state_dict().items() if not k.startswith("rel_pos")})
+    with torch.no_grad():
+        layer.rel_pos.table.zero_()
+    assert_close(layer(x, (2, 2)), plain(x))  # a zero table is no bias
+    with torch.no_grad():
+        layer.rel_pos.table.normal_()
+    assert not torch.allclose(layer(x, (2, 2)), plain(x))
+
+
+def test_noise_injection_starts_silent_and_learns_its_strength():
+    layer = _randomize(MultiHeadAttention(8, num_heads=2, noise=True))
+    with torch.no_grad():
+        layer.noise_strength.zero_()
+    x = torch.randn(2, 5, 8)
+    assert_close(layer(x), layer(x), rtol=0, atol=0)  # strength 0: deterministic
+    with torch.no_grad():
+        layer.noise_strength.fill_(0.5)
+    torch.manual_seed(1)
+    noisy = layer(x)
+    torch.manual_seed(1)
+    noise = torch.randn(2, 5, 1)  # one value per token, broadcast over its channels
+    with torch.no_grad():
+        layer.noise_strength.zero_()
+    assert_close(noisy, layer(x + 0.5 * noise))
+    layer(x).sum().backward()
+    assert layer.noise_strength.grad is not None
+
+
+# ------------------------------------------------------------------------ explicit attention weights
+def naive_weights(layer: MultiHeadAttention, x: torch.Tensor, group: torch.Tensor | None = None) -> torch.Tensor:
+    """[N, nh, L, L] softmax weights written out per head; `group` [L] masks pairs of different groups."""
+    hs, nh = layer.head_dim, layer.num_heads
+    projected = x @ layer.qkv.weight.t() + layer.qkv.bias
+    q, k = (projected.chunk(3, dim=-1)[:2]) if layer.kind == "dot" else (projected.chunk(2, dim=-1)[0],) * 2
+    weights = []
+    for i in range(nh):
+        qs, ks = q[..., i * hs : (i + 1) * hs], k[..., i * hs : (i + 1) * hs]
+        if layer.kind == "dot":
+            scores = qs @ ks.transpose(1, 2)
+        else:
+            scores = -(qs[:, :, None, :] - ks[:, None, :, :]).pow(2).sum(-1)
+        scores = scores / hs**0.5
+        if group is not None:
+            scores = scores.masked_fill(group[:, None] != group[None, :], float("-inf"))
+        weights.append(torch.softmax(scores, dim=-1))
+    return torch.stack(weights, dim=1)
+
+
+@pytest.mark.parametrize("kind", ["dot", "l2"])
+@pytest.mark.parametrize("window_mode", [None, "window", "grid"])
+def test_return_attention_gives_the_softmax_weights_on_the_full_grid(kind, window_mode):
+    height, width, size = 4, 6, 2
+    layer = MultiHeadAttention(8, num_heads=2, kind=kind, window_size=size if window_mode else 0,
+                               window_mode=window_mode or "window").eval()
+    x = torch.randn(2, height * width, 8)
+    out, weights = layer(x, (height, width), return_attention=True)
+    rows, cols = torch.arange(height).repeat_interleave(width), torch.arange(width).repeat(height)
+    group = {  # which group each grid position belongs to, from its coordinates
+        None: None,
+        "window": (rows // size) * (width // size) + cols // size,
+        "grid": (rows % (height // size)) * (width // size) + cols % (width // size),
+    }[window_mode]
+    assert_close(weights, naive_weights(layer, x, group))
+    assert_close(weights.sum(-1), torch.ones(2, 2, height * width))
+    assert_close(out, layer(x, (height, width)))  # the fused path's output
+
+
+def test_explicit_attention_adds_a_bias_as_the_fused_kernel_does():
+    q, k, v = torch.randn(3, 2, 2, 5, 4).unbind(0)
+    bias = torch.randn(2, 5, 5)
+    out, weights = explicit_attention(q, k, v, bias=bias)
+    assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=bias))
+    assert_close(weights, torch.softmax(q @ k.transpose(-1, -2) / 2 + bias, dim=-1))

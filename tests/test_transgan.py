@@ -158,3 +158,49 @@ def test_transgan_trains_through_the_cli_with_wgan_gp_and_reloads(tmp_path):
     assert model.loss.drift == 0.001
     images = model(torch.randn(3, 8), torch.tensor([0, 5, 9]))
     assert images.shape == (3, 1, 32, 32)
+
+
+def test_linear_output_is_unbounded_in_training_and_clamped_in_eval():
+    g = tiny("generator-32-authors")
+    with torch.no_grad():
+        g.to_pixels.weight.mul_(50)  # push the pixels far outside [-1, 1]
+    z = torch.randn(4, g.z_dim)
+    raw = g(z)
+    assert raw.abs().max() > 1 and g.raw_training_output
+    g.eval()
+    assert_close(g(z), raw.clamp(-1, 1))  # noise strengths are 0 at start: the same pass, clamped
+    assert not tiny("generator-32").raw_training_output
+
+
+def test_multiscale_discriminator_streams():
+    """Both patch streams reach the logit: the coarse stream (4x4 patches, 1/4 of the channels) joins after
+    the fine stage's pooling, and the fine stage (2x2 patches) sees structure inside a 4x4 patch."""
+    d = tiny("discriminator-32-multiscale", patch_size=2).eval()
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    reference = d(x)
+    with torch.no_grad():
+        d.embed_coarse.weight.zero_()
+        d.embed_coarse.bias.zero_()
+    assert not torch.allclose(d(x), reference)
+    assert d.blocks_fine[0].attention.rel_pos.side == 16 and d.blocks_coarse[0].attention.rel_pos.side == 8
+    assert d.last_block.attention.rel_pos is None and d.last_block.attention.noise_strength is not None
+    with pytest.raises(ValueError, match="divisible by 2 \\* patch_size"):
+        tiny("discriminator-32-multiscale", patch_size=3)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        tiny("discriminator-32-multiscale", dim=18)
+    with pytest.raises(ValueError, match="num_heads"):
+        tiny("discriminator-32-multiscale", num_heads=0)
+
+
+@pytest.mark.parametrize("penalty", [GradientPenalty(), R1Penalty()], ids=repr)
+def test_penalty_double_backward_through_the_multiscale_discriminator(penalty):
+    d = tiny("discriminator-32-multiscale")
+    for module in d.modules():
+        if getattr(module, "noise_strength", None) is not None:
+            torch.nn.init.constant_(module.noise_strength, 0.1)
+    real, fake = torch.rand(4, 3, 32, 32) * 2 - 1, torch.rand(4, 3, 32, 32) * 2 - 1
+    value = penalty(d, real, fake)
+    value.backward()
+    for blk in [*d.blocks_fine, *d.blocks_coarse, d.last_block]:
+        assert blk.attention.qkv.weight.grad.abs().sum() > 0
+    assert d.blocks_fine[0].attention.rel_pos.table.grad.abs().sum() > 0

@@ -6,7 +6,12 @@ After `--warmup` generator iterations the clock runs for `--iters` more. Printed
 
 - `ms_per_iter`: wall time of one generator iteration (n_critic D steps + 1 G step);
 - `img_per_s`: real training images consumed per second (batch_size * n_critic per iteration);
-- `peak_mem_mb`: peak CUDA memory allocated (GPU) or the process's peak resident memory (CPU).
+- `peak_mem_mb`: peak CUDA memory allocated (GPU) or the process's peak resident memory (CPU);
+- `first_iter_s`: the first generator iteration, which with `--compile` includes compiling both step
+  graphs, and `compile_s`: the warm-up's time beyond what the same iterations take once warm.
+
+`transgan_cifar10` (and `_nogp`, without the gradient penalty) are the CIFAR-10 experiment's networks
+on CIFAR-sized tensors (the digits in RGB): GPU benchmarks, run by `sagan bench-gpu`.
 
 Each training benchmark runs in a fresh process, so its peak memory is its own (a process's peak
 resident memory never goes down) and no benchmark inherits another's allocator or compile caches.
@@ -17,7 +22,8 @@ batches of 64, `--loader_workers` DataLoader workers), once decoding the JPEGs a
 cache. Printed per variant: `setup_s` (the start-up check of every file, or the cache build),
 `first_epoch_img_per_s` (worker start-up included) and `img_per_s` (the last epoch: what feeds the GPU).
 
-    sagan bench [--only NAME] [--iters 5] [--warmup 2] [--precision 32|bf16-mixed] [--compile]
+    sagan bench [--only NAME] [--iters 5] [--warmup 2] [--batch_size N] [--precision 32|bf16-mixed]
+                [--compile [--compile_mode reduce-overhead] [--compile_backend inductor]]
                 [--loader_images 2048] [--loader_workers N] [--loader_epochs 2]
 """
 
@@ -33,6 +39,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+import yaml
 from PIL import Image
 
 from datamodules.digits import DigitsDataModule
@@ -46,34 +53,53 @@ from sagan.tasks.image import ImageGAN
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"  # the repository's experiments/
 
 
-def _default_experiment() -> tuple[L.LightningModule, L.LightningDataModule]:
-    """The module and data of `experiments/sagan_digits.yaml`, as `make train` builds them."""
-    cli = SaganCLI(args=["--config", str(EXPERIMENTS / "sagan_digits.yaml")], run=False)
+def _experiment(name: str, batch_size: int | None, *overrides: str) -> tuple[L.LightningModule, L.LightningDataModule]:
+    """The module and data of `experiments/<name>.yaml`, as `make train` builds them; real data sets are
+    replaced by the digits at the experiment's resolution and channels (the same tensors per step)."""
+    config = yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())
+    data = config.get("data", {}).get("init_args", {})
+    args = ["--config", str(EXPERIMENTS / f"{name}.yaml"), *overrides]
+    if config.get("data", {}).get("class_path") != "datamodules.digits.DigitsDataModule":
+        args += [
+            "--data=datamodules.digits.DigitsDataModule", f"--data.init_args.image_size={data.get('image_size', 32)}",
+            f"--data.init_args.channels={data.get('channels', 3)}",
+            f"--data.init_args.use_labels={str(data.get('use_labels', True)).lower()}",
+            f"--data.init_args.batch_size={data.get('batch_size', 64)}",
+        ]
+    if batch_size is not None:
+        args.append(f"--data.init_args.batch_size={batch_size}")
+    cli = SaganCLI(args=args, run=False)
     return cli.model, cli.datamodule
 
 
-def _sagan_64() -> tuple[L.LightningModule, L.LightningDataModule]:
+def _sagan_64(batch_size: int | None) -> tuple[L.LightningModule, L.LightningDataModule]:
     """SAGAN at 64x64 (RGB), batch 64: BigGAN widths (ch=64), attention at 32x32 in G and D, conditional."""
-    data = DigitsDataModule(batch_size=64, image_size=64, channels=3)
+    data = DigitsDataModule(batch_size=batch_size or 64, image_size=64, channels=3)
     generator = SAGANGenerator(64, 3, data.num_classes, z_dim=128, width=64, attn_resolutions=(32,))
     discriminator = SAGANDiscriminator(64, 3, data.num_classes, width=64, attn_resolutions=(32,))
     return ImageGAN(generator, discriminator), data
 
 
-def _transgan_digits() -> tuple[L.LightningModule, L.LightningDataModule]:
-    """The module and data of `experiments/transgan_digits.yaml`, as `make train MODEL=transgan` builds them."""
-    cli = SaganCLI(args=["--config", str(EXPERIMENTS / "transgan_digits.yaml")], run=False)
-    return cli.model, cli.datamodule
-
-
-BENCHMARKS = {"sagan_digits": _default_experiment, "sagan_64": _sagan_64, "transgan_digits": _transgan_digits}
+# name -> builder(batch_size or None) of (module, data); `GPU_ONLY` ones are too large for a CPU run
+BENCHMARKS = {
+    "sagan_digits": lambda batch: _experiment("sagan_digits", batch),
+    "sagan_64": _sagan_64,
+    "transgan_digits": lambda batch: _experiment("transgan_digits", batch),
+    "transgan_cifar10": lambda batch: _experiment("transgan_cifar10", batch),
+    "transgan_cifar10_nogp": lambda batch: _experiment("transgan_cifar10", batch, "--model.init_args.penalty=null"),
+}
+GPU_ONLY = ("transgan_cifar10", "transgan_cifar10_nogp")
+DEFAULT = ("sagan_digits", "sagan_64", "transgan_digits")
 
 
 class _Clock(L.Callback):
-    """Times generator iterations after a warm-up; synchronizes the device only at the two ends."""
+    """Times generator iterations: the first one (with any compilation), the warm-up, then `iters` more;
+    synchronizes the device only at those points."""
 
     def __init__(self, warmup: int):
         self.warmup = warmup
+        self.fit_start: float | None = None
+        self.first: float | None = None
         self.start: float | None = None
         self.start_iter = 0
         self.end: float | None = None
@@ -84,7 +110,12 @@ class _Clock(L.Callback):
             torch.cuda.synchronize(device)
         return time.perf_counter()
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.fit_start = self._now(pl_module.device)
+
     def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        if self.first is None and pl_module.generator_steps == 1:
+            self.first = self._now(pl_module.device)
         if self.start is None and pl_module.generator_steps == self.warmup:
             self.start, self.start_iter = self._now(pl_module.device), pl_module.generator_steps
             if pl_module.device.type == "cuda":
@@ -94,10 +125,15 @@ class _Clock(L.Callback):
         self.end, self.end_iter = self._now(pl_module.device), pl_module.generator_steps
 
 
-def run_benchmark(name: str, iters: int, warmup: int, precision: str, compile: bool, accelerator: str) -> dict:
+def run_benchmark(
+    name: str, iters: int, warmup: int, precision: str, compile: bool, accelerator: str,
+    batch_size: int | None = None, compile_mode: str | None = None, compile_backend: str = "inductor",
+) -> dict:
     """Trains `warmup + iters` generator iterations of one benchmark and returns its measurements."""
-    model, data = BENCHMARKS[name]()
+    model, data = BENCHMARKS[name](batch_size)
     model.hparams.compile = compile
+    model.hparams.compile_mode = compile_mode
+    model.hparams.compile_backend = compile_backend
     clock = _Clock(warmup)
     trainer = L.Trainer(
         accelerator=accelerator, devices=1, precision=precision, max_steps=(warmup + iters) * (model.n_critic + 1),
@@ -107,6 +143,7 @@ def run_benchmark(name: str, iters: int, warmup: int, precision: str, compile: b
     trainer.fit(model, datamodule=data)
     done = clock.end_iter - clock.start_iter
     seconds = clock.end - clock.start
+    steady = seconds / done
     device = model.device
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
@@ -118,22 +155,25 @@ def run_benchmark(name: str, iters: int, warmup: int, precision: str, compile: b
         "bench": name,
         "device": device_name,
         "precision": precision,
-        "compile": compile,
+        "compile": (compile_mode or "default") if compile else False,
         "batch_size": data.batch_size,
         "image_size": data.image_size,
         "n_critic": model.n_critic,
         "iters": done,
-        "ms_per_iter": round(1000 * seconds / done, 2),
-        "img_per_s": round(data.batch_size * model.n_critic * done / seconds, 1),
+        "ms_per_iter": round(1000 * steady, 2),
+        "img_per_s": round(data.batch_size * model.n_critic / steady, 1),
+        "first_iter_s": round(clock.first - clock.fit_start, 2),  # includes compiling both step graphs
+        # warm-up time beyond what the same iterations take once warm: compilation, autotuning, graph capture
+        "compile_s": round(max(clock.start - clock.fit_start - warmup * steady, 0.0), 2) if compile else 0.0,
         "peak_mem_mb": round(peak, 1),
         "peak_mem_kind": "cuda_allocated" if device.type == "cuda" else "cpu_max_rss",
     }
 
 
-def run_isolated(name: str, iters: int, warmup: int, precision: str, compile: bool, accelerator: str) -> dict:
+def run_isolated(*args, **kwargs) -> dict:
     """`run_benchmark` in a fresh spawned process, so the peak memory it reports is this benchmark's own."""
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(run_benchmark, name, iters, warmup, precision, compile, accelerator).result()
+        return pool.submit(run_benchmark, *args, **kwargs).result()
 
 
 def write_jpegs(folder: Path, count: int, seed: int = 0) -> None:
@@ -192,12 +232,17 @@ LOADER_BENCHMARKS = ("loader_jpeg64",)
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sagan bench", description="Training speed, as JSON lines.")
     parser.add_argument(
-        "--only", action="append", choices=sorted(BENCHMARKS) + list(LOADER_BENCHMARKS), help="run only these benchmarks"
+        "--only", action="append", choices=sorted(BENCHMARKS) + list(LOADER_BENCHMARKS),
+        help=f"run only these benchmarks (default: {', '.join(DEFAULT + LOADER_BENCHMARKS)})",
     )
     parser.add_argument("--iters", type=int, default=5, help="timed generator iterations (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed generator iterations first (default 2)")
+    parser.add_argument("--batch_size", type=int, default=None, help="images per batch (default: the benchmark's)")
     parser.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"])
-    parser.add_argument("--compile", action="store_true", help="torch.compile both networks")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the D step and the G step")
+    parser.add_argument("--compile_mode", default=None, choices=["default", "reduce-overhead", "max-autotune"],
+                        help="torch.compile mode (reduce-overhead: CUDA graphs)")
+    parser.add_argument("--compile_backend", default="inductor", help="torch.compile backend (default inductor)")
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--loader_images", type=int, default=2048, help="JPEGs the loader benchmark reads (default 2048)")
     parser.add_argument("--loader_workers", type=int, default=cpu_threads(), help="DataLoader workers (default: cores)")
@@ -205,12 +250,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.iters < 1 or args.warmup < 1:
         raise UsageError("--iters and --warmup must be >= 1")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError(f"--batch_size must be >= 1, got {args.batch_size}")
     if args.loader_images < 2 * 64 or args.loader_workers < 0 or args.loader_epochs < 1:
         raise UsageError("--loader_images must be >= 128, --loader_workers >= 0 and --loader_epochs >= 1")
-    for name in args.only or [*BENCHMARKS, *LOADER_BENCHMARKS]:
+    if args.compile_backend not in torch._dynamo.list_backends(exclude_tags=()):
+        raise UsageError(f"--compile_backend must be one of {torch._dynamo.list_backends(exclude_tags=())}")
+    mode = None if args.compile_mode == "default" else args.compile_mode
+    for name in args.only or [*DEFAULT, *LOADER_BENCHMARKS]:
         if name in LOADER_BENCHMARKS:
             results = loader_benchmark(args.loader_images, args.loader_workers, args.loader_epochs)
         else:
-            results = [run_isolated(name, args.iters, args.warmup, args.precision, args.compile, args.accelerator)]
+            results = [run_isolated(
+                name, args.iters, args.warmup, args.precision, args.compile, args.accelerator, args.batch_size,
+                mode, args.compile_backend,
+            )]
         for result in results:
             print(json.dumps(result), flush=True)

@@ -1,13 +1,16 @@
-"""`sagan sample`: what a checkpoint's generator makes, images, sounds or sentences.
+"""`sagan sample`: what a checkpoint's generator makes, images, clips, sounds or sentences.
 
     sagan sample --ckpt runs/sagan_digits/<run>/checkpoints/last.ckpt --n 64 [--label all|K] [--out DIR]
+                 [--truncation 0.7]
     sagan sample --ckpt runs/textgan_oracle/<run>/checkpoints/last.ckpt --n 20 [--out FILE]
 
 The checkpoint names its module's class (`_class_path`, saved by `sagan fit`); the module is rebuilt
 from it, weights-only, and `write_outputs` (one implementation per module class, `functools.singledispatch`)
-writes what that module generates: a `GAN`'s EMA samples as a grid and single PNGs, a `SpeechGAN`'s as WAV
-files and a spectrogram grid, a `TextGAN`'s
-sentences as a text file, one per line, decoded with the vocabulary saved in the checkpoint.
+writes what that module generates: an `ImageGAN`'s EMA samples as a grid and single PNGs, a `VideoGAN`'s as
+an animated GIF grid and single GIFs, a `SpeechGAN`'s as WAV files and a spectrogram grid, a `TextGAN`'s
+sentences as a text file, one per line, decoded with the vocabulary saved in the checkpoint. With
+`--truncation T` the noise entries beyond T are redrawn (the truncation trick, `sagan.latent`); the grid
+of a conditional model's samples of every class names each column's class.
 """
 
 import argparse
@@ -18,12 +21,15 @@ import lightning as L
 import torch
 from torchvision.utils import save_image
 
-from sagan.errors import UsageError
+from sagan.errors import UsageError, describe_os_error
+from sagan.latent import noise
 from sagan.tasks.image import ImageGAN
-from sagan.tasks.speech import SpeechGAN, write_clips
+from sagan.tasks.speech import SpeechGAN, write_wav_samples
 from sagan.tasks.text import TextGAN
+from sagan.tasks.video import VideoGAN, save_gif, to_gif_frames
 from sagan.training.checkpoints import load_module
 from sagan.training.sample_grid import to_grid
+from sagan.visualization.render import labelled_columns
 
 
 def load_gan(ckpt: str | Path, map_location: str = "cpu") -> ImageGAN:
@@ -46,12 +52,12 @@ def labels_for(label: str, n: int, num_classes: int) -> torch.Tensor | None:
 
 @torch.no_grad()
 def write_samples(
-    model: ImageGAN, out: Path, n: int, label: str = "all", seed: int = 0, nrow: int | None = None, batch_size: int = 256
+    model: ImageGAN, out: Path, n: int, label: str = "all", seed: int = 0, nrow: int | None = None, batch_size: int = 256,
+    truncation: float | None = None,
 ) -> list[Path]:
     """Writes `grid.png` and `n` single images `000000.png`... to `out`; returns the single images' paths."""
     y = labels_for(label, n, model.num_classes)
-    rng = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, model.generator.z_dim, generator=rng)
+    z = noise(n, model.generator.z_dim, truncation, torch.Generator().manual_seed(seed))
     chunks = []
     for start in range(0, n, batch_size):
         zb = z[start : start + batch_size].to(model.device)
@@ -60,12 +66,33 @@ def write_samples(
     images = torch.cat(chunks)
     out.mkdir(parents=True, exist_ok=True)
     nrow = nrow or (model.num_classes if (y is not None and label == "all") else max(int(n**0.5), 1))
-    save_image(to_grid(images, nrow), out / "grid.png")
+    if y is not None and label == "all" and nrow == model.num_classes:  # one class per column: name them
+        labelled_columns(to_grid(images, nrow), model.class_names[:n], images.shape[-1]).save(out / "grid.png")
+    else:
+        save_image(to_grid(images, nrow), out / "grid.png")
     paths = []
     for i, image in enumerate(images):
         paths.append(out / f"{i:06d}.png")
         save_image(image.clamp(-1, 1).add(1).div(2), paths[-1])
     return paths
+
+
+@torch.no_grad()
+def write_clips(
+    model: VideoGAN, out: Path, n: int, label: str = "all", seed: int = 0, nrow: int | None = None, batch_size: int = 64,
+    truncation: float | None = None,
+) -> list[Path]:
+    """Writes `grid.gif` and `n` single clips `000000.gif`... to `out` (the noise of `write_samples`)."""
+    y = labels_for(label, n, model.num_classes)
+    z = noise(n, model.generator.z_dim, truncation, torch.Generator().manual_seed(seed))
+    clips = torch.cat([
+        model(z[s : s + batch_size].to(model.device), None if y is None else y[s : s + batch_size].to(model.device)).cpu()
+        for s in range(0, n, batch_size)
+    ])
+    out.mkdir(parents=True, exist_ok=True)
+    nrow = nrow or (model.num_classes if (y is not None and label == "all") else max(int(n**0.5), 1))
+    save_gif(to_gif_frames(clips, nrow), out / "grid.gif", model.gif_fps)
+    return [save_gif(to_gif_frames(clip[None], 1), out / f"{i:06d}.gif", model.gif_fps) for i, clip in enumerate(clips)]
 
 
 def write_sentences(model: TextGAN, out: Path, n: int, seed: int = 0) -> list[str]:
@@ -88,20 +115,29 @@ def write_outputs(model: L.LightningModule, ckpt: Path, args: argparse.Namespace
 @write_outputs.register
 def _(model: ImageGAN, ckpt: Path, args: argparse.Namespace) -> str:
     out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "_samples")
-    paths = write_samples(model, out, args.n, args.label, args.seed, args.nrow)
+    paths = write_samples(model, out, args.n, args.label, args.seed, args.nrow, truncation=args.truncation)
     return f"wrote {out / 'grid.png'} and {len(paths)} images to {out}/"
+
+
+@write_outputs.register
+def _(model: VideoGAN, ckpt: Path, args: argparse.Namespace) -> str:
+    out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "_samples")
+    paths = write_clips(model, out, args.n, args.label, args.seed, args.nrow, truncation=args.truncation)
+    return f"wrote {out / 'grid.gif'} and {len(paths)} clips (animated GIFs) to {out}/"
 
 
 @write_outputs.register
 def _(model: SpeechGAN, ckpt: Path, args: argparse.Namespace) -> str:
     out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "_samples")
-    paths = write_clips(model, out, args.n, labels_for(args.label, args.n, model.num_classes), args.seed)
+    labels = labels_for(args.label, args.n, model.num_classes)
+    paths = write_wav_samples(model, out, args.n, labels, args.seed, truncation=args.truncation)
     return f"wrote {len(paths)} WAV files and spectrograms.png to {out}/"
 
 
 @write_outputs.register
 def _(model: TextGAN, ckpt: Path, args: argparse.Namespace) -> str:
-    for flag, value, default in (("--label", args.label, "all"), ("--nrow", args.nrow, None)):
+    image_only = (("--label", args.label, "all"), ("--nrow", args.nrow, None), ("--truncation", args.truncation, None))
+    for flag, value, default in image_only:
         if value != default:
             raise UsageError(f"{flag} {value}: {ckpt} is a text GAN checkpoint; {flag} is for image checkpoints")
     out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "_samples.txt")
@@ -125,9 +161,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
     parser.add_argument("--nrow", type=int, default=None, help="images per grid row")
+    parser.add_argument(
+        "--truncation", type=float, default=None,
+        help="images: redraw noise entries beyond this threshold (the truncation trick, e.g. 0.7; default: none)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     if args.n < 1:
         raise UsageError(f"--n must be >= 1, got {args.n}")
+    if args.truncation is not None and not args.truncation > 0:
+        raise UsageError(f"--truncation must be > 0, got {args.truncation}")
     model = load_module(args.ckpt, map_location=args.device)
-    print(write_outputs(model, Path(args.ckpt), args))
+    try:
+        print(write_outputs(model, Path(args.ckpt), args))
+    except OSError as error:  # --out under a file, a read-only folder, a full disk
+        where = f"--out {args.out}" if args.out else "the checkpoint's folder"
+        raise UsageError(f"cannot write the samples to {where}: {describe_os_error(error)}") from error

@@ -6,8 +6,10 @@ that numbers measured in different feature spaces are never confused, and descri
 (`fingerprint`) for the on-disk cache of real-data statistics.
 
 - `InceptionFeatures`: the standard FID Inception (torch-fidelity's TensorFlow-compatible InceptionV3,
-  as torchmetrics uses it), 2048 pool features and 1008 unbiased logits. Its weights are read from a
-  local file only; a missing file is a start-up error that says which file to place where.
+  `torch_fidelity.FeatureExtractorInceptionV3`, as torchmetrics uses it), 2048 pool features and 1008
+  unbiased logits. Its weights file is looked up in torch hub's folder and, when missing, fetched at
+  start-up (rank 0 of each machine, hash-checked); without a network, a missing or broken file is a
+  one-line start-up error that says which file to place where.
 - `DigitsFeatures`: a small CNN trained on the digits training split (seconds on CPU, deterministic,
   cached), for offline "digits FID / IS / KID".
 - `StackedDigitsFeatures`: the digits classifier applied to each channel of three stacked digits,
@@ -16,6 +18,9 @@ that numbers measured in different feature spaces are never confused, and descri
 
 import hashlib
 import os
+import time
+import urllib.error
+import urllib.request
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -29,6 +34,49 @@ INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 # torch-fidelity downloads the same weights (same content hash) under this name into the same folder.
 INCEPTION_FILE_ALIASES = (INCEPTION_FILE, "weights-inception-2015-12-05-6726825d.pth")
 INCEPTION_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{INCEPTION_FILE}"
+# The file name's hash: the first hex digits of the file's sha256 (torch hub's convention), checked on fetching.
+INCEPTION_SHA256_PREFIX = "6726825d"
+FETCH_WAIT_S = 600  # how long other processes of a machine wait for rank 0's fetch
+
+
+def inception_url() -> str:
+    """Where the weights are fetched from: `$SAGAN_INCEPTION_URL` (a mirror, or a `file://` URL on an
+    air-gapped cluster), else the pytorch-fid release that torchmetrics users get."""
+    return os.environ.get("SAGAN_INCEPTION_URL") or INCEPTION_URL
+
+
+def fetch_inception_weights(folder: Path, url: str | None = None, timeout_s: float = 60.0) -> Path:
+    """Downloads the FID Inception weights into `folder` as `INCEPTION_FILE`: to a temporary file, whose
+    sha256 must start with `INCEPTION_SHA256_PREFIX`, then renamed (an interrupted or corrupt download
+    never looks complete).
+
+    Raises:
+        OSError, urllib.error.URLError: the download or the write failed.
+        ValueError: the content does not match the hash.
+    """
+    url = url or inception_url()
+    target = folder / INCEPTION_FILE
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response, open(tmp, "wb") as out:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                digest.update(chunk)
+                out.write(chunk)
+        if not digest.hexdigest().startswith(INCEPTION_SHA256_PREFIX):
+            raise ValueError(f"the download's sha256 starts {digest.hexdigest()[:8]}, expected {INCEPTION_SHA256_PREFIX}")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _local_rank() -> int:
+    for name in ("LOCAL_RANK", "SLURM_LOCALID"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
 
 
 def default_cache_dir() -> Path:
@@ -58,12 +106,18 @@ def file_digest(path: Path) -> str:
 class FeatureExtractor(nn.Module, ABC):
     """Base class: `forward(x) -> (features, logits)` for images in [-1, 1]; `load()` before use.
 
-    Subclasses set `num_features`, `num_classes`, `metric_prefix` and `fingerprint`.
+    Subclasses set `num_features`, `num_classes`, `metric_prefix` and `fingerprint`, and may rename
+    metrics in `metric_names` (a video extractor logs "fid" as "fvd").
     """
 
     num_features: int = 0
     num_classes: int = 0
     metric_prefix: str = ""
+    metric_names: dict[str, str] = {}
+
+    def metric_key(self, name: str) -> str:
+        """The logged name of metric `name` ("fid", "is", "kid", "modes", "kl") in this feature space."""
+        return self.metric_prefix + self.metric_names.get(name, name)
 
     @property
     @abstractmethod
@@ -76,11 +130,12 @@ class FeatureExtractor(nn.Module, ABC):
 
 
 # --------------------------------------------------------------------------------------- Inception
-def find_inception_weights(weights_path: str | None = None) -> Path:
-    """The FID Inception weights file: `weights_path`, else torch hub's checkpoint folder.
+def find_inception_weights(weights_path: str | None = None, download: bool = True) -> Path:
+    """The FID Inception weights file: `weights_path`, else torch hub's checkpoint folder, where a missing
+    file is fetched (`download`; rank 0 of each machine, the other processes wait for it).
 
     Raises:
-        UsageError: (one line) the file is not there, saying which file to place where.
+        UsageError: (one line) the file is not there and cannot be fetched, saying which file to place where.
     """
     if weights_path is not None:
         path = Path(weights_path).expanduser()
@@ -91,36 +146,55 @@ def find_inception_weights(weights_path: str | None = None) -> Path:
             "or turn these metrics off with --metrics.features=null"
         )
     folder = Path(torch.hub.get_dir()) / "checkpoints"
-    for name in INCEPTION_FILE_ALIASES:
-        if (folder / name).is_file():
-            return folder / name
+    found = [folder / name for name in INCEPTION_FILE_ALIASES if (folder / name).is_file()]
+    if found:
+        return found[0]
+    failed = ""
+    if download and _local_rank() == 0:
+        try:
+            return fetch_inception_weights(folder)
+        except (OSError, ValueError, urllib.error.URLError) as error:
+            reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or error
+            failed = f"; fetching {inception_url()} failed ({' '.join(str(reason).split())})"
+    elif download:  # rank 0 of this machine fetches it
+        deadline = time.monotonic() + FETCH_WAIT_S
+        while time.monotonic() < deadline and not (folder / INCEPTION_FILE).is_file():
+            time.sleep(1.0)
+        if (folder / INCEPTION_FILE).is_file():
+            return folder / INCEPTION_FILE
     raise UsageError(
         f"Inception weights not found: place {INCEPTION_FILE} ({INCEPTION_URL}) in {folder}/ "
-        "or pass --metrics.features.init_args.weights_path=FILE, or turn these metrics off with --metrics.features=null"
+        "or pass --metrics.features.init_args.weights_path=FILE, or turn these metrics off with "
+        f"--metrics.features=null{failed}"
     )
 
 
 class InceptionFeatures(FeatureExtractor):
-    """The standard FID Inception-v3 (2015-12-05 TensorFlow graph) that torchmetrics uses through torch-fidelity.
+    """The standard FID Inception-v3 (2015-12-05 TensorFlow graph): torch-fidelity's public
+    `FeatureExtractorInceptionV3`, the network torchmetrics' FID uses.
 
     Images are quantized to 8 bits like saved PNGs, gray images repeated to RGB, and resized to 299x299
     inside the network. Features: the 2048-d pool layer (FID, KID); logits: the 1008 unbiased logits (IS).
+    The network is built when the extractor is, at start-up: a missing, truncated or corrupt weights file
+    stops the run before anything starts, in one line.
 
     Args:
         weights_path: the weights file; default: `pt_inception-2015-12-05-6726825d.pth` (or torch-fidelity's
             `weights-inception-2015-12-05-6726825d.pth`) in torch hub's `checkpoints/` folder
-            (`$TORCH_HOME/hub/checkpoints`, by default `~/.cache/torch/hub/checkpoints`). Never downloaded:
-            a missing file stops the run at start-up.
+            (`$TORCH_HOME/hub/checkpoints`, by default `~/.cache/torch/hub/checkpoints`).
+        download: fetch a missing default file at start-up (from `$SAGAN_INCEPTION_URL` if set, else the
+            pytorch-fid release), checking its hash; False: never reach the network.
     """
 
     num_features = 2048
     num_classes = 1008
     metric_prefix = ""
 
-    def __init__(self, weights_path: str | None = None):
+    def __init__(self, weights_path: str | None = None, download: bool = True):
         super().__init__()
-        self.weights_path = find_inception_weights(weights_path)  # at start-up, not at the first validation
+        self.weights_path = find_inception_weights(weights_path, download)  # at start-up, not at the first validation
         self.net: nn.Module | None = None
+        self.load()
 
     @property
     def fingerprint(self) -> str:
@@ -128,13 +202,22 @@ class InceptionFeatures(FeatureExtractor):
         return f"inception-v3-compat:{weights}:uint8:2048+logits_unbiased"
 
     def load(self) -> "InceptionFeatures":
-        if self.net is None:
-            from torchmetrics.image.fid import NoTrainInceptionV3
+        if self.net is not None:
+            return self
+        from torch_fidelity import FeatureExtractorInceptionV3
 
-            self.net = NoTrainInceptionV3(
-                name="inception-v3-compat", features_list=["2048", "logits_unbiased"],
-                feature_extractor_weights_path=str(self.weights_path),
+        try:
+            # weights-only first: a file that would run code when unpickled is refused, not loaded
+            torch.load(self.weights_path, map_location="cpu", weights_only=True, mmap=True)
+            self.net = FeatureExtractorInceptionV3(
+                "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(self.weights_path)
             )
+        except Exception as error:
+            reason = " ".join(str(error).split())[:200] or type(error).__name__
+            raise UsageError(
+                f"Inception weights file {self.weights_path} cannot be used ({reason}): delete it (a missing file "
+                f"is fetched again) or place a good copy of {INCEPTION_FILE} ({INCEPTION_URL}) there"
+            ) from error
         return self
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,7 +225,7 @@ class InceptionFeatures(FeatureExtractor):
         x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        features, logits = self.net._torch_fidelity_forward(x)
+        features, logits = self.net(x)
         return features.float(), logits.float()
 
 

@@ -19,6 +19,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from sagan.errors import check_ranges
+
 Operation = Literal["color", "translation", "cutout"]
 
 
@@ -41,11 +43,7 @@ class DiffAugment(nn.Module):
         unknown = sorted(set(policy) - {"color", "translation", "cutout"})
         if unknown:
             raise ValueError(f"DiffAugment: unknown operations {unknown}; expected color, translation, cutout")
-        if not 0.0 <= translation_ratio < 1.0 or not 0.0 <= cutout_ratio <= 1.0:
-            raise ValueError(
-                f"DiffAugment: translation_ratio must be in [0, 1) and cutout_ratio in [0, 1], "
-                f"got {translation_ratio} and {cutout_ratio}"
-            )
+        check_ranges("DiffAugment", translation_ratio=(translation_ratio, "[0, 1)"), cutout_ratio=(cutout_ratio, "[0, 1]"))
         self.policy = tuple(op for op in ("color", "translation", "cutout") if op in policy)
         self.translation_ratio = translation_ratio
         self.cutout_ratio = cutout_ratio

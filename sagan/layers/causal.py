@@ -51,8 +51,9 @@ class SequenceSelfAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.out_dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, return_attention: bool = False):
         # x: [N, T, C] -> [N, T, C]; with a cache, x holds the next position(s) after the cached ones
+        #   (and with return_attention the softmax weights [N, nh, T, cached + T], zero on future positions)
         n, t, c = x.shape
         q, k, v = self.qkv(x).view(n, t, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
         if cache is not None:  # q, k, v: [N, nh, t, hs]; k, v then cover the cached positions too
@@ -60,10 +61,17 @@ class SequenceSelfAttention(nn.Module):
         past = k.shape[2] - t
         if past and t > 1 and self.causal:
             raise ValueError("a cached causal attention step takes one position at a time")
-        y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=self.causal and past == 0 and t > 1
-        )
-        return self.out_dropout(self.out(y.transpose(1, 2).reshape(n, t, c)))
+        dropout = self.dropout if self.training else 0.0
+        if return_attention:  # the same attention with its weights spelled out (for attention maps)
+            scores = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5
+            if self.causal and past == 0 and t > 1:
+                scores = scores.masked_fill(torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1), float("-inf"))
+            weights = torch.softmax(scores.float(), dim=-1).to(v.dtype)
+            y = F.dropout(weights, dropout, self.training) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=self.causal and past == 0 and t > 1)
+        y = self.out_dropout(self.out(y.transpose(1, 2).reshape(n, t, c)))
+        return (y, weights) if return_attention else y
 
 
 class TransformerBlock(nn.Module):

@@ -28,6 +28,10 @@ class SpectralNorm(nn.Module):
         self.n_power_iterations = n_power_iterations
         self.eps = eps
         matrix = weight.detach().flatten(1)
+        if weight.device.type == "meta":  # shapes only (parameter counts): no values to iterate on
+            self.register_buffer("u", torch.empty(matrix.shape[0], dtype=weight.dtype, device=weight.device))
+            self.register_buffer("v", torch.empty(matrix.shape[1], dtype=weight.dtype, device=weight.device))
+            return
         u = F.normalize(torch.randn(matrix.shape[0], dtype=weight.dtype, device=weight.device), dim=0, eps=eps)
         v = F.normalize(torch.randn(matrix.shape[1], dtype=weight.dtype, device=weight.device), dim=0, eps=eps)
         self.register_buffer("u", u)
@@ -43,6 +47,8 @@ class SpectralNorm(nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         # weight: [out, ...] -> same shape, divided by sigma_max
+        if weight.device.type == "meta":  # shapes only (parameter counts without allocating): no sigma
+            return weight
         with torch.autocast(weight.device.type, enabled=False):  # sigma in the weight's own precision
             matrix = weight.flatten(1)
             u, v = self.u, self.v
@@ -82,6 +88,12 @@ def frozen_spectral_norm(module: nn.Module) -> Iterator[None]:
             m.training = mode
 
 
+def embed_classes(embedding: nn.Embedding, y: torch.Tensor) -> torch.Tensor:
+    """Rows of `embedding` for class indices `y` [N], or for class weights `y` [N, num_classes] (float) the
+    blend of rows they weigh: a one-hot row gives that class's row, (1 - a, a) interpolates two classes."""
+    return y.to(embedding.weight.dtype) @ embedding.weight if y.is_floating_point() else embedding(y)
+
+
 class ConditionalBatchNorm2d(nn.Module):
     """Batch norm whose per-channel gain and bias come from a class embedding (de Vries et al., 2017).
 
@@ -104,10 +116,11 @@ class ConditionalBatchNorm2d(nn.Module):
             nn.init.zeros_(self.bias.weight)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        # x: [N, C, H, W], y: [N] class indices or None -> [N, C, H, W]
+        # x: [N, C, H, W], y: [N] class indices, [N, num_classes] class weights (a blend) or None -> [N, C, H, W]
         if not self.num_classes:
             return self.bn(x)
-        return self.bn(x) * self.gain(y)[:, :, None, None] + self.bias(y)[:, :, None, None]
+        gain, bias = embed_classes(self.gain, y), embed_classes(self.bias, y)
+        return self.bn(x) * gain[:, :, None, None] + bias[:, :, None, None]
 
 
 class _Rescale(nn.Module):

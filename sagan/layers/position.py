@@ -58,3 +58,32 @@ class PositionalEncoding2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [N, H*W, D] -> [N, H*W, D]
         return x + self.table
+
+
+class RelativePositionBias(nn.Module):
+    """A learned bias per head for each offset between two tokens of a `side x side` group (Swin, TransGAN).
+
+    Tokens (y1, x1) and (y2, x2) of a row-major group get the bias `table[(y1 - y2 + side - 1) * (2 side - 1)
+    + (x1 - x2 + side - 1), head]`, added to their attention logit. The table holds (2 side - 1)^2 entries
+    per head, initialized from a truncated normal with std 0.02 (as TransGAN's).
+
+    Args:
+        side: side of the square token group (a window, or the whole map for global attention).
+        num_heads: attention heads; each learns its own table.
+    """
+
+    def __init__(self, side: int, num_heads: int):
+        super().__init__()
+        if side < 1 or num_heads < 1:
+            raise ValueError(f"RelativePositionBias: side and num_heads must be >= 1, got {side} and {num_heads}")
+        self.side = side
+        self.table = nn.Parameter(torch.zeros((2 * side - 1) ** 2, num_heads))
+        nn.init.trunc_normal_(self.table, std=0.02)
+        ys, xs = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+        ys, xs = ys.flatten(), xs.flatten()  # row-major coordinates of the side^2 tokens
+        index = (ys[:, None] - ys[None, :] + side - 1) * (2 * side - 1) + (xs[:, None] - xs[None, :] + side - 1)
+        self.register_buffer("index", index, persistent=False)  # [side^2, side^2], recomputed on construction
+
+    def forward(self) -> torch.Tensor:
+        # () -> [num_heads, side^2, side^2]: the bias of every (query, key) pair, per head
+        return self.table[self.index].permute(2, 0, 1)

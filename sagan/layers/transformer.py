@@ -6,6 +6,11 @@ memory-efficient on GPUs, flash on CPUs) in the forward and the backward pass. T
 double backward: a gradient penalty or R1 through these layers runs inside
 `sagan.layers.attention.math_attention()`, as the penalties of `sagan.losses` do.
 
+TransGAN's attention options: a learned relative position bias per head (`rel_pos`, added to the logits
+of every query-key pair through `attn_mask`, in global and in windowed attention) and noise injection
+(`noise`: Gaussian noise, one value per token, scaled by a learned strength that starts at 0, added to
+the attention's input, as in the authors' discriminator).
+
 L2-distance attention (Kim et al., 2021, "The Lipschitz constant of self-attention"; ViTGAN's
 discriminator) scores a query against a key by -||q - k||^2 / sqrt(d) with one projection shared by
 queries and keys, which makes attention Lipschitz. Expanding the square, the -||q_i||^2 part is the same
@@ -20,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sagan.layers.norm import ModulatedLayerNorm, improved_spectral_norm, spectral_norm
+from sagan.layers.position import RelativePositionBias
 
 SpectralNormMode = Literal["none", "plain", "improved"]
 AttentionKind = Literal["dot", "l2"]
@@ -98,6 +104,9 @@ class MultiHeadAttention(nn.Module):
             size x size tokens spread evenly over the map).
         spectral_norm: "none", "plain" or "improved" spectral norm on the projections.
         qkv_bias: learn a bias in the input projection.
+        rel_pos: side of the square token groups that a learned relative position bias covers (the
+            window side for local attention, the map side for global attention); 0: no bias.
+        noise: inject per-token Gaussian noise with a learned strength (initially 0) into the input.
     """
 
     def __init__(
@@ -109,6 +118,8 @@ class MultiHeadAttention(nn.Module):
         window_mode: WindowMode = "window",
         spectral_norm: SpectralNormMode = "none",
         qkv_bias: bool = True,
+        rel_pos: int = 0,
+        noise: bool = False,
     ):
         super().__init__()
         if dim % num_heads:
@@ -122,9 +133,25 @@ class MultiHeadAttention(nn.Module):
         projections = 2 if kind == "l2" else 3  # l2: one shared query/key projection, one value projection
         self.qkv = linear(dim, projections * dim, spectral_norm, bias=qkv_bias)
         self.out = linear(dim, dim, spectral_norm)
+        if rel_pos < 0:
+            raise ValueError(f"MultiHeadAttention: rel_pos must be >= 0, got {rel_pos}")
+        self.rel_pos = RelativePositionBias(rel_pos, num_heads) if rel_pos else None
+        self.noise_strength = nn.Parameter(torch.zeros(())) if noise else None
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None) -> torch.Tensor:
+    def position_bias(self, tokens: int) -> torch.Tensor | None:
+        """The additive logit bias [nh, T, T] for groups of `tokens` tokens, or None without `rel_pos`."""
+        if self.rel_pos is None:
+            return None
+        if tokens != self.rel_pos.side**2:
+            raise ValueError(f"MultiHeadAttention: relative positions cover {self.rel_pos.side}x{self.rel_pos.side} "
+                             f"token groups, got groups of {tokens} tokens")
+        return self.rel_pos()
+
+    def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None, return_attention: bool = False):
         # x: [N, L, D] (a row-major H x W grid when hw=(H, W) is given) -> [N, L, D]
+        #   (and with return_attention the softmax weights [N, nh, L, L]: a local group's rows on the full grid)
+        if self.noise_strength is not None:  # one noise value per token, shared by its channels
+            x = x + torch.randn(*x.shape[:-1], 1, device=x.device, dtype=x.dtype) * self.noise_strength
         local = self.window_size > 0 and hw is not None and self.window_size < max(hw)
         if self.window_size > 0 and hw is None:
             raise ValueError("MultiHeadAttention: windowed attention needs the grid shape hw=(H, W)")
@@ -135,26 +162,69 @@ class MultiHeadAttention(nn.Module):
             x = partition(x, hw[0], hw[1], self.window_size)
         b, t, d = x.shape
         qkv = self.qkv(x).view(b, t, -1, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # [P, B, nh, T, hs]
-        if self.kind == "dot":
+        bias = self.position_bias(t)  # [nh, T, T] added to the logits, or None
+        if return_attention:  # the same attention with its weights spelled out (for attention maps)
+            out, weights = explicit_attention(*qkv.unbind(0), kind=self.kind, bias=bias)
+        elif self.kind == "dot":
             q, k, v = qkv.unbind(0)
-            out = F.scaled_dot_product_attention(q, k, v)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if bias is None else bias.to(q.dtype))
         else:
             qk, v = qkv.unbind(0)
-            out = l2_attention(qk, v)
+            out = l2_attention(qk, v, bias)
         out = self.out(out.transpose(1, 2).reshape(b, t, d))
-        return merge(out, hw[0], hw[1], self.window_size) if local else out
+        if not return_attention:
+            return merge(out, hw[0], hw[1], self.window_size) if local else out
+        if local:
+            out = merge(out, hw[0], hw[1], self.window_size)
+            weights = groups_to_grid(weights, hw[0], hw[1], self.window_size, self.window_mode)
+        return out, weights
 
 
-def l2_attention(qk: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """softmax(-||q_i - q_j||^2 / sqrt(d)) v for tied queries and keys, on the fused kernels.
+def explicit_attention(
+    *qkv: torch.Tensor, kind: AttentionKind = "dot", bias: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention with its softmax weights: (q, k, v) for "dot", (qk, v) for "l2" (tied queries and keys).
 
-    qk: [B, nh, T, hs] (queries = keys), v: [B, nh, T, hs] -> [B, nh, T, hs].
+    Each [B, nh, T, hs] -> (out [B, nh, T, hs], weights [B, nh, T, T]); `out` is what the fused path gives.
+    `bias` (broadcast to [B, nh, T, T]) is added to the scores, as `attn_mask` in the fused kernel.
+    """
+    if kind == "dot":
+        q, k, v = qkv
+        scores = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5
+    else:
+        qk, v = qkv
+        scores = -torch.cdist(qk.float(), qk.float()).square().to(qk.dtype) * qk.shape[-1] ** -0.5
+    if bias is not None:
+        scores = scores + bias
+    weights = torch.softmax(scores.float(), dim=-1).to(v.dtype)
+    return weights @ v, weights
+
+
+def groups_to_grid(weights: torch.Tensor, height: int, width: int, size: int, mode: WindowMode) -> torch.Tensor:
+    """Weights within local groups [N * G, nh, s*s, s*s] -> [N, nh, H*W, H*W] over the whole row-major grid
+    (zero between tokens of different groups), so a query's row can be drawn on the full map."""
+    partition, _ = PARTITIONS[mode]
+    index = partition(torch.arange(height * width, device=weights.device).view(1, -1, 1), height, width, size)
+    index = index.squeeze(-1)  # [G, s*s]: the grid position of each group member
+    groups, members = index.shape
+    heads = weights.shape[1]
+    weights = weights.view(-1, groups, heads, members, members).transpose(1, 2)  # [N, nh, G, s*s, s*s]
+    full = weights.new_zeros(weights.shape[0], heads, height * width, height * width)
+    full[:, :, index[:, :, None], index[:, None, :]] = weights
+    return full
+
+
+def l2_attention(qk: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(-||q_i - q_j||^2 / sqrt(d) + bias_ij) v for tied queries and keys, on the fused kernels.
+
+    qk: [B, nh, T, hs] (queries = keys), v: [B, nh, T, hs], bias: [nh, T, T] or None -> [B, nh, T, hs].
     """
     squared = qk.float().square().sum(-1, keepdim=True).to(qk.dtype)  # ||k_j||^2
     q = torch.cat([2 * qk, -torch.ones_like(squared)], dim=-1)
     k = torch.cat([qk, squared], dim=-1)
     v = torch.cat([v, torch.zeros_like(squared)], dim=-1)  # fused kernels want one head size for q, k, v
-    out = F.scaled_dot_product_attention(q, k, v, scale=qk.shape[-1] ** -0.5)
+    mask = None if bias is None else bias.to(q.dtype)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=qk.shape[-1] ** -0.5)
     return out[..., :-1]
 
 
@@ -184,6 +254,9 @@ class TransformerBlock(nn.Module):
         window_size: side of local attention groups on a grid (0: global attention).
         window_mode: "window" or "grid" groups.
         spectral_norm: "none", "plain" or "improved" spectral norm on every projection.
+        qkv_bias: learn a bias in the attention's input projection.
+        rel_pos: side of the token groups covered by a learned relative position bias (0: none).
+        noise: noise injection into the attention's input (see `MultiHeadAttention`).
     """
 
     def __init__(
@@ -196,10 +269,14 @@ class TransformerBlock(nn.Module):
         window_size: int = 0,
         window_mode: WindowMode = "window",
         spectral_norm: SpectralNormMode = "none",
+        qkv_bias: bool = True,
+        rel_pos: int = 0,
+        noise: bool = False,
     ):
         super().__init__()
         self.norm1 = ModulatedLayerNorm(dim, cond_dim)
-        self.attention = MultiHeadAttention(dim, num_heads, kind, window_size, window_mode, spectral_norm)
+        self.attention = MultiHeadAttention(dim, num_heads, kind, window_size, window_mode, spectral_norm, qkv_bias,
+                                            rel_pos, noise)
         self.norm2 = ModulatedLayerNorm(dim, cond_dim)
         self.mlp = MLP(dim, int(dim * mlp_ratio), spectral_norm)
 

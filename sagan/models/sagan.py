@@ -7,11 +7,14 @@ when classes are given. Every convolution and linear layer of both networks is s
 The channel layouts follow BigGAN's for each resolution.
 """
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sagan.layers.attention import SelfAttention2d
+from sagan.errors import check_ranges
+from sagan.layers.attention import ATTENTION_BLOCKS
 from sagan.layers.blocks import DiscriminatorBlock, GeneratorBlock, sn_conv
 from sagan.layers.norm import spectral_norm
 
@@ -42,6 +45,11 @@ def _check(image_size: int, attn_resolutions: tuple[int, ...], available: list[i
         )
 
 
+def _check_attention(attention: str, who: str) -> None:
+    if attention not in ATTENTION_BLOCKS:
+        raise ValueError(f"{who}: attention must be one of {sorted(ATTENTION_BLOCKS)}, got {attention!r}")
+
+
 class SAGANGenerator(nn.Module):
     """SAGAN generator.
 
@@ -54,6 +62,8 @@ class SAGANGenerator(nn.Module):
         attn_resolutions: resolutions after whose up-block a self-attention layer sits.
         attn_heads: heads of each self-attention layer.
         channel_multipliers: overrides the layout: multipliers for the 4x4 input and each up-block.
+        attention: "official" (the paper code's block: q/k C/8, v C/2, 2x2-pooled keys, no temperature)
+            or "compact" (q/k/v C/8 at every position, 1/sqrt(d) temperature); see sagan/layers/attention.py.
     """
 
     def __init__(
@@ -66,8 +76,15 @@ class SAGANGenerator(nn.Module):
         attn_resolutions: tuple[int, ...] = (16,),
         attn_heads: int = 1,
         channel_multipliers: tuple[int, ...] | None = None,
+        attention: Literal["official", "compact"] = "official",
     ):
         super().__init__()
+        _check_attention(attention, "SAGANGenerator")
+        check_ranges(
+            "SAGANGenerator", channels=(channels, "[1, inf)"), num_classes=(num_classes, "[0, inf)"),
+            z_dim=(z_dim, "[1, inf)"), width=(width, "[1, inf)"), attn_resolutions=(attn_resolutions, "[1, inf)"),
+            attn_heads=(attn_heads, "[1, inf)"), channel_multipliers=(channel_multipliers, "[1, inf)"),
+        )
         mults = tuple(channel_multipliers or GENERATOR_CHANNELS.get(image_size, ()))
         resolutions = [4 * 2 ** (i + 1) for i in range(len(mults) - 1)]
         _check(image_size, attn_resolutions, resolutions, "SAGANGenerator")
@@ -81,12 +98,13 @@ class SAGANGenerator(nn.Module):
         for i, res in enumerate(resolutions):
             self.blocks.append(GeneratorBlock(mults[i] * width, mults[i + 1] * width, num_classes))
             if res in attn_resolutions:
-                self.attention[str(i)] = SelfAttention2d(mults[i + 1] * width, num_heads=attn_heads)
+                self.attention[str(i)] = ATTENTION_BLOCKS[attention](mults[i + 1] * width, num_heads=attn_heads)
         self.out_norm = nn.BatchNorm2d(mults[-1] * width)
         self.out_conv = sn_conv(mults[-1] * width, channels, 3)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        # z: [N, z_dim], y: [N] class indices or None -> [N, channels, image_size, image_size] in [-1, 1]
+        # z: [N, z_dim], y: [N] class indices, [N, num_classes] class weights (a blend) or None
+        #   -> [N, channels, image_size, image_size] in [-1, 1]
         h = self.stem(z).view(z.shape[0], self.start_channels, 4, 4)
         for i, block in enumerate(self.blocks):
             h = block(h, y)
@@ -109,6 +127,7 @@ class SAGANDiscriminator(nn.Module):
         pack: PacGAN packing (Lin et al., 2018): D judges groups of `pack` consecutive images, stacked
             along the channels, and returns one logit per group, which penalizes a generator whose
             samples lack variety (mode collapse). Unconditional only; the batch must divide by `pack`.
+        attention: "official" or "compact" self-attention block (see `SAGANGenerator`).
     """
 
     def __init__(
@@ -121,10 +140,15 @@ class SAGANDiscriminator(nn.Module):
         attn_heads: int = 1,
         channel_multipliers: tuple[int, ...] | None = None,
         pack: int = 1,
+        attention: Literal["official", "compact"] = "official",
     ):
         super().__init__()
-        if pack < 1:
-            raise ValueError(f"SAGANDiscriminator: pack must be >= 1, got {pack}")
+        _check_attention(attention, "SAGANDiscriminator")
+        check_ranges(
+            "SAGANDiscriminator", channels=(channels, "[1, inf)"), num_classes=(num_classes, "[0, inf)"),
+            width=(width, "[1, inf)"), attn_resolutions=(attn_resolutions, "[1, inf)"), attn_heads=(attn_heads, "[1, inf)"),
+            channel_multipliers=(channel_multipliers, "[1, inf)"), pack=(pack, "[1, inf)"),
+        )
         if pack > 1 and num_classes:
             raise ValueError(
                 f"SAGANDiscriminator: packing (pack={pack}) needs an unconditional discriminator, got "
@@ -151,7 +175,7 @@ class SAGANDiscriminator(nn.Module):
             self.blocks.append(DiscriminatorBlock(in_channels, mult * width, downsample=down, first=i == 0))
             in_channels = mult * width
             if res in attn_resolutions and res not in placed:  # once per resolution, after its first block
-                self.attention[str(i)] = SelfAttention2d(in_channels, num_heads=attn_heads)
+                self.attention[str(i)] = ATTENTION_BLOCKS[attention](in_channels, num_heads=attn_heads)
                 placed.add(res)
         self.linear = spectral_norm(nn.Linear(in_channels, 1))
         self.embed = spectral_norm(nn.Embedding(num_classes, in_channels)) if num_classes else None
@@ -182,8 +206,12 @@ TINY = {
         SAGANGenerator,
         dict(image_size=32, channels=1, num_classes=3, z_dim=8, width=2, attn_resolutions=(8, 32)),
     ),
-    "generator-64": (SAGANGenerator, dict(image_size=64, channels=3, z_dim=8, width=1, attn_resolutions=(32,))),
-    "discriminator-32": (SAGANDiscriminator, dict(image_size=32, channels=3, width=4, attn_resolutions=(16,))),
+    "generator-64": (
+        SAGANGenerator, dict(image_size=64, channels=3, z_dim=8, width=1, attn_resolutions=(32,), attention="compact")
+    ),
+    "discriminator-32": (
+        SAGANDiscriminator, dict(image_size=32, channels=3, width=4, attn_resolutions=(16,), attn_heads=2)
+    ),
     "discriminator-32-pack": (
         SAGANDiscriminator, dict(image_size=32, channels=3, width=4, attn_resolutions=(16,), pack=2)
     ),
@@ -191,5 +219,7 @@ TINY = {
         SAGANDiscriminator,
         dict(image_size=32, channels=1, num_classes=3, width=4, attn_resolutions=(8,)),
     ),
-    "discriminator-64": (SAGANDiscriminator, dict(image_size=64, channels=3, width=2, attn_resolutions=(32, 8))),
+    "discriminator-64": (
+        SAGANDiscriminator, dict(image_size=64, channels=3, width=2, attn_resolutions=(32, 8), attention="compact")
+    ),
 }

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sagan.errors import check_ranges
 from sagan.layers.norm import ModulatedLayerNorm
 from sagan.layers.position import PositionalEncoding2d
 from sagan.layers.stft import InverseSTFT
@@ -92,6 +93,13 @@ class SpeechTransformerGenerator(nn.Module):
         super().__init__()
         dims, depths = tuple(dims), tuple(depths)
         who = "SpeechTransformerGenerator"
+        check_ranges(
+            who, num_samples=(num_samples, "[1, inf)"), sample_rate=(sample_rate, "[1, inf)"),
+            num_classes=(num_classes, "[0, inf)"), z_dim=(z_dim, "[1, inf)"), n_fft=(n_fft, "[2, inf)"),
+            hop_length=(hop_length, "[1, inf)"), bottom_frames=(bottom_frames, "[1, inf)"), dims=(dims, "[1, inf)"),
+            depths=(depths, "[0, inf)"), num_heads=(num_heads, "[1, inf)"), mlp_ratio=(mlp_ratio, "(0, inf)"),
+            style_dim=(style_dim, "[1, inf)"),
+        )
         if not dims or len(dims) != len(depths):
             raise ValueError(f"{who}: dims {dims} and depths {depths} must name the same number (>= 1) of stages")
         if min(z_dim, bottom_frames, style_dim, num_heads) < 1 or num_classes < 0 or mlp_ratio <= 0:
@@ -241,6 +249,12 @@ class MultiScaleWaveDiscriminator(nn.Module):
         super().__init__()
         widths = tuple(widths)
         who = "MultiScaleWaveDiscriminator"
+        check_ranges(
+            who, num_samples=(num_samples, "[1, inf)"), sample_rate=(sample_rate, "[1, inf)"),
+            num_classes=(num_classes, "[0, inf)"), scales=(scales, "[1, inf)"), widths=(widths, "[1, inf)"),
+            kernel_size=(kernel_size, "[1, inf)"), groups=(groups, "[1, inf)"), depth=(depth, "[0, inf)"),
+            num_heads=(num_heads, "[1, inf)"), compand=(compand, "[0, inf)"),
+        )
         if scales < 1 or not widths or min(widths) < 1 or groups < 1 or depth < 0 or num_classes < 0:
             raise ValueError(f"{who}: scales >= 1, at least one width >= 1, groups >= 1, depth >= 0 and "
                              f"num_classes >= 0 are needed, got {scales}, {widths}, {groups}, {depth}, {num_classes}")

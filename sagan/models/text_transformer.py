@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sagan.errors import check_ranges
 from sagan.layers.causal import KVCache, TransformerBlock
 
 
@@ -25,6 +26,14 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.normal_(module.weight, std=0.02)
     if isinstance(module, nn.Linear) and module.bias is not None:
         nn.init.zeros_(module.bias)
+
+
+def _check(who: str, vocab_size, seq_len, dim, depth, num_heads, mlp_ratio, dropout) -> None:
+    check_ranges(
+        who, vocab_size=(vocab_size, "[1, inf)"), seq_len=(seq_len, "[1, inf)"), dim=(dim, "[1, inf)"),
+        depth=(depth, "[0, inf)"), num_heads=(num_heads, "[1, inf)"), mlp_ratio=(mlp_ratio, "(0, inf)"),
+        dropout=(dropout, "[0, 1)"),
+    )
 
 
 def gumbel_noise(shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -57,6 +66,7 @@ class TextTransformerGenerator(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
+        _check(type(self).__name__, vocab_size, seq_len, dim, depth, num_heads, mlp_ratio, dropout)
         self.vocab_size, self.seq_len = vocab_size, seq_len
         self.embed = nn.Embedding(vocab_size, dim)
         self.start = nn.Parameter(torch.zeros(dim))  # the input before the first token
@@ -139,6 +149,7 @@ class TextTransformerDiscriminator(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
+        _check(type(self).__name__, vocab_size, seq_len, dim, depth, num_heads, mlp_ratio, dropout)
         self.vocab_size, self.seq_len = vocab_size, seq_len
         self.embed = nn.Linear(vocab_size, dim, bias=False)
         self.pos = nn.Parameter(torch.zeros(seq_len, dim))

@@ -17,9 +17,11 @@ Neither network contains a convolution apart from the patch embedding, which is 
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from sagan.layers.norm import ModulatedLayerNorm
+from sagan.errors import check_ranges
+from sagan.layers.norm import ModulatedLayerNorm, embed_classes
 from sagan.layers.position import PositionalEncoding2d
 from sagan.layers.transformer import (
     AttentionKind,
@@ -57,6 +59,15 @@ class TransGANGenerator(nn.Module):
         window_resolutions: stage resolutions whose blocks attend locally instead of globally.
         window_mode: "window" (size x size neighbourhoods), "grid" (size x size tokens spread over the whole
             map) or "alternate" (window, grid, window, ... block by block: local and sparse global mixing).
+        rel_pos: a learned relative position bias per head in every block's attention, over its token
+            groups (the window in local attention, the whole map in global attention), as the authors' G.
+        qkv_bias: learn a bias in the attention's input projections (the authors' have none).
+        noise: noise injection into every attention's input (learned strengths, initially 0).
+        final_norm: a layer norm before the pixel projection (the authors' G has none).
+        output: "tanh" squashes the pixels into [-1, 1]; "linear" leaves them as the authors' G does while
+            training (the discriminator sees them unbounded) and clamps them to [-1, 1] in eval mode, the
+            mode of the EMA generator behind samples, metrics and `sagan sample` (the authors clamp when
+            saving images).
     """
 
     def __init__(
@@ -77,14 +88,28 @@ class TransGANGenerator(nn.Module):
         window_size: int = 8,
         window_resolutions: tuple[int, ...] = (),
         window_mode: Literal["window", "grid", "alternate"] = "window",
+        rel_pos: bool = False,
+        qkv_bias: bool = True,
+        noise: bool = False,
+        final_norm: bool = True,
+        output: Literal["tanh", "linear"] = "tanh",
     ):
         super().__init__()
+        if output not in ("tanh", "linear"):
+            raise ValueError(f"TransGANGenerator: output must be 'tanh' or 'linear', got {output!r}")
+        check_ranges(
+            "TransGANGenerator", image_size=(image_size, "[1, inf)"), channels=(channels, "[1, inf)"),
+            num_classes=(num_classes, "[0, inf)"), z_dim=(z_dim, "[1, inf)"), bottom_size=(bottom_size, "[1, inf)"),
+            dims=(dims, "[1, inf)"), depths=(depths, "[0, inf)"), num_heads=(num_heads, "[1, inf)"),
+            mlp_ratio=(mlp_ratio, "(0, inf)"), style_dim=(style_dim, "[1, inf)"), window_size=(window_size, "[1, inf)"),
+            window_resolutions=(window_resolutions, "[1, inf)"),
+        )
         dims, depths = tuple(dims), tuple(depths)
         self.resolutions = [bottom_size * 2**i for i in range(len(dims))]
         _check_generator(image_size, dims, depths, num_heads, norm, window_size, window_resolutions, window_mode,
                          self.resolutions)
         self.image_size, self.channels, self.num_classes, self.z_dim = image_size, channels, num_classes, z_dim
-        self.norm_kind = norm
+        self.norm_kind, self.output = norm, output
         self.class_embed = nn.Embedding(num_classes, z_dim) if num_classes else None
         code_dim = 2 * z_dim if num_classes else z_dim
         if norm == "self_modulated":
@@ -99,19 +124,27 @@ class TransGANGenerator(nn.Module):
         self.stages = nn.ModuleList()
         for res, dim, depth in zip(self.resolutions, dims, depths):
             blocks = []
+            local = res in window_resolutions
+            group = window_size if local and window_size < res else res  # side of the attention's token groups
             for j in range(depth):
-                local = res in window_resolutions
                 mode = ("window", "grid")[j % 2] if window_mode == "alternate" else window_mode
-                blocks.append(TransformerBlock(dim, num_heads, mlp_ratio, cond_dim, "dot",
-                                               window_size if local else 0, mode))
+                blocks.append(TransformerBlock(dim, num_heads, mlp_ratio, cond_dim, "dot", window_size if local else 0,
+                                               mode, qkv_bias=qkv_bias, rel_pos=group if rel_pos else 0, noise=noise))
             self.stages.append(nn.ModuleList(blocks))
-        self.out_norm = ModulatedLayerNorm(dims[-1], cond_dim)
+        self.out_norm = ModulatedLayerNorm(dims[-1], cond_dim) if final_norm else None
         self.to_pixels = linear(dims[-1], channels)
 
+    @property
+    def raw_training_output(self) -> bool:
+        """Whether training-mode outputs may leave [-1, 1] (output="linear"; eval mode clamps)."""
+        return self.output == "linear"
+
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        # z: [N, z_dim], y: [N] class indices or None -> [N, channels, image_size, image_size] in [-1, 1]
+        # z: [N, z_dim], y: [N] class indices, [N, num_classes] class weights (a blend) or None
+        #   -> [N, channels, image_size, image_size] in [-1, 1]
+        #   (with output="linear": unbounded in training mode, clamped in eval mode)
         n = z.shape[0]
-        embedding = self.class_embed(y) if self.class_embed is not None else None
+        embedding = embed_classes(self.class_embed, y) if self.class_embed is not None else None
         code = z if embedding is None else torch.cat([z, embedding], dim=1)
         cond = self.mapping(code) if self.mapping is not None else (
             embedding if self.norm_kind == "conditional" else None
@@ -123,8 +156,12 @@ class TransGANGenerator(nn.Module):
             h = pos(h)
             for block in blocks:
                 h = block(h, cond, (res, res))
-        pixels = self.to_pixels(self.out_norm(h, cond))  # [N, H*W, channels]
-        return torch.tanh(pixels).transpose(1, 2).reshape(n, self.channels, self.image_size, self.image_size)
+        pixels = self.to_pixels(h if self.out_norm is None else self.out_norm(h, cond))  # [N, H*W, channels]
+        if self.output == "tanh":
+            pixels = torch.tanh(pixels)
+        elif not self.training:
+            pixels = pixels.clamp(-1.0, 1.0)
+        return pixels.transpose(1, 2).reshape(n, self.channels, self.image_size, self.image_size)
 
 
 def _check_generator(image_size, dims, depths, num_heads, norm, window_size, window_resolutions, window_mode,
@@ -189,6 +226,11 @@ class TransGANDiscriminator(nn.Module):
     ):
         super().__init__()
         who = "TransGANDiscriminator"
+        check_ranges(
+            who, image_size=(image_size, "[1, inf)"), channels=(channels, "[1, inf)"), num_classes=(num_classes, "[0, inf)"),
+            patch_size=(patch_size, "[1, inf)"), patch_overlap=(patch_overlap, "[0, inf)"), dim=(dim, "[1, inf)"),
+            depth=(depth, "[0, inf)"), num_heads=(num_heads, "[1, inf)"), mlp_ratio=(mlp_ratio, "(0, inf)"),
+        )
         if patch_size < 1 or image_size % patch_size:
             raise ValueError(f"{who}: patch_size {patch_size} does not divide image_size {image_size}")
         if patch_overlap < 0:
@@ -225,6 +267,103 @@ class TransGANDiscriminator(nn.Module):
         return logits
 
 
+class TransGANMultiScaleDiscriminator(nn.Module):
+    """The multi-scale ViT discriminator of TransGAN's CIFAR-10 model (the authors' `ViT_custom_scale2_rp_noise`).
+
+    Two patch streams of the same image: `patch_size` patches embedded to 3/4 of `dim` channels (the fine
+    grid) and `2 * patch_size` patches embedded to the other 1/4 (the coarse grid). Stage 1: `depth`
+    blocks on the fine grid; 2x2 average pooling of its tokens to the coarse grid, concatenated with the
+    coarse stream's to `dim` channels, plus a second positional encoding. Stage 2: `depth` blocks. Then a
+    class token joins, one more block (global attention, no relative positions) mixes it in, and a layer
+    norm and a linear head read the logit from it; a projection head when classes are given. The fine and
+    coarse stages attend globally over their grids with a learned relative position bias per head.
+
+    Args:
+        image_size: input height and width; must be divisible by 2 * patch_size.
+        channels: input image channels.
+        num_classes: classes for the projection head; 0 makes the discriminator unconditional.
+        patch_size: side of the fine patches (the coarse ones are twice as large).
+        dim: channels of the tokens after the streams merge (a multiple of 4; 3/4 of it in stage 1).
+        depth: transformer blocks in each of the two stages (plus the class-token block).
+        num_heads: attention heads; must divide `dim` and `3 * dim / 4`.
+        mlp_ratio: hidden channels of each MLP as a multiple of its block's channels.
+        pos_encoding: "learned" (the authors') or "sinusoidal".
+        attention: "dot" (the authors') or "l2".
+        spectral_norm: "none" (the authors'), "plain" or "improved" on the patch embeddings, projections
+            and head.
+        qkv_bias: learn a bias in the attention's input projections (the authors' have none).
+        rel_pos: learned relative position bias in the stage blocks (the authors').
+        noise: noise injection into every attention's input (the authors').
+    """
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        channels: int = 3,
+        num_classes: int = 0,
+        patch_size: int = 2,
+        dim: int = 384,
+        depth: int = 3,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        pos_encoding: Literal["learned", "sinusoidal"] = "learned",
+        attention: AttentionKind = "dot",
+        spectral_norm: SpectralNormMode = "none",
+        qkv_bias: bool = False,
+        rel_pos: bool = True,
+        noise: bool = True,
+    ):
+        super().__init__()
+        who = "TransGANMultiScaleDiscriminator"
+        check_ranges(
+            who, image_size=(image_size, "[1, inf)"), channels=(channels, "[1, inf)"), num_classes=(num_classes, "[0, inf)"),
+            patch_size=(patch_size, "[1, inf)"), dim=(dim, "[1, inf)"), depth=(depth, "[0, inf)"),
+            num_heads=(num_heads, "[1, inf)"), mlp_ratio=(mlp_ratio, "(0, inf)"),
+        )
+        if image_size % (2 * patch_size):
+            raise ValueError(f"{who}: image_size {image_size} must be divisible by 2 * patch_size ({2 * patch_size})")
+        if dim < 4 or dim % 4 or (3 * dim // 4) % num_heads or dim % num_heads:
+            raise ValueError(f"{who}: dim must be a multiple of 4 whose 3/4 and whole num_heads ({num_heads}) "
+                             f"divide, got {dim}")
+        self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
+        fine, coarse = 3 * dim // 4, dim // 4
+        self.grid = image_size // patch_size  # side of the fine grid; the coarse one is half of it
+        self.embed_fine = lipschitz(nn.Conv2d(channels, fine, patch_size, stride=patch_size), spectral_norm)
+        self.embed_coarse = lipschitz(nn.Conv2d(channels, coarse, 2 * patch_size, stride=2 * patch_size), spectral_norm)
+        self.pos_fine = PositionalEncoding2d(self.grid, self.grid, fine, pos_encoding)
+        self.pos_coarse = PositionalEncoding2d(self.grid // 2, self.grid // 2, dim, pos_encoding)
+
+        def block(channels_: int, side: int) -> TransformerBlock:
+            return TransformerBlock(channels_, num_heads, mlp_ratio, kind=attention, spectral_norm=spectral_norm,
+                                    qkv_bias=qkv_bias, rel_pos=side if rel_pos else 0, noise=noise)
+
+        self.blocks_fine = nn.ModuleList(block(fine, self.grid) for _ in range(depth))
+        self.blocks_coarse = nn.ModuleList(block(dim, self.grid // 2) for _ in range(depth))
+        self.cls_token = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, 1, dim), std=0.02))
+        self.last_block = block(dim, 0)
+        self.norm = nn.LayerNorm(dim)
+        self.head = linear(dim, 1, spectral_norm)
+        self.embed = lipschitz(nn.Embedding(num_classes, dim), spectral_norm) if num_classes else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        # x: [N, channels, image_size, image_size], y: [N] class indices or None -> [N] logits
+        n, g = x.shape[0], self.grid
+        h = self.pos_fine(self.embed_fine(x).flatten(2).transpose(1, 2))  # [N, g*g, 3 dim/4]
+        for blk in self.blocks_fine:
+            h = blk(h)
+        h = F.avg_pool2d(h.transpose(1, 2).reshape(n, -1, g, g), 2).flatten(2).transpose(1, 2)  # [N, g*g/4, 3 dim/4]
+        coarse = self.embed_coarse(x).flatten(2).transpose(1, 2)  # [N, g*g/4, dim/4]
+        h = self.pos_coarse(torch.cat([h, coarse], dim=-1))  # [N, g*g/4, dim]
+        for blk in self.blocks_coarse:
+            h = blk(h)
+        h = torch.cat([self.cls_token.expand(n, -1, -1).to(h.dtype), h], dim=1)
+        features = self.norm(self.last_block(h))[:, 0]  # [N, dim]
+        logits = self.head(features).squeeze(1)
+        if self.embed is not None:
+            logits = logits + (self.embed(y) * features).sum(dim=1)
+        return logits
+
+
 # Small configurations for the contract tests: name -> (class, keyword arguments).
 TINY = {
     "generator-32": (
@@ -237,6 +376,12 @@ TINY = {
         dict(image_size=32, channels=1, num_classes=3, z_dim=8, bottom_size=8, dims=(16, 8, 4), depths=(1, 1, 2),
              num_heads=2, upsample="bilinear", pos_encoding="sinusoidal", style_dim=8, window_size=4,
              window_resolutions=(16, 32), window_mode="alternate"),
+    ),
+    "generator-32-authors": (  # the CIFAR-10 script's options: relative positions, no q/k/v bias, linear output
+        TransGANGenerator,
+        dict(image_size=32, channels=3, z_dim=8, bottom_size=8, dims=(16, 8, 4), depths=(1, 1, 1), num_heads=2,
+             norm="layer", rel_pos=True, qkv_bias=False, final_norm=False, output="linear", noise=True,
+             window_size=4, window_resolutions=(32,)),
     ),
     "generator-32-cond-ln": (
         TransGANGenerator,
@@ -253,6 +398,14 @@ TINY = {
         TransGANDiscriminator,
         dict(image_size=32, channels=1, num_classes=3, patch_size=4, patch_overlap=2, dim=16, depth=2, num_heads=2,
              pos_encoding="sinusoidal", pool="mean", attention="dot", spectral_norm="plain"),
+    ),
+    "discriminator-32-multiscale": (
+        TransGANMultiScaleDiscriminator, dict(image_size=32, channels=3, patch_size=4, dim=16, depth=1, num_heads=2)
+    ),
+    "discriminator-32-multiscale-cond": (
+        TransGANMultiScaleDiscriminator,
+        dict(image_size=32, channels=1, num_classes=3, patch_size=2, dim=8, depth=1, num_heads=2, attention="l2",
+             spectral_norm="improved", qkv_bias=True, rel_pos=False, noise=False),
     ),
     "discriminator-64": (
         TransGANDiscriminator,

@@ -21,14 +21,16 @@ import lightning as L
 import torch
 from torch import nn
 
-from sagan.errors import UsageError
+from sagan.errors import UsageError, check_ranges
 from sagan.layers.attention import SelfAttention2d
 from sagan.layers.norm import frozen_spectral_norm
 from sagan.losses import AdversarialLoss, HingeLoss, Penalty
+from sagan.training.checkpoints import data_facts
 from sagan.training.distributed import PerNetworkDDP, check_strategy
 from sagan.training.ema import ema_update
 from sagan.training.nonfinite import NonFiniteSteps, SkipNonFiniteSteps
 from sagan.training.resume import TrainingRandomState
+from sagan.visualization.panels import image_gan_panels
 
 
 class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.LightningModule):
@@ -38,22 +40,28 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         generator: network with attributes `z_dim` and `num_classes`, called as `generator(z, y)`.
         discriminator: network called as `discriminator(x, y)`, returning one logit per sample.
         loss: the adversarial objective.
-        penalty: optional regularizer of the discriminator (`GradientPenalty`, `R1Penalty`).
+        penalty: optional regularizer of the discriminator (`GradientPenalty`, `R1Penalty`, `R1R2Penalty`).
         augment: optional differentiable augmentation applied to real and fake images before D.
-        lr_g: generator learning rate (two time-scale update rule: D learns faster).
-        lr_d: discriminator learning rate.
-        betas: Adam betas of both optimizers.
-        n_critic: discriminator steps per generator step.
-        ema_decay: decay of the exponential moving average of the generator used for samples.
+        lr_g: generator learning rate, >= 0 (two time-scale update rule: D learns faster).
+        lr_d: discriminator learning rate, >= 0.
+        betas: Adam betas of both optimizers, each in [0, 1).
+        n_critic: discriminator steps per generator step (>= 1).
+        ema_decay: decay of the exponential moving average of the generator used for samples, in [0, 1).
         ema_start: generator iterations during which the average simply copies the generator.
-        grad_clip: clip each network's gradient norm to this value (None: no clipping).
+        grad_clip: clip each network's gradient norm to this value (None or 0: no clipping).
         grid_size: samples in the fixed-noise grid that callbacks draw.
-        compile: compile both networks with torch.compile in `setup`.
-        compile_mode: torch.compile mode, e.g. "reduce-overhead" for CUDA graphs.
+        compile: compile the discriminator step and the generator step with torch.compile, one graph each
+            (fullgraph), compiled once per run: see "Speed" in the README.
+        compile_mode: torch.compile mode of the inductor backend, e.g. "reduce-overhead" for CUDA graphs.
+        compile_backend: torch.compile backend: "inductor" (default), or "aot_eager" / "eager" to check
+            graph capture quickly (the tests do).
         sync_batchnorm: with several processes, G's batch norms use statistics of the global batch
             (SyncBatchNorm, one all-reduce per norm layer per forward pass); D is left as it is.
         max_nonfinite: stop the run (with a checkpoint) after this many consecutive skipped steps of one
             network; a step is skipped when its loss or gradients are not finite.
+        mode_seeking: weight of the mode-seeking term (Mao et al., 2019, MSGAN): G's batch pairs each sample
+            with one of the same label, and G also minimizes mode_seeking / (mean |G(z1, y) - G(z2, y)| /
+            mean |z1 - z2| + 1e-5), which rewards samples of one class that differ (0: off).
     """
 
     def __init__(
@@ -73,8 +81,10 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         grid_size: int = 64,
         compile: bool = False,
         compile_mode: str | None = None,
+        compile_backend: str = "inductor",
         sync_batchnorm: bool = False,
         max_nonfinite: int = 10,
+        mode_seeking: float = 0.0,
     ):
         super().__init__()
         with warnings.catch_warnings():  # networks built outside the CLI are saved in the state dict
@@ -83,9 +93,19 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         for name in ("generator", "discriminator", "augment"):
             if isinstance(self.hparams.get(name), nn.Module):
                 del self.hparams[name]
-        if n_critic < 1:
-            raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+        check_ranges(
+            "ImageGAN", lr_g=(lr_g, "[0, inf)"), lr_d=(lr_d, "[0, inf)"), betas=(betas, "[0, 1)"),
+            n_critic=(n_critic, "[1, inf)"), ema_decay=(ema_decay, "[0, 1)"), ema_start=(ema_start, "[0, inf)"),
+            grad_clip=(grad_clip, "[0, inf)"), grid_size=(grid_size, "[1, inf)"),
+            max_nonfinite=(max_nonfinite, "[1, inf)"), mode_seeking=(mode_seeking, "[0, inf)"),
+        )
+        if compile_backend not in torch._dynamo.list_backends(exclude_tags=()):
+            raise ValueError(
+                f"ImageGAN: compile_backend must be one of {torch._dynamo.list_backends(exclude_tags=())}, "
+                f"got {compile_backend!r}"
+            )
         self.automatic_optimization = False
+        self.mode_seeking = mode_seeking
         self.generator = generator
         self.discriminator = discriminator
         self.generator_ema = copy.deepcopy(generator).requires_grad_(False).eval()
@@ -105,6 +125,8 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         ]
         self.data_parallel: dict[str, nn.Module] = {}  # per-network DDP wrappers, see sagan/training/distributed.py
         self.nonfinite = NonFiniteSteps(networks=2, limit=max_nonfinite)  # D: 0, G: 1
+        self._compiled: dict = {}  # the compiled step graphs, see `_graph`
+        self.data_facts: dict = {}  # the data's class names and fingerprint, kept in checkpoints
 
     # ----------------------------------------------------------------------------------- sampling
     def train(self, mode: bool = True):
@@ -116,10 +138,13 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         # z: [N, z_dim], y: [N] or None -> [N, C, H, W] images in [-1, 1] from the EMA generator
         return self.generator_ema(z, y if self.num_classes else None)
 
-    def sample_noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Noise and (for conditional models) uniformly drawn labels for `n` samples."""
+    def sample_noise(self, n: int, paired: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Noise and (for conditional models) uniformly drawn labels for `n` samples; `paired`: the second
+        half of the batch repeats the first half's labels (the pairs of the mode-seeking term)."""
         z = torch.randn(n, self.generator.z_dim, device=self.device)
         y = torch.randint(0, self.num_classes, (n,), device=self.device) if self.num_classes else None
+        if paired and y is not None:
+            y = torch.cat([y[: n // 2], y[: n - n // 2]])
         return z, y
 
     def fixed_samples(self) -> torch.Tensor:
@@ -152,17 +177,8 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         self, real: torch.Tensor, y_real: torch.Tensor | None, fake: torch.Tensor, y_fake: torch.Tensor | None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """D's loss on a real and a generated batch (one forward pass over both), plus its statistics."""
-        y = torch.cat([y_real, y_fake]) if self.num_classes else None
-        logits = self.critic(torch.cat([real, fake.detach()]), y)
-        d_real, d_fake = logits.chunk(2)  # equal batches: also right for a packing D (one logit per group)
-        loss = self.loss.discriminator(d_real, d_fake)
-        stats = {"train/d_real": d_real.detach().mean(), "train/d_fake": d_fake.detach().mean()}
-        if self.penalty is not None:
-            with frozen_spectral_norm(self.discriminator):
-                penalty = self.penalty(self.critic, real, fake, y_real)
-            stats["train/d_penalty"] = penalty.detach()
-            loss = loss + penalty
-        return loss, stats
+        loss, stats = self._critic_loss(real, y_real, fake, y_fake)
+        return self._add_penalty(loss, stats, real, fake, y_real, y_fake)
 
     def generator_loss(
         self, fake: torch.Tensor, y_fake: torch.Tensor | None, real: torch.Tensor | None = None,
@@ -170,9 +186,59 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
     ) -> torch.Tensor:
         """G's loss on a generated batch; `real` is used only by losses that compare with real data."""
         with frozen_spectral_norm(self.discriminator):
-            d_fake = self.critic(fake, y_fake)
-            d_real = self.critic(real, y_real).detach() if self.loss.generator_needs_real else None
+            return self._adversarial_generator_loss(fake, y_fake, real, y_real)
+
+    def _critic_loss(self, real, y_real, fake, y_fake) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The adversarial part of D's loss: one D pass over both batches."""
+        y = torch.cat([y_real, y_fake]) if self.num_classes else None
+        logits = self.critic(torch.cat([real, fake.detach()]), y)
+        d_real, d_fake = logits.chunk(2)  # equal batches: also right for a packing D (one logit per group)
+        stats = {"train/d_real": d_real.detach().mean(), "train/d_fake": d_fake.detach().mean()}
+        return self.loss.discriminator(d_real, d_fake), stats
+
+    def _add_penalty(self, loss, stats, real, fake, y_real, y_fake) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """`loss` plus D's regularizer, if any: its own pass, on the math attention kernel (double backward)."""
+        if self.penalty is None:
+            return loss, stats
+        with frozen_spectral_norm(self.discriminator):
+            penalty = self.penalty(self.critic, real, fake, y_real, y_fake)
+        return loss + penalty, {**stats, "train/d_penalty": penalty.detach()}
+
+    def _adversarial_generator_loss(self, fake, y_fake, real, y_real) -> torch.Tensor:
+        d_fake = self.critic(fake, y_fake)
+        d_real = self.critic(real, y_real).detach() if self.loss.generator_needs_real else None
         return self.loss.generator(d_fake, d_real)
+
+    def mode_seeking_loss(self, fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """MSGAN's term for a batch whose halves are pairs (sample i and i + n/2 share a label): the weight
+        over the ratio of image distance to noise distance, so that G gains by spreading a class's samples."""
+        half = fake.shape[0] // 2
+        images = (fake[:half] - fake[half: 2 * half]).abs().mean()
+        noise = (z[:half] - z[half: 2 * half]).abs().mean()
+        return self.mode_seeking / (images / noise + 1e-5)
+
+    # ------------------------------------------------------------------------ the two step graphs
+    # Everything between drawing the noise and the backward pass of one network's step, as one function:
+    # under `compile` each is one torch.compile graph (fullgraph), compiled once. Their inputs' grad modes,
+    # `requires_grad` flags and the spectral norms' paused/iterating states are the same at every call,
+    # so nothing recompiles; noise is drawn outside (eager), and the penalty's double backward runs
+    # outside too (autograd.grad in a graph would break it).
+    def _discriminator_forward(self, real, y_real, z, y_fake):
+        """D step: G's samples without gradient, then D's adversarial loss on both batches."""
+        with torch.no_grad():
+            fake = self.generator(z, y_fake)
+        loss, stats = self._critic_loss(real, y_real, fake, y_fake)
+        return loss, stats, fake
+
+    def _generator_forward(self, z, y_fake, real, y_real):
+        """G step: G's samples through D (whose spectral norms are paused by the caller), plus the
+        mode-seeking term when it is on."""
+        fake = self._net("generator")(z, y_fake)
+        loss = self._adversarial_generator_loss(fake, y_fake, real, y_real)
+        return loss + self.mode_seeking_loss(fake, z) if self.mode_seeking > 0 else loss
+
+    def _graph(self, name: str):
+        return self._compiled.get(name) or getattr(self, name)
 
     # ----------------------------------------------------------------------------------- training
     def configure_optimizers(self):
@@ -183,6 +249,7 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         return opt_g, opt_d
 
     def setup(self, stage: str) -> None:
+        self.data_facts = data_facts(getattr(self.trainer, "datamodule", None)) or self.data_facts
         if stage == "fit":  # validation and tests compute no gradients: any DDP strategy does
             check_strategy(getattr(self.trainer, "strategy", None))
             batch_size = getattr(getattr(self.trainer, "datamodule", None), "batch_size", None)
@@ -195,9 +262,14 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
             if self.device.type == "cpu":  # torch's SyncBatchNorm would fail at the first forward pass
                 raise UsageError("--model.sync_batchnorm=true needs GPUs; it cannot synchronize CPU processes")
             self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
-        if self.hparams.compile:
-            self.generator.compile(mode=self.hparams.compile_mode)
-            self.discriminator.compile(mode=self.hparams.compile_mode)
+        if self.hparams.compile and stage == "fit" and not self._compiled:
+            options = dict(fullgraph=True, backend=self.hparams.compile_backend)
+            if self.hparams.compile_backend == "inductor":
+                options["mode"] = self.hparams.compile_mode
+            self._compiled = {
+                name: torch.compile(getattr(self, name), **options)
+                for name in ("_discriminator_forward", "_generator_forward")
+            }
 
     def training_step(self, batch, batch_idx: int) -> None:
         real, y_real = batch
@@ -206,26 +278,21 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         opt_g, opt_d = self.optimizers()
         generator_turn = self.global_step % (self.n_critic + 1) == self.n_critic - 1
 
-        with torch.no_grad(), frozen_spectral_norm(self.generator):
-            z, y_fake = self.sample_noise(n)
-            fake = self.generator(z, y_fake)
-        with self.toggled_optimizer(opt_d):
-            d_loss, stats = self.discriminator_loss(real, y_real, fake, y_fake)
+        z, y_fake = self.sample_noise(n)
+        with self.toggled_optimizer(opt_d), frozen_spectral_norm(self.generator):
+            d_loss, stats, fake = self._graph("_discriminator_forward")(real, y_real, z, y_fake)
+            d_loss, stats = self._add_penalty(d_loss, stats, real, fake, y_real, y_fake)
             self._step(opt_d, d_loss, 0)
-        self.log_dict({"train/d_loss": d_loss.detach(), **stats}, batch_size=n)
-        self.log("loss/d", d_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log_dict({"train/d_loss": d_loss.detach(), **stats}, batch_size=n)  # the progress bar shows train/*loss
 
         if generator_turn:
-            with self.toggled_optimizer(opt_g):
-                z, y_fake = self.sample_noise(n)
-                g_loss = self.generator_loss(self._net("generator")(z, y_fake), y_fake, real, y_real)
+            z, y_fake = self.sample_noise(n, paired=self.mode_seeking > 0)
+            with self.toggled_optimizer(opt_g), frozen_spectral_norm(self.discriminator):
+                g_loss = self._graph("_generator_forward")(z, y_fake, real, y_real)
                 self._step(opt_g, g_loss, 1)
             decay = self.hparams.ema_decay if self.generator_steps > self.hparams.ema_start else 0.0
             ema_update(self.generator_ema, self.generator, decay)
             self.log("train/g_loss", g_loss.detach(), batch_size=n)
-            self.log(
-                "loss/g", g_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True
-            )
             self._log_state()
         self.log("train/skipped_steps", self.nonfinite.total.clone())
 
@@ -250,3 +317,37 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         n = real.shape[0]  # epoch means over all ranks' shards: one all-reduce at the end of validation
         self.log("val/d_real", self.critic(real, y_real).mean(), batch_size=n, sync_dist=True)
         self.log("val/d_fake", self.critic(fake, y_fake).mean(), batch_size=n, sync_dist=True)
+
+    # ----------------------------------------------------------------------------- after training
+    @property
+    def class_names(self) -> list[str]:
+        """The classes' names in index order (the data's, kept in checkpoints), else their indices."""
+        names = self.data_facts.get("class_names") or []
+        return list(names) if len(names) == self.num_classes else [str(i) for i in range(self.num_classes)]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["data_facts"] = self.data_facts
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.data_facts = checkpoint.get("data_facts") or {}
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """`sagan predict`: one EMA sample per image of the batch, with that image's label, from noise
+        seeded by the batch index and the rank; images [N, C, H, W] in [-1, 1]."""
+        _, y = batch
+        rng = torch.Generator().manual_seed(batch_idx * self.trainer.world_size + self.global_rank)
+        z = torch.randn(len(y), self.generator.z_dim, generator=rng).to(self.device)
+        return self(z, y.to(self.device) if self.num_classes else None)
+
+    def attention_panels(self) -> dict:
+        """Attention panels (`sagan attention`) of G for the first fixed noise vector and of D for the
+        first held-out image (the sample when there is none), for the samples callback."""
+        y = self.grid_y[:1] if self.num_classes else None
+        held_out = getattr(getattr(self._trainer, "datamodule", None), "val_set", None)
+        real, real_y = held_out[0] if held_out is not None else (self(self.grid_z[:1], y)[0], y)
+        real_y = torch.as_tensor(real_y, device=self.device).view(1) if self.num_classes else None
+        with frozen_spectral_norm(self.discriminator):  # no power iteration outside D's own steps
+            real = real[None].to(self.device)
+            return image_gan_panels(self.generator_ema, self.discriminator, self.grid_z[:1], y, real, real_y)

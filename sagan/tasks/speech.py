@@ -16,6 +16,7 @@ from scipy.io import wavfile
 from torchvision.utils import save_image
 
 from sagan.errors import UsageError
+from sagan.latent import noise
 from sagan.tasks.image import ImageGAN
 from sagan.training.sample_grid import to_grid
 
@@ -52,12 +53,14 @@ def clip_names(labels: torch.Tensor | None, n: int) -> list[str]:
 
 
 @torch.no_grad()
-def write_clips(
-    model: "SpeechGAN", out: Path, n: int, labels: torch.Tensor | None, seed: int = 0, batch_size: int = 256
+def write_wav_samples(
+    model: "SpeechGAN", out: Path, n: int, labels: torch.Tensor | None, seed: int = 0, batch_size: int = 256,
+    truncation: float | None = None,
 ) -> list[Path]:
-    """`n` clips of the EMA generator for seeded noise (and `labels`) as WAV files in `out`, with
-    `spectrograms.png`; returns the WAV files' paths."""
-    z = torch.randn(n, model.generator.z_dim, generator=torch.Generator().manual_seed(seed))
+    """`n` clips of the EMA generator for seeded noise (truncated at `truncation` when given; the noise of
+    `sagan sample` for images) and `labels` as WAV files in `out`, with `spectrograms.png`; returns the
+    WAV files' paths."""
+    z = noise(n, model.generator.z_dim, truncation, torch.Generator().manual_seed(seed))
     chunks = []
     for start in range(0, n, batch_size):
         y = None if labels is None else labels[start : start + batch_size].to(model.device)

@@ -34,12 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sagan.errors import check_ranges
 from sagan.evaluation.text_metrics import text_metrics
 from sagan.losses import AdversarialLoss, RelativisticLoss
 from sagan.training.distributed import PerNetworkDDP, check_strategy
 from sagan.training.nonfinite import NonFiniteSteps, SkipNonFiniteSteps
 from sagan.training.resume import TrainingRandomState
 from sagan.training.sample_grid import log_text_table
+from sagan.visualization.panels import text_gan_panels
 from sagan.vocabulary import Vocabulary, check_vocabulary
 
 
@@ -63,7 +65,7 @@ class TextGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightnin
         beta_steps: adversarial generator iterations over which beta grows from 1 to `beta_max`.
         beta_schedule: how beta grows: "exp" (beta_max ** (i / beta_steps), RelGAN's), "linear" or
             "constant" (beta_max from the start).
-        grad_clip: clip each optimizer's gradient norm to this value (None: no clipping).
+        grad_clip: clip each optimizer's gradient norm to this value (None or 0: no clipping).
         num_eval_samples: generated sequences scored at each validation (16 under `fast_dev_run`).
         grid_size: sentences in the fixed-noise sample table that callbacks write.
         compile: compile both networks with torch.compile in `setup`.
@@ -101,10 +103,13 @@ class TextGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightnin
         for name in ("generator", "discriminator"):
             if isinstance(self.hparams.get(name), nn.Module):
                 del self.hparams[name]
-        if n_critic < 1:
-            raise ValueError(f"n_critic must be >= 1, got {n_critic}")
-        if pretrain_steps < 0 or beta_steps < 1 or beta_max < 1:
-            raise ValueError("pretrain_steps must be >= 0, beta_steps >= 1 and beta_max >= 1")
+        check_ranges(
+            "TextGAN", pretrain_steps=(pretrain_steps, "[0, inf)"), lr_mle=(lr_mle, "[0, inf)"),
+            lr_g=(lr_g, "[0, inf)"), lr_d=(lr_d, "[0, inf)"), betas=(betas, "[0, 1)"), n_critic=(n_critic, "[1, inf)"),
+            beta_max=(beta_max, "[1, inf)"), beta_steps=(beta_steps, "[1, inf)"), grad_clip=(grad_clip, "[0, inf)"),
+            num_eval_samples=(num_eval_samples, "[0, inf)"), grid_size=(grid_size, "[1, inf)"),
+            max_nonfinite=(max_nonfinite, "[1, inf)"),
+        )
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
@@ -159,6 +164,21 @@ class TextGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightnin
         if self.vocabulary is None:
             return [" ".join(map(str, row)) for row in tokens.tolist()]
         return [self.vocabulary.decode(row) for row in tokens.tolist()]
+
+    def token_names(self, ids: torch.Tensor) -> list[str]:
+        """Each token of a sequence `[T]` of ids as text (its id without a vocabulary)."""
+        return [self.vocabulary.tokens[i] if self.vocabulary is not None else str(i) for i in ids.tolist()]
+
+    def attention_panels(self) -> dict:
+        """Token-by-token attention panels (`sagan attention`) of both networks for one sentence drawn
+        from fixed noise, for the samples callback (without dropout: training's random streams stay put)."""
+        training = self.training
+        self.eval()
+        try:
+            tokens = self.sample(1, generator=torch.Generator(device=self.device).manual_seed(0))
+            return text_gan_panels(self.generator, self.discriminator, tokens, self.token_names(tokens[0]))
+        finally:
+            self.train(training)
 
     def fixed_samples(self) -> list[str]:
         """`grid_size` sentences from fixed Gumbel noise, for the samples callback."""
@@ -218,7 +238,6 @@ class TextGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightnin
             self._step(opt_mle, mle_loss, 1)
         n = real.shape[0]
         self.log_dict({"train/mle_loss": mle_loss.detach(), "train/phase": 0.0}, batch_size=n)
-        self._log_epoch("loss/mle", mle_loss, n)
 
     def _adversarial_step(self, real: torch.Tensor) -> None:
         _, opt_g, opt_d = self.optimizers()
@@ -231,18 +250,12 @@ class TextGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightnin
             d_loss, stats = self.discriminator_loss(real, fake)
             self._step(opt_d, d_loss, 0)
         self.log_dict({"train/d_loss": d_loss.detach(), "train/phase": 1.0, **stats}, batch_size=n)
-        self._log_epoch("loss/d", d_loss, n)
         if generator_turn:
             with self.toggled_optimizer(opt_g):
                 _, fake = self._net("generator", "sample")(n, temperature)  # through G's DDP wrapper, if any
                 g_loss = self.generator_loss(fake, real)
                 self._step(opt_g, g_loss, 1)
             self.log_dict({"train/g_loss": g_loss.detach(), "train/beta": 1.0 / temperature}, batch_size=n)
-            self._log_epoch("loss/g", g_loss, n)
-
-    def _log_epoch(self, key: str, loss: torch.Tensor, n: int) -> None:
-        """An epoch mean over all ranks for the progress bar (one all-reduce at the end of the epoch)."""
-        self.log(key, loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
 
     # --------------------------------------------------------------------------------- evaluation
     def on_validation_epoch_start(self) -> None:

@@ -58,11 +58,23 @@ def renamed_in(text: str) -> list[tuple[str, str]]:
     return found
 
 
+# SAGAN networks saved before `attention` existed used the compact block; the default is now the paper's.
+ATTENTION_BEFORE_OPTION = {
+    "sagan.models.sagan.SAGANGenerator": "compact",
+    "sagan.models.sagan.SAGANDiscriminator": "compact",
+}
+
+
 def upgrade_config(value: Any) -> Any:
     """`value` (a config or hyper-parameter tree of dicts, lists and strings) with every class path of an
-    earlier version rewritten to its current place."""
+    earlier version rewritten to its current place, and options added since then set to what those
+    versions did (SAGAN's `attention`)."""
     if isinstance(value, dict):
-        return {key: upgrade_config(item) for key, item in value.items()}
+        value = {key: upgrade_config(item) for key, item in value.items()}
+        block = ATTENTION_BEFORE_OPTION.get(value.get("class_path"))
+        if block and isinstance(value.get("init_args"), dict) and "attention" not in value["init_args"]:
+            value["init_args"] = {**value["init_args"], "attention": block}
+        return value
     if isinstance(value, list):
         return [upgrade_config(item) for item in value]
     if isinstance(value, str) and value.startswith("sagan."):
@@ -110,3 +122,97 @@ def load_module(ckpt: str | Path, map_location: str = "cpu", kind: type[L.Lightn
     except Exception as error:  # anything from unpickling to a config the classes reject
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UsageError(f"cannot load {path} as a {what} checkpoint: {reason}") from error
+
+
+def _first_difference(saved: Any, current: Any, prefix: str = "") -> str | None:
+    """`name: saved -> current` for the first entry in which two hyper-parameter trees differ, or None."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        for key in sorted(set(saved) | set(current), key=str):
+            if key.startswith("_"):
+                continue
+            found = _first_difference(saved.get(key), current.get(key), f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    if isinstance(saved, (list, tuple)) and isinstance(current, (list, tuple)):
+        saved, current = list(saved), list(current)
+    return None if saved == current else f"{prefix.rstrip('.').replace('init_args.', '')}: {saved} in the checkpoint, {current} now"
+
+
+def _hint(key: str, saved: dict, current: dict) -> str:
+    """Which constructor argument of the network that owns state-dict `key` changed, if the configs say."""
+    network = key.split(".")[0]
+    for name in (network, network.removesuffix("_ema")):
+        if isinstance(saved.get(name), dict) and isinstance(current.get(name), dict):
+            found = _first_difference(saved[name], current[name], f"{name}.")
+            if found:
+                return f"; {found}"
+    return ""
+
+
+def check_resumable(path: Path, module: L.LightningModule, class_path: str) -> None:
+    """Refuses, in one line and before anything is written, a checkpoint that `module` cannot continue
+    from: one that does not load weights-only, holds another module class, or whose tensors do not fit the
+    module this config builds (the first missing, unexpected or reshaped tensor is named). Before the tensors
+    it runs the module's own `on_load_checkpoint` checks (a text GAN refuses another vocabulary), which
+    Lightning runs again when it loads the checkpoint.
+
+    Raises:
+        UsageError: (one line) what does not fit.
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # a look, no copy
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(
+            f"cannot resume from {path}: it does not load with torch.load(weights_only=True) ({first})"
+        ) from error
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise UsageError(f"cannot resume from {path}: it holds no module state (expected a checkpoint written by `sagan fit`)")
+    saved_hparams = checkpoint.get("hyper_parameters") or {}
+    saved_class = saved_hparams.get("_class_path")
+    if saved_class and upgrade_class_path(saved_class) != class_path:
+        raise UsageError(
+            f"cannot resume from {path}: it is a checkpoint of {upgrade_class_path(saved_class)}, and this config "
+            f"trains {class_path}"
+        )
+    try:  # the task's own checks first: they say more (a text GAN names the vocabulary that differs)
+        module.on_load_checkpoint(checkpoint)
+    except UsageError:
+        raise
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"cannot resume from {path}: {first}") from error
+    saved_hparams, current_hparams = upgrade_config(dict(saved_hparams)), dict(module.hparams)
+    expected = module.state_dict()
+    for key, tensor in expected.items():
+        if key not in state:
+            raise UsageError(
+                f"cannot resume from {path}: the checkpoint has no {key}, which this config's network has "
+                f"(the architecture changed{_hint(key, saved_hparams, current_hparams)})"
+            )
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise UsageError(
+                f"cannot resume from {path}: {key} is {list(state[key].shape)} in the checkpoint and "
+                f"{list(tensor.shape)} in this config (the architecture changed{_hint(key, saved_hparams, current_hparams)})"
+            )
+    for key in state:
+        if key not in expected:
+            raise UsageError(
+                f"cannot resume from {path}: the checkpoint has {key}, which this config's network does not "
+                f"(the architecture changed{_hint(key, saved_hparams, current_hparams)})"
+            )
+
+
+def data_facts(datamodule) -> dict:
+    """What a checkpoint keeps of its data: class names (index order) and the training images'
+    fingerprint (`sagan export` writes them on the model card; sample grids label their columns)."""
+    if datamodule is None:
+        return {}
+    names = getattr(datamodule, "class_names", None)
+    return {
+        "class_names": [str(name) for name in names] if names is not None else None,
+        "fingerprint": getattr(datamodule, "fingerprint", None),
+        "data": f"{type(datamodule).__module__}.{type(datamodule).__qualname__}",
+    }

@@ -3,7 +3,7 @@ and a checkpoint on SIGTERM / SIGINT / SIGUSR1 before the process exits.
 
 - `AtomicCheckpointIO` (the default CheckpointIO of `sagan fit`) writes a checkpoint to a temporary file
   in the same folder, flushes it to disk and renames it over the target: a crash or a kill mid-save
-  leaves the previous file whole. It loads with `torch.load(weights_only=True)` unless told otherwise.
+  leaves the previous file whole; a full disk or an unwritable folder ends the run in one line. It loads with `torch.load(weights_only=True)` unless told otherwise.
 - `random_state` / `set_random_state`: torch (CPU and the current CUDA device), numpy and python
   generator states as tensors and plain containers, so checkpoints stay loadable with weights_only=True.
 - `TrainingRandomState`: the LightningModule hooks (a mixin of both GAN modules) that put those states
@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from sagan.errors import TrainingStopped
+from sagan.errors import TrainingStopped, UsageError, os_error_of
 from sagan.training.distributed import rank_seed
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
@@ -43,16 +43,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)  # atomic on POSIX file systems: readers see the old file or the new one
-        except BaseException:
+        except BaseException as error:
             tmp.unlink(missing_ok=True)
+            os_error = os_error_of(error)  # a full disk surfaces from torch.save as "unexpected pos"
+            if os_error is not None:
+                kept = "the previous one is intact" if path.exists() else "no earlier checkpoint is affected"
+                raise UsageError(
+                    f"cannot write the checkpoint {path}: {os_error.strerror or os_error} ({kept}; free space or "
+                    "fix the folder, then continue with --resume last)"
+                ) from error
             raise
         directory = os.open(path.parent, os.O_RDONLY)
         try:

@@ -1,0 +1,213 @@
+"""`sagan bench-quality --only repair`: the repair GAN against classical repair, side by side, on the digits.
+
+One table on the digits' validation split (179 held-out images; `RepairDataModule`'s fixed masks and
+damage, the same on every machine):
+
+- inpainting, for small (hole ratio <= 30%) and large (30-60%) masks: the GAN vs OpenCV's Telea and
+  Navier-Stokes, scikit-image's biharmonic inpainting, mean fill, and holes left at 0;
+- blind restoration (the "old photo" damage): the GAN vs the damaged input, a median and a bilateral filter;
+- a floor: the original images themselves (FID / KID of real held-out images against the training set).
+
+Columns: FID and KID in the data's features (the digits classifier: not comparable with Inception
+numbers), PSNR, SSIM, L1 over the holes (restoration: over the pixels scratches and salt-and-pepper
+overwrote), LPIPS when its weights are on disk; see `sagan/evaluation/repair_metrics.py`.
+
+The GAN rows come from a checkpoint (`--repair_ckpt`, `--restore_ckpt`; the data and masks are then the
+run's own) or are trained first with `sagan fit --config experiments/inpaint_digits.yaml` /
+`restore_digits.yaml` for `--inpaint_iters` / `--restore_iters` generator iterations (default: the
+experiment's budget). `--baselines_only` skips them. Writes `table.md` and `results.json` to `--run_root`.
+
+    sagan bench-quality --only repair [--repair_ckpt CKPT] [--restore_ckpt CKPT] [--inpaint_iters N]
+        [--restore_iters N] [--baselines_only] [--tasks inpaint|restore|both] [--run_root runs/bench_repair]
+"""
+
+import argparse
+import importlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import yaml
+
+from datamodules.digits import DigitsDataModule
+from datamodules.masks import BUCKETS
+from datamodules.repair import RepairDataModule
+from sagan.commands.bench_quality import EXPERIMENTS, train
+from sagan.commands.evaluate import build_data_and_metrics
+from sagan.errors import UsageError
+from sagan.evaluation.repair_baselines import INPAINTING, RESTORATION
+from sagan.evaluation.repair_metrics import RepairEvaluation, evaluate_repair
+from sagan.training.checkpoints import load_module, upgrade_config
+
+EXPERIMENT = {"inpaint": "inpaint_digits", "restore": "restore_digits"}
+COLUMNS = ("fid", "kid", "psnr", "ssim", "l1_hole", "lpips")
+FLOOR = "original images (floor)"
+
+
+def run_data(config_path: Path, task: str | None = None) -> RepairDataModule:
+    """The data module (and so the fixed masks and damage) of a repair run, from its `config.yaml`."""
+    if not config_path.is_file():
+        raise UsageError(f"no run config at {config_path}: the checkpoint must lie in <run>/checkpoints/")
+    config = upgrade_config(yaml.safe_load(config_path.read_text()))
+    data, _ = build_data_and_metrics(config, {"features": None})
+    if not isinstance(data, RepairDataModule) or task not in (None, data.task):
+        raise UsageError(f"{config_path} is not a {task or 'repair'} run (its data is {type(data).__name__})")
+    return data
+
+
+def is_repair_run(config_path: Path) -> bool:
+    """Whether a run's config names a `RepairDataModule` (`sagan eval` then scores repairs, not samples)."""
+    if not config_path.is_file():
+        return False
+    data = (yaml.safe_load(config_path.read_text()) or {}).get("data") or {}
+    return isinstance(data, dict) and data.get("class_path") == f"{RepairDataModule.__module__}.RepairDataModule"
+
+
+def evaluate_checkpoint(
+    ckpt: Path, config_path: Path, features: str | None, device: str, kid_subsets: int = 100,
+    num_images: int | None = None,
+) -> dict:
+    """`sagan eval` of a repair checkpoint: the metrics of its repairs of the validation split's fixed
+    masks / damage, as a JSON-ready dict."""
+    data = run_data(config_path)
+    spec = "data" if features in (None, "data") else None if features == "none" else {"class_path": features}
+    evaluation = RepairEvaluation(_features(spec), kid_subsets=kid_subsets, buckets=data.task == "inpaint")
+    start = time.perf_counter()
+    evaluation.prepare(data, torch.device(device))
+    values = evaluate_repair(gan(ckpt, device), data, evaluation, device, limit=num_images)
+    extractor = evaluation.features
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    n_critic = (checkpoint.get("hyper_parameters") or {}).get("n_critic", 1)
+    return {
+        "checkpoint": str(ckpt),
+        "task": data.task,
+        "generator_steps": checkpoint.get("global_step", 0) // (n_critic + 1),
+        "num_samples": min(len(data.val_set), num_images or len(data.val_set)),
+        "features": None if extractor is None else f"{type(extractor).__module__}.{type(extractor).__qualname__}",
+        "data_fingerprint": data.fingerprint,
+        "metrics": values,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def gan(ckpt: Path, device: str) -> Callable:
+    """The repair function of a checkpoint: its module's `repair(damaged, mask)` (else its forward)."""
+    module = load_module(ckpt, map_location=device)
+    return getattr(module, "repair", module)
+
+
+def gan_name(ckpt: Path) -> str:
+    """The table's name of a checkpoint: its run's name and generator iterations."""
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    hparams = saved.get("hyper_parameters") if isinstance(saved.get("hyper_parameters"), dict) else {}
+    iterations = saved.get("global_step", 0) // (hparams.get("n_critic", 1) + 1)
+    return f"GAN ({ckpt.resolve().parent.parent.parent.name}, {iterations} G iterations)"
+
+
+def measure(
+    task: str, data: RepairDataModule, methods: dict[str, Callable], evaluation: RepairEvaluation, device: str,
+    limit: int | None = None,
+) -> list[dict]:
+    """One record per method and bucket (restoration: one per method) on the validation split."""
+    records = []
+    tag = evaluation.features.metric_prefix if evaluation.features is not None else ""
+    for method, repair in {**methods, FLOOR: None}.items():
+        start = time.perf_counter()
+        values = evaluate_repair(repair, data, evaluation, device, limit=limit)
+        seconds = time.perf_counter() - start
+        buckets = [f"_{name}" for name in BUCKETS] if task == "inpaint" else [""]
+        for suffix in buckets:
+            row = {"task": task, "method": method, "masks": suffix.lstrip("_") or data.degradation.preset,
+                   "images": int(values.get(f"images{suffix}", 0)), "seconds": round(seconds, 2)}
+            for column in COLUMNS:
+                key = f"{tag if column in ('fid', 'kid') else ''}{column}{suffix}"
+                if key in values:
+                    row[column] = values[key]
+            records.append(row)
+    return records
+
+
+def render(records: list[dict]) -> str:
+    """The records as one markdown table (inpainting rows by bucket, then restoration)."""
+    lines = ["| task | method | masks / damage | images | FID | KID | PSNR | SSIM | L1 (holes) | LPIPS |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    order = {"small": 0, "large": 1}
+    for r in sorted(records, key=lambda r: (r["task"] != "inpaint", order.get(r["masks"], 2))):
+        cells = ["-" if r.get(c) is None else f"{r[c]:.3f}" for c in COLUMNS]
+        lines.append(f"| {r['task']} | {r['method']} | {r['masks']} | {r['images']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def gan_checkpoint(task: str, args: argparse.Namespace, root: Path, notes: list[str]) -> Path | None:
+    """The task's GAN checkpoint: the one given, else one trained now from its experiment (None: baselines only)."""
+    option = "repair_ckpt" if task == "inpaint" else "restore_ckpt"
+    ckpt = Path(getattr(args, option)) if getattr(args, option) else None
+    experiment = EXPERIMENTS / f"{EXPERIMENT[task]}.yaml"
+    if ckpt is None and not args.baselines_only:
+        if not experiment.is_file():
+            notes.append(f"no {experiment.name}: {task} rows without the GAN (pass --{option})")
+            return None
+        iters = getattr(args, f"{task}_iters") or yaml.safe_load(experiment.read_text())["g_iters"]
+        ckpt = train(EXPERIMENT[task], iters, root, None) / "checkpoints" / "last.ckpt"
+    if ckpt is not None and not ckpt.is_file():
+        raise UsageError(f"checkpoint not found: {ckpt} (--{option})")
+    return ckpt
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="sagan bench-quality --only repair", description="Repair GAN vs baselines.")
+    parser.add_argument("--only", choices=["repair"], default="repair", help="(the bench-quality switch)")
+    parser.add_argument("--repair_ckpt", default=None, help="inpainting checkpoint (default: train one first)")
+    parser.add_argument("--restore_ckpt", default=None, help="restoration checkpoint (default: train one first)")
+    parser.add_argument("--inpaint_iters", type=int, default=None, help="G iterations to train (default: the YAML's)")
+    parser.add_argument("--restore_iters", type=int, default=None, help="G iterations to train (default: the YAML's)")
+    parser.add_argument("--baselines_only", action="store_true", help="no GAN rows (nothing is trained)")
+    parser.add_argument("--tasks", choices=["inpaint", "restore", "both"], default="both", help="which half")
+    parser.add_argument("--features", default="data", help="FID / KID extractor class, 'data' (the data's) or 'none'")
+    parser.add_argument("--kid_subsets", type=int, default=100, help="KID subsets (default 100)")
+    parser.add_argument("--num_images", type=int, default=None, help="first N validation images only (default: all)")
+    parser.add_argument("--run_root", default="runs/bench_repair", help="where trained runs and the table go")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    for name in ("inpaint_iters", "restore_iters", "num_images", "kid_subsets"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    root = Path(args.run_root)
+    features = {"data": "data", "none": None}.get(args.features, {"class_path": args.features})
+    records, notes = [], []
+    start = time.perf_counter()
+    for task in ("inpaint", "restore"):
+        if args.tasks not in (task, "both"):
+            continue
+        ckpt = gan_checkpoint(task, args, root, notes)
+        if ckpt is not None:
+            data = run_data(ckpt.resolve().parent.parent / "config.yaml", task)
+        else:
+            data = RepairDataModule(DigitsDataModule(batch_size=64), task=task)
+        evaluation = RepairEvaluation(_features(features), num_real=None, kid_subsets=args.kid_subsets,
+                                      buckets=task == "inpaint")
+        evaluation.prepare(data, torch.device(args.device))
+        methods = {gan_name(ckpt): gan(ckpt, args.device)} if ckpt else {}
+        methods |= INPAINTING if task == "inpaint" else RESTORATION
+        for record in measure(task, data, methods, evaluation, args.device, args.num_images):
+            records.append(record)
+            print(render([record]).splitlines()[-1], flush=True)
+    table = render(records)
+    print(f"\n{table}\n\n({time.perf_counter() - start:.0f} s; FID / KID in the data's features)")
+    for note in notes:
+        print(f"note: {note}")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "table.md").write_text(table + "\n")
+    (root / "results.json").write_text(json.dumps(records, indent=2) + "\n")
+
+
+def _features(spec):
+    if not isinstance(spec, dict):
+        return spec
+    module, _, name = spec["class_path"].rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)()
+    except (ImportError, AttributeError, ValueError) as error:
+        raise UsageError(f"--features: cannot build {spec['class_path']} ({error})") from error
