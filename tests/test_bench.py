@@ -51,3 +51,4 @@ def test_attention_benchmark_runs_the_layer_forward_and_backward():
 
     result = attention_benchmark(2, "32", False, None, iters=1, warmup=1, channels=16, size=16)
     assert result["bench"] == "attention_128" and result["image_size"] == 16 and result["ms_per_iter"] > 0
+    assert result["layer"] == "SAGANSelfAttention2d"  # the default block of the SAGAN experiments

@@ -9,7 +9,7 @@ from conftest import tiny
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import DataLoader, TensorDataset
 
-from sagan.layers.attention import SelfAttention2d
+from sagan.layers.attention import SAGANSelfAttention2d, SelfAttention2d
 from sagan.layers.transformer import MultiHeadAttention
 from sagan.losses import R1Penalty
 from sagan.tasks.image import ImageGAN
@@ -22,8 +22,10 @@ FUSED = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
 
 
 @pytest.mark.parametrize(
-    "layer", [lambda: SelfAttention2d(64), lambda: MultiHeadAttention(64, 4), lambda: MultiHeadAttention(64, 4, "l2")],
-    ids=["sagan", "dot", "l2"],
+    "layer",
+    [lambda: SAGANSelfAttention2d(64), lambda: SelfAttention2d(64), lambda: MultiHeadAttention(64, 4),
+     lambda: MultiHeadAttention(64, 4, "l2"), lambda: MultiHeadAttention(64, 4, rel_pos=16)],
+    ids=["sagan_official", "sagan_compact", "dot", "l2", "dot_relative_positions"],
 )
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_attention_runs_on_fused_kernels_forward_and_backward(layer, dtype):

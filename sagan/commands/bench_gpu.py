@@ -45,11 +45,12 @@ def attention_benchmark(
     channels: int = 64, size: int = 128, attention: str | None = None,
 ) -> dict:
     """Forward and backward of one SAGAN self-attention layer on [batch, channels, size, size] maps (G's last
-    block of a 128x128 model, where attention is most expensive)."""
+    block of a 128x128 model, where attention is most expensive); `attention` names the layer class
+    (default: the experiments' default block, the paper's `SAGANSelfAttention2d`)."""
     from sagan.layers import attention as layers
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    layer_class = getattr(layers, attention) if attention else layers.SelfAttention2d
+    layer_class = getattr(layers, attention) if attention else layers.ATTENTION_BLOCKS["official"]
     layer = layer_class(channels).to(device)
     torch.nn.init.constant_(layer.gamma, 0.5)
     x = torch.randn(batch_size, channels, size, size, device=device, requires_grad=True)
