@@ -36,7 +36,9 @@ def test_moving_digits_distance_equals_scipy(tmp_path):
     assert_close(results["fid"].double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-3, atol=1e-3)
     assert features.metric_key("fid") == "moving_digits_fd" and features.metric_key("kid") == "moving_digits_kd"
     assert 0 <= features.accuracy <= 1 and features.velocity_error > 0  # held-out scores saved with the network
-    assert MovingDigitsFeatures(train_steps=2, cache_dir=str(tmp_path)).load().fingerprint == features.fingerprint
+    cached = MovingDigitsFeatures(train_steps=2, cache_dir=str(tmp_path)).load()  # read back, not trained again
+    assert cached.fingerprint == features.fingerprint
+    assert (cached.accuracy, cached.velocity_error) == (features.accuracy, features.velocity_error)
 
 
 def test_i3d_weights_are_never_downloaded(tmp_path, monkeypatch, capsys):

@@ -297,7 +297,68 @@ def _train_digits_classifier(epochs: int, seed: int) -> tuple[DigitsCNN, float]:
     return net, accuracy
 
 
-class DigitsFeatures(FeatureExtractor):
+class CachedClassifierFeatures(FeatureExtractor):
+    """Features of a small classifier of the embedded data, trained on first use (seeded) and cached as
+    `<cache_dir>/<cache_name>.pt` with what it measured on held-out data (entries `held_out_<name>`,
+    attributes `<name>` here, e.g. `accuracy`). A fixed measuring instrument: it never trains in `train()`.
+
+    Subclasses give `version`, `build()` (the untrained network) and `fit()` (the trained network and the
+    held-out measurements), and may adapt the loaded network in `adapt()`.
+    """
+
+    version: str
+
+    def __init__(self, cache_dir: str | None = None):
+        super().__init__()
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.net: nn.Module | None = None
+        self.accuracy: float | None = None
+
+    @property
+    def cache_name(self) -> str:
+        return self.version
+
+    @property
+    def path(self) -> Path:
+        return self.cache_dir / f"{self.cache_name}.pt"
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.version}:{file_digest(self.path)}"
+
+    @abstractmethod
+    def build(self) -> nn.Module:
+        """The classifier, untrained (the cached weights are loaded into it)."""
+
+    @abstractmethod
+    def fit(self) -> tuple[nn.Module, dict[str, float]]:
+        """Trains the classifier: (network, {"held_out_accuracy": ..., ...})."""
+
+    def adapt(self, net: nn.Module) -> nn.Module:
+        """The loaded network as this extractor uses it (default: unchanged)."""
+        return net
+
+    def load(self) -> "CachedClassifierFeatures":
+        if self.net is not None:
+            return self
+        if self.path.is_file():
+            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+            net = self.build()
+            net.load_state_dict(saved.pop("state_dict"))
+            measured = saved
+        else:
+            net, measured = self.fit()
+            atomic_save({"state_dict": net.state_dict(), **measured}, self.path)
+        for key, value in measured.items():
+            setattr(self, key.removeprefix("held_out_"), value)
+        self.net = self.adapt(net).requires_grad_(False).eval()
+        return self
+
+    def train(self, mode: bool = True) -> "CachedClassifierFeatures":
+        return super().train(False)  # a fixed measuring instrument
+
+
+class DigitsFeatures(CachedClassifierFeatures):
     """The digits classifier's 128-d features and 10 logits: offline "digits FID / IS / KID".
 
     Trained on first use on the digits training split (seconds on CPU, seeded) and cached as
@@ -313,36 +374,12 @@ class DigitsFeatures(FeatureExtractor):
     metric_prefix = "digits_"
     version = "digits_cnn_v2"  # v2: trained on one thread, the same weights whatever the machine
 
-    def __init__(self, cache_dir: str | None = None):
-        super().__init__()
-        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-        self.net: DigitsCNN | None = None
-        self.accuracy: float | None = None
+    def build(self) -> DigitsCNN:
+        return DigitsCNN()
 
-    @property
-    def path(self) -> Path:
-        return self.cache_dir / f"{self.version}.pt"
-
-    @property
-    def fingerprint(self) -> str:
-        return f"{self.version}:{file_digest(self.path)}"
-
-    def load(self) -> "DigitsFeatures":
-        if self.net is not None:
-            return self
-        net = DigitsCNN()
-        if self.path.is_file():
-            saved = torch.load(self.path, map_location="cpu", weights_only=True)
-            net.load_state_dict(saved["state_dict"])
-            self.accuracy = saved["held_out_accuracy"]
-        else:
-            net, self.accuracy = train_digits_classifier()
-            atomic_save({"state_dict": net.state_dict(), "held_out_accuracy": self.accuracy}, self.path)
-        self.net = net.requires_grad_(False).eval()
-        return self
-
-    def train(self, mode: bool = True) -> "DigitsFeatures":
-        return super().train(False)  # a fixed measuring instrument
+    def fit(self) -> tuple[DigitsCNN, dict[str, float]]:
+        net, accuracy = train_digits_classifier()
+        return net, {"held_out_accuracy": accuracy}
 
     @staticmethod
     def to_digit_input(x: torch.Tensor) -> torch.Tensor:

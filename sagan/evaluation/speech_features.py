@@ -14,13 +14,12 @@ of other rates and lengths (`sample_rate` argument; global pooling over time).
 """
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sagan.evaluation.features import FeatureExtractor, atomic_save, default_cache_dir, file_digest
+from sagan.evaluation.features import CachedClassifierFeatures
 
 N_MELS, F_MIN, F_MAX = 40, 60.0, 3800.0
 FRAME_SECONDS = 0.032  # window; the hop is half of it
@@ -141,7 +140,7 @@ def _train(epochs: int, seed: int) -> tuple[SpokenDigitsCNN, float]:
     return net, accuracy
 
 
-class SpokenDigitsFeatures(FeatureExtractor):
+class SpokenDigitsFeatures(CachedClassifierFeatures):
     """The spoken-digit classifier's 128-d features and 10 logits: offline speech IS and Frechet distance.
 
     Trained on first use (under a minute on CPU, seeded, one thread) and cached as
@@ -158,42 +157,28 @@ class SpokenDigitsFeatures(FeatureExtractor):
     version = "spoken_digits_cnn_v1"
 
     def __init__(self, sample_rate: int = 8000, cache_dir: str | None = None):
-        super().__init__()
+        super().__init__(cache_dir)
         if not 8000 <= sample_rate <= 192_000:
             raise ValueError(f"sample_rate must be in [8000, 192000] Hz, got {sample_rate}")
         self.sample_rate = sample_rate
-        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-        self.net: SpokenDigitsCNN | None = None
-        self.accuracy: float | None = None
-
-    @property
-    def path(self) -> Path:
-        return self.cache_dir / f"{self.version}.pt"
 
     @property
     def fingerprint(self) -> str:
-        return f"{self.version}:{file_digest(self.path)}:{self.sample_rate}Hz"
+        return f"{super().fingerprint}:{self.sample_rate}Hz"
 
-    def load(self) -> "SpokenDigitsFeatures":
-        if self.net is not None:
-            return self
-        if self.path.is_file():
-            saved = torch.load(self.path, map_location="cpu", weights_only=True)
-            net = SpokenDigitsCNN()
-            net.load_state_dict(saved["state_dict"])
-            self.accuracy = saved["held_out_accuracy"]
-        else:
-            net, self.accuracy = train_spoken_digits_classifier()
-            atomic_save({"state_dict": net.state_dict(), "held_out_accuracy": self.accuracy}, self.path)
-        if self.sample_rate != net.sample_rate:  # the same weights behind the front end of another rate
-            state = net.state_dict()
-            net = SpokenDigitsCNN(self.sample_rate)
-            net.load_state_dict(state)
-        self.net = net.requires_grad_(False).eval()
-        return self
+    def build(self) -> SpokenDigitsCNN:
+        return SpokenDigitsCNN()
 
-    def train(self, mode: bool = True) -> "SpokenDigitsFeatures":
-        return super().train(False)  # a fixed measuring instrument
+    def fit(self) -> tuple[SpokenDigitsCNN, dict[str, float]]:
+        net, accuracy = train_spoken_digits_classifier()
+        return net, {"held_out_accuracy": accuracy}
+
+    def adapt(self, net: SpokenDigitsCNN) -> SpokenDigitsCNN:
+        if self.sample_rate == net.sample_rate:
+            return net
+        adapted = SpokenDigitsCNN(self.sample_rate)  # the same weights behind the front end of another rate
+        adapted.load_state_dict(net.state_dict())
+        return adapted
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # x: [N, 1, L] waveforms in [-1, 1] -> ([N, 128], [N, 10])

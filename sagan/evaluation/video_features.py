@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sagan.errors import UsageError
-from sagan.evaluation.features import FeatureExtractor, atomic_save, default_cache_dir, file_digest
+from sagan.evaluation.features import CachedClassifierFeatures, FeatureExtractor, file_digest
 
 DIGIT_SLOTS = 2  # digits per moving-digits clip
 
@@ -125,7 +125,7 @@ def held_out_scores(net: MovingDigitsCNN, held, top_speed: float) -> tuple[float
     return accuracy, (errors.min(0).values * top_speed).mean().item()
 
 
-class MovingDigitsFeatures(FeatureExtractor):
+class MovingDigitsFeatures(CachedClassifierFeatures):
     """The moving-digits CNN's 192-d features, and its logits of the 10 digits a clip may show.
 
     Trained on first use (seconds to a minute or two on CPU, seeded) and cached as
@@ -145,40 +145,22 @@ class MovingDigitsFeatures(FeatureExtractor):
     version = "moving_digits_cnn_v1"
 
     def __init__(self, train_steps: int = 800, cache_dir: str | None = None):
-        super().__init__()
+        super().__init__(cache_dir)
         if train_steps < 1:
             raise ValueError(f"train_steps must be >= 1, got {train_steps}")
         self.train_steps = train_steps
-        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-        self.net: MovingDigitsCNN | None = None
-        self.accuracy: float | None = None
         self.velocity_error: float | None = None
 
     @property
-    def path(self) -> Path:
-        return self.cache_dir / f"{self.version}_{self.train_steps}.pt"
+    def cache_name(self) -> str:
+        return f"{self.version}_{self.train_steps}"
 
-    @property
-    def fingerprint(self) -> str:
-        return f"{self.version}:{file_digest(self.path)}"
+    def build(self) -> MovingDigitsCNN:
+        return MovingDigitsCNN()
 
-    def load(self) -> "MovingDigitsFeatures":
-        if self.net is not None:
-            return self
-        net = MovingDigitsCNN()
-        if self.path.is_file():
-            saved = torch.load(self.path, map_location="cpu", weights_only=True)
-            net.load_state_dict(saved["state_dict"])
-            self.accuracy, self.velocity_error = saved["held_out_accuracy"], saved["held_out_velocity_error"]
-        else:
-            net, self.accuracy, self.velocity_error = train_moving_digits_classifier(self.train_steps)
-            atomic_save({"state_dict": net.state_dict(), "held_out_accuracy": self.accuracy,
-                         "held_out_velocity_error": self.velocity_error}, self.path)
-        self.net = net.requires_grad_(False).eval()
-        return self
-
-    def train(self, mode: bool = True) -> "MovingDigitsFeatures":
-        return super().train(False)  # a fixed measuring instrument
+    def fit(self) -> tuple[MovingDigitsCNN, dict[str, float]]:
+        net, accuracy, velocity_error = train_moving_digits_classifier(self.train_steps)
+        return net, {"held_out_accuracy": accuracy, "held_out_velocity_error": velocity_error}
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # x: [N, T, C, H, W] in [-1, 1] -> ([N, 192], [N, 10])
