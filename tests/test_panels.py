@@ -23,7 +23,7 @@ def _net(presets, name, **overrides):
 
 
 def test_query_maps_are_the_query_rows_on_the_key_grid():
-    generator = _net(SAGAN_TINY, "generator-32", attn_heads=2)
+    generator = _net(SAGAN_TINY, "generator-32", attn_heads=2, width=8)  # 16 channels at 16x16: 2 q/k channels
     with record_attention(generator) as records:
         generator(torch.randn(1, 8))
     record = records["attention.1"]
@@ -51,7 +51,7 @@ def test_a_vit_discriminator_shows_its_class_token_over_the_patches():
 
 
 def test_panels_of_both_networks_have_the_sheet_layout_and_follow_the_seed():
-    generator = _net(SAGAN_TINY, "generator-32-cond", attn_heads=2)  # attention at 8x8 and 32x32
+    generator = _net(SAGAN_TINY, "generator-32-cond", attn_heads=2, width=16)  # attention at 8x8 and 32x32
     discriminator = _net(SAGAN_TINY, "discriminator-32-cond")
     z, y, real = torch.randn(1, 8), torch.tensor([2]), torch.rand(1, 1, 32, 32) * 2 - 1
     panels = image_gan_panels(generator, discriminator, z, y, real, y, query_points(3, seed=1))
