@@ -83,6 +83,7 @@ def _sagan_64(batch_size: int | None) -> tuple[L.LightningModule, L.LightningDat
 # name -> builder(batch_size or None) of (module, data); `GPU_ONLY` ones are too large for a CPU run
 BENCHMARKS = {
     "sagan_digits": lambda batch: _experiment("sagan_digits", batch),
+    "r3gan_digits": lambda batch: _experiment("r3gan_digits", batch),  # the same networks, R3GAN's loss + R1/R2
     "sagan_64": _sagan_64,
     "transgan_digits": lambda batch: _experiment("transgan_digits", batch),
     "transgan_cifar10": lambda batch: _experiment("transgan_cifar10", batch),
