@@ -40,10 +40,12 @@ from sagan.training.checkpoints import upgrade_config
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"  # the repository's experiments/
 COLUMNS = ("fid", "is", "kid", "ifid", "class_std", "modes", "kl")
 # recipe -> `sagan fit` arguments on top of the experiment (same networks, optimizers and budget)
+# "hinge" is the experiments' own objective (hinge; on the digits also the mode-seeking term); "r3gan" as
+# experiments/r3gan_digits.yaml: the relativistic pairing loss with R1 + R2 and no mode-seeking term.
 RECIPES = {
     "hinge": [],
     "r3gan": ["--model.loss=sagan.losses.RelativisticLoss", "--model.penalty=sagan.losses.R1R2Penalty",
-              "--model.penalty.init_args.gamma=1.0"],
+              "--model.penalty.init_args.gamma=1.0", "--model.init_args.mode_seeking=0"],
 }
 
 
