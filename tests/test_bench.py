@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from sagan.commands import main
 
 
@@ -12,6 +14,7 @@ def test_bench_prints_json_lines(capsys):
     assert result["first_iter_s"] > 0 and result["compile_s"] == 0.0 and result["compile"] is False
 
 
+@pytest.mark.slow  # the same benchmark code as test_bench_prints_json_lines, on the TransGAN experiment
 def test_transgan_benchmark_runs(capsys):
     main(["bench", "--only", "transgan_digits", "--iters", "1", "--warmup", "1"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
