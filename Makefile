@@ -97,7 +97,7 @@ bench: install
 
 ## make bench-gpu [PEERS=dir] [ARGS="--quick --out gpu.jsonl"]: on a CUDA machine, the GPU-only tests (pytest -m gpu),
 ##   then the speed table (SAGAN-64, TransGAN CIFAR-10, attention at 128x128; eager fp32, bf16, compile, CUDA
-##   graphs), with the peers' own code when PEERS holds their checkouts (sagan/commands/bench_peers.py)
+##   graphs), with the peers' own code when PEERS holds their checkouts (sagan/benchmarks/peers.py)
 .PHONY: bench-gpu
 PEERS ?=
 bench-gpu: install

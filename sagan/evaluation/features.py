@@ -103,6 +103,14 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+class PrecomputedFeatures(nn.Identity):
+    """The "feature extractor" handed to torchmetrics' metrics: the features are computed before `update`."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+
 class FeatureExtractor(nn.Module, ABC):
     """Base class: `forward(x) -> (features, logits)` for images in [-1, 1]; `load()` before use.
 
