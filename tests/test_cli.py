@@ -31,12 +31,25 @@ def _small_grid(experiment: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENT_FILES, ids=lambda p: p.stem)
-def test_experiment_runs_fast_dev_run(experiment, tmp_path):
+def test_experiment_runs_fast_dev_run(experiment, tmp_path, monkeypatch):
+    runs = []
+
+    class Recorded(SaganCLI):
+        def __init__(self, *args, **kwargs):
+            runs.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr("sagan.cli.SaganCLI", Recorded)
     main([
         "fit", "--config", str(experiment), "--trainer.fast_dev_run=true", "--tracker=none",
         "--run_root", str(tmp_path / "runs"), "--trainer.enable_progress_bar=false",
         *_small_grid(experiment), *experiment_data_args(experiment, tmp_path),
     ])
+    (cli,) = runs
+    assert cli.trainer.state.finished and cli.trainer.global_step >= 1  # it trained: optimizer steps were taken
+    assert all(torch.isfinite(p).all() for p in cli.model.parameters())
+    model = yaml.safe_load(experiment.read_text())["model"]["class_path"]
+    assert f"{type(cli.model).__module__}.{type(cli.model).__name__}" == model
 
 
 def test_print_config_shows_linked_data_facts(capsys):
