@@ -22,7 +22,7 @@ MASK ?=
 OUT ?=
 DAMAGE ?=
 # The data module's root: one level further down when the experiment wraps an image data module (repair).
-DATA_ROOT_ARG = $(if $(shell grep -l 'datamodules.repair.RepairDataModule' $(EXPERIMENT) 2>/dev/null),--data.init_args.data.init_args.root,--data.init_args.root)
+DATA_ROOT_ARG = $(if $(shell grep -l 'datamodules.repair.damaged.RepairDataModule' $(EXPERIMENT) 2>/dev/null),--data.init_args.data.init_args.root,--data.init_args.root)
 
 .PHONY: install train test sample eval bench bench-quality repair experiments clean attention interpolate export predict spoken-digits
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 import yaml
 
-from datamodules.digits import DigitsDataModule
-from datamodules.repair import RepairDataModule
+from datamodules.image.digits import DigitsDataModule
+from datamodules.repair.damaged import RepairDataModule
 from sagan.commands import main
 from sagan.evaluation import checkpoint
 from sagan.benchmarks.repair import FLOOR, measure, render
@@ -89,8 +89,8 @@ def _stand_in_run(tmp_path, name: str = "ScoredStandIn") -> Path:
     """A run directory like `sagan fit` writes, with the stand-in module's checkpoint; returns the checkpoint."""
     run = tmp_path / "stand_in" / "20260101-000000"  # <run_root>/<name>/<timestamp>/
     (run / "checkpoints").mkdir(parents=True)
-    data = {"class_path": "datamodules.repair.RepairDataModule", "init_args": {
-        "data": {"class_path": "datamodules.digits.DigitsDataModule", "init_args": {"batch_size": 8}}, "task": "inpaint"}}
+    data = {"class_path": "datamodules.repair.damaged.RepairDataModule", "init_args": {
+        "data": {"class_path": "datamodules.image.digits.DigitsDataModule", "init_args": {"batch_size": 8}}, "task": "inpaint"}}
     (run / "config.yaml").write_text(yaml.safe_dump({"data": data, "metrics": {"features": None}}))
     torch.save({
         "state_dict": {"value": torch.tensor(-1.0)}, "pytorch-lightning_version": L.__version__, "global_step": 12,

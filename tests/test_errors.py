@@ -20,12 +20,12 @@ from conftest import EXPERIMENTS, TINY_DIGITS, TINY_ORACLE, tiny
 
 import lightning as L
 
-from datamodules.degrade import Degradation
-from datamodules.digits import DigitsDataModule
-from datamodules.folder import ImageFolderDataModule
-from datamodules.masks import MaskGenerator
-from datamodules.oracle import OracleDataModule
-from datamodules.text import TextDataModule
+from datamodules.repair.degrade import Degradation
+from datamodules.image.digits import DigitsDataModule
+from datamodules.image.folder import ImageFolderDataModule
+from datamodules.repair.masks import MaskGenerator
+from datamodules.text.oracle import OracleDataModule
+from datamodules.text.corpus import TextDataModule
 from sagan.commands import main
 from sagan.errors import UsageError, check_range
 from sagan.evaluation.metrics import SampleMetrics, SampleQuality
@@ -62,7 +62,7 @@ REQUIRED = {
                        "discriminator": _build(video_transformer.TINY["video-discriminator-16"])},
     SpeechGAN: lambda: {"generator": _build(speech_transformer.TINY["generator"]),
                         "discriminator": _build(speech_transformer.TINY["discriminator"])},
-    "datamodules.repair.RepairDataModule": lambda: {"data": DigitsDataModule()},
+    "datamodules.repair.damaged.RepairDataModule": lambda: {"data": DigitsDataModule()},
     SampleQuality: lambda: {"features": None},
     MaskGenerator: lambda: {"kind": "strokes"},
     Degradation: lambda: {"preset": "old_photo"},

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from datamodules.oracle import OracleDataModule
+from datamodules.text.oracle import OracleDataModule
 from sagan.errors import UsageError
 from sagan.evaluation.text_metrics import text_metrics
 from sagan.losses import HingeLoss, RelativisticLoss

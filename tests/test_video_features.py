@@ -7,7 +7,7 @@ import torch
 from conftest import EXPERIMENTS
 from torch.testing import assert_close
 
-from datamodules.moving_digits import MovingDigitsDataModule
+from datamodules.video.moving_digits import MovingDigitsDataModule
 from sagan.commands import main
 from sagan.errors import UsageError
 from sagan.evaluation.metrics import SampleMetrics, SampleQuality, extract, real_statistics

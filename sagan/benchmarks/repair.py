@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from datamodules.digits import DigitsDataModule
-from datamodules.masks import BUCKETS
-from datamodules.repair import RepairDataModule
+from datamodules.image.digits import DigitsDataModule
+from datamodules.repair.masks import BUCKETS
+from datamodules.repair.damaged import RepairDataModule
 from sagan.benchmarks.harness import EXPERIMENTS, train, write_table
 from sagan.errors import UsageError
 from sagan.evaluation.checkpoint import build_features, read_run_config, repair_data

@@ -168,7 +168,7 @@ def evaluate_repair_module(model: RepairGAN, ckpt: Path, config: dict, options: 
 
 def repair_data(config: dict, task: str | None = None, where: Path | str = "the run's config"):
     """The data module (and so the fixed masks and damage) of a repair run's config."""
-    from datamodules.repair import RepairDataModule
+    from datamodules.repair.damaged import RepairDataModule
 
     data, _ = build_data_and_metrics(config, {"features": None})
     if not isinstance(data, RepairDataModule) or task not in (None, data.task):

@@ -279,7 +279,7 @@ def train_digits_classifier(epochs: int = 20, seed: int = 0) -> tuple[DigitsCNN,
 
 
 def _train_digits_classifier(epochs: int, seed: int) -> tuple[DigitsCNN, float]:
-    from datamodules.digits import digits_tensors, held_out_split
+    from datamodules.image.digits import digits_tensors, held_out_split
 
     images, labels = digits_tensors(32, 1)
     train, held = held_out_split(labels, 0.1, 0)

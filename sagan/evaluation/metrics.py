@@ -337,7 +337,7 @@ class SampleQuality(L.Callback):
         self.features.load().to(device)
         fingerprint = getattr(datamodule, "fingerprint", None)
         if fingerprint is None:
-            raise UsageError("sample metrics need a data module with a `fingerprint` (see datamodules/image.py)")
+            raise UsageError("sample metrics need a data module with a `fingerprint` (see datamodules/image/base.py)")
         key = self.cache.key(fingerprint, self.features.fingerprint, self.num_real, self.kid_real, self.seed)
         classes = self._intra_class_classes(datamodule)
         key += f"|classes={classes}" if classes else ""  # per-class sums as well

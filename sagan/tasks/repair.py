@@ -1,6 +1,6 @@
 """The LightningModule that trains a network to repair damaged images: inpainting and blind restoration.
 
-Batches are `(damaged, mask, clean, label)` (datamodules/repair.py; mask 1 = hole). The generator sees
+Batches are `(damaged, mask, clean, label)` (datamodules/repair/damaged.py; mask 1 = hole). The generator sees
 the damaged image and, for inpainting, the mask; its output is *composited*: known pixels are copied from
 the input, so only the holes are generated (`composite`). Blind restoration (`task="restore"`) gives the
 generator the damaged image alone and keeps its whole output; the mask is then the damage map, used by

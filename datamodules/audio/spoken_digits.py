@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from datamodules.audio import MAX_SAMPLES, AudioDataModule
+from datamodules.audio.base import MAX_SAMPLES, AudioDataModule
 
 PACKED = Path(__file__).resolve().parent / "embedded" / "spoken_digits_8k.npz"
 SAMPLE_RATE = 8000
