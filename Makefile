@@ -101,7 +101,7 @@ bench: install
 .PHONY: bench-gpu
 PEERS ?=
 bench-gpu: install
-	$(BIN)/python -m pytest -q -m gpu tests/test_gpu.py
+	$(BIN)/python -m pytest -q -m gpu tests/sagan/benchmarks/test_gpu.py
 	$(BIN)/sagan bench-gpu $(if $(PEERS),--peers $(PEERS)) $(ARGS)
 
 ## make bench-quality [ARGS="--only stacked --stacked_iters 6000"]: digits FID / IS / KID / intra-class FID,

@@ -11,12 +11,11 @@ import re
 import threading
 import types
 import typing
-from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-from conftest import EXPERIMENTS, TINY_DIGITS, TINY_ORACLE, tiny
+from conftest import EXPERIMENTS, REPO, TINY_DIGITS, TINY_ORACLE, tiny
 
 import lightning as L
 
@@ -41,7 +40,6 @@ from sagan.tasks.text import TextGAN
 from sagan.tasks.video import VideoGAN
 from sagan.training.sample_grid import SampleGrid
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _build(preset: tuple) -> torch.nn.Module:

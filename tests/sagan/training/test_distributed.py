@@ -1,14 +1,12 @@
 """Several processes: a real 2-process DDP training on CPU (gloo), strategy choice, SyncBatchNorm."""
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 from conftest import REPO, TINY_DIGITS, TINY_INPAINT, TINY_ORACLE, tiny
+from probes import fit_two_processes
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy, StrategyRegistry
 from torch import nn
 from torch.testing import assert_close
@@ -24,21 +22,8 @@ from sagan.tasks.text import TextGAN
 from sagan.training.distributed import GANDDPStrategy
 
 
-def _fit_two_processes(tmp_path: Path, *args: str) -> tuple[dict, dict]:
-    """`sagan fit *args` on 2 CPU processes (gloo) with a RankProbe; what each rank saw and ended with."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
-    command = [
-        sys.executable, "-m", "sagan", "fit", *args, "--tracker=none",
-        "--run_root", str(tmp_path / "runs"), "--trainer.devices=2", "--trainer.accelerator=cpu",
-        "--trainer.callbacks+=probes.RankProbe", f"--trainer.callbacks.out={tmp_path}",
-    ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return tuple(torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
-
-
 def test_two_processes_keep_identical_weights_and_read_different_data(tmp_path):
-    rank0, rank1 = _fit_two_processes(tmp_path, *TINY_DIGITS, "--g_iters=3")
+    rank0, rank1 = fit_two_processes(tmp_path, *TINY_DIGITS, "--g_iters=3")
     assert rank0["world_size"] == 2 and rank0["wrapped"] == ["discriminator", "generator"]
     # gradients were all-reduced: both ranks end with the same networks, average and Adam moments
     assert_close(rank1["params"], rank0["params"], rtol=0, atol=0)
@@ -59,7 +44,7 @@ def test_two_processes_keep_identical_weights_and_read_different_data(tmp_path):
 
 def test_text_gan_on_two_processes_keeps_identical_weights_and_reads_different_data(tmp_path):
     # 2 MLE batches, then 2 adversarial batches (a D step and a G step each): one epoch of 4 batches per rank
-    rank0, rank1 = _fit_two_processes(tmp_path, *TINY_ORACLE, "--g_iters=4", "--model.pretrain_steps=2")
+    rank0, rank1 = fit_two_processes(tmp_path, *TINY_ORACLE, "--g_iters=4", "--model.pretrain_steps=2")
     assert rank0["world_size"] == 2 and rank0["wrapped"] == ["discriminator", "generator"]
     # MLE, D and G gradients were all-reduced: both ranks end with the same networks and Adam moments
     assert_close(rank1["params"], rank0["params"], rtol=0, atol=0)
@@ -83,7 +68,7 @@ def test_text_gan_on_two_processes_keeps_identical_weights_and_reads_different_d
 
 @pytest.mark.slow
 def test_repair_gan_on_two_processes_keeps_identical_weights_and_reads_different_data(tmp_path):
-    rank0, rank1 = _fit_two_processes(tmp_path, *TINY_INPAINT, "--g_iters=2", "--trainer.limit_val_batches=0")
+    rank0, rank1 = fit_two_processes(tmp_path, *TINY_INPAINT, "--g_iters=2", "--trainer.limit_val_batches=0")
     assert rank0["world_size"] == 2 and rank0["wrapped"] == ["discriminator", "generator"]
     assert_close(rank1["params"], rank0["params"], rtol=0, atol=0)
     assert_close(rank1["ema"], rank0["ema"], rtol=0, atol=0)

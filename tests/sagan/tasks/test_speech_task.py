@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import EXPERIMENTS
 from scipy.io import wavfile
-from test_distributed import _fit_two_processes
-from test_resume import SHAPE, assert_same_training_state, recorded
+from probes import fit_two_processes
+from probes import SHAPE, assert_same_training_state, recorded
 from PIL import Image
 from probes import records
 from torch.testing import assert_close
@@ -122,7 +122,7 @@ def test_several_devices_give_the_speech_gan_one_ddp_wrapper_per_network():
 
 @pytest.mark.slow  # two fresh processes: ~10 s on an idle machine (the image and text GANs' DDP tests run by default)
 def test_two_processes_keep_identical_speech_networks_and_read_different_clips(tmp_path):
-    rank0, rank1 = _fit_two_processes(tmp_path, *TINY_SPEECH, "--g_iters=2", "--model.grid_size=2")
+    rank0, rank1 = fit_two_processes(tmp_path, *TINY_SPEECH, "--g_iters=2", "--model.grid_size=2")
     assert rank0["wrapped"] == ["discriminator", "generator"]
     assert_close(rank1["params"], rank0["params"], rtol=0, atol=0)
     assert_close(rank1["ema"], rank0["ema"], rtol=0, atol=0)

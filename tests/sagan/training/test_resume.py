@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import fit, fit_repair, fit_text, tiny
-from probes import records
+from probes import SHAPE, assert_same_training_state, records, recorded
 from torch.testing import assert_close
 from torch.utils.data import TensorDataset
 
@@ -19,11 +19,6 @@ from sagan.tasks.text import TextGAN
 
 # n_critic=2 makes a generator iteration two batches, and epochs of 3 batches put every stop below
 # mid-epoch, so the resumed part continues an epoch and then crosses into new ones.
-SHAPE = ["--model.n_critic=2", "--trainer.limit_train_batches=3", "--trainer.deterministic=true"]
-
-
-def recorded(tmp: Path) -> list[str]:
-    return ["--trainer.callbacks+=probes.Recorder", f"--trainer.callbacks.out={tmp / 'records.jsonl'}"]
 
 
 @pytest.fixture(autouse=True)
@@ -41,17 +36,6 @@ def straight(tmp_path_factory) -> tuple[Path, list[dict]]:
     finally:
         torch.use_deterministic_algorithms(False)
     return run, records(tmp / "records.jsonl")
-
-
-def assert_same_training_state(a: Path, b: Path) -> None:
-    first = torch.load(a / "checkpoints" / "last.ckpt", weights_only=True)
-    second = torch.load(b / "checkpoints" / "last.ckpt", weights_only=True)
-    assert first["global_step"] == second["global_step"] == 12
-    assert_close(second["state_dict"], first["state_dict"], rtol=0, atol=0)  # G, D, EMA, spectral-norm vectors
-    assert_close(
-        [opt["state"] for opt in second["optimizer_states"]], [opt["state"] for opt in first["optimizer_states"]],
-        rtol=0, atol=0,
-    )
 
 
 def test_extending_a_finished_budget_continues_exactly(straight, tmp_path):

@@ -119,9 +119,9 @@ def test_sample_writes_gifs_from_a_checkpoint(straight, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_two_processes_keep_identical_weights_and_read_different_clips(tmp_path):
-    from test_distributed import _fit_two_processes
+    from probes import fit_two_processes
 
-    rank0, rank1 = _fit_two_processes(tmp_path, *TINY_VIDEO, "--g_iters=2")
+    rank0, rank1 = fit_two_processes(tmp_path, *TINY_VIDEO, "--g_iters=2")
     assert rank0["world_size"] == 2 and rank0["wrapped"] == ["discriminator", "generator"]
     assert_close(rank1["params"], rank0["params"], rtol=0, atol=0)
     assert_close(rank1["ema"], rank0["ema"], rtol=0, atol=0)
