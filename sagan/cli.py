@@ -21,21 +21,23 @@ from pathlib import Path
 from typing import Literal, NoReturn
 
 import lightning as L
+import torch
 import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from sagan.errors import UsageError
 from sagan.evaluation.metrics import SampleQuality
-from sagan.training.checkpoints import check_resumable, renamed_in
+from sagan.training.checkpoints import check_resumable, renamed_in, upgrade_config
 from sagan.training.distributed import plain_ddp_is_gan_ddp
 from sagan.training.predictions import ImagePredictionWriter
-from sagan.training.resume import AtomicCheckpointIO, SignalCheckpoint
+from sagan.training.resume import AtomicCheckpointIO, RunCheckpoint, SignalCheckpoint
 from sagan.training.sample_grid import SampleGrid
 from sagan.training.tracking import CSVTracker, TrainingProgressBar, WandbTracker, output_lines, wandb_run_id
+from sagan.training.trusted_classes import check_class_paths, class_paths_in
 
 # Facts of the data set that the networks are built from (a link whose source attribute or target
 # parameter does not exist is skipped: image data has no vocab_size, a text network no image_size).
@@ -222,7 +224,7 @@ class SaganCLI(LightningCLI):
         parser.add_argument("--wandb_project", type=str, default="sagan", help="W&B project.")
         parser.add_lightning_class_args(SignalCheckpoint, "signals")  # first: its handlers go in before anything else
         parser.add_lightning_class_args(SampleGrid, "samples")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.add_lightning_class_args(SampleQuality, "metrics")
         parser.add_lightning_class_args(ImagePredictionWriter, "predictions")
         parser.set_defaults(
@@ -233,6 +235,21 @@ class SaganCLI(LightningCLI):
         self.argv = [str(a) for a in (sys.argv[1:] if args is None else args)] if not isinstance(args, dict) else []
         check_yaml_files(self.argv)
         super().parse_arguments(parser, args)
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning parses the hyper-parameters of a `--ckpt_path` checkpoint into the config, which imports
+        the classes they name: those are checked first (this project's, or ones the config names)."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            try:
+                checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu", mmap=True)
+            except Exception as error:
+                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise UsageError(f"cannot load {ckpt_path}: it does not load with torch.load(weights_only=True) ({first})") from error
+            hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+            check_class_paths(upgrade_config(hparams or {}), str(ckpt_path), class_paths_in(self.config[subcommand].as_dict()))
+        super()._parse_ckpt_path()
 
     # ------------------------------------------------------------------------------- run set-up
     def _budget(self, cfg) -> None:
@@ -288,7 +305,8 @@ class SaganCLI(LightningCLI):
     @staticmethod
     def _resolve_resume(resume: str, runs: Path) -> Path | None:
         if resume in ("last", "auto"):
-            found = sorted(runs.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+            # last-v<k>.ckpt: written beside last.ckpt by versions that versioned it after a settings change
+            found = sorted(runs.glob("*/checkpoints/last*.ckpt"), key=lambda p: p.stat().st_mtime)
             if not found and resume == "last":
                 raise UsageError(f"nothing to resume: no {runs}/*/checkpoints/last.ckpt")
             return found[-1] if found else None

@@ -77,6 +77,12 @@ class StandIn(L.LightningModule):
         return torch.full_like(damaged, float(self.value))
 
 
+@pytest.fixture(autouse=True)
+def _trust_the_stand_in(monkeypatch):
+    """The stand-in module is no class of sagan's: the user names it, as they would a class of their own."""
+    monkeypatch.setenv("SAGAN_TRUSTED_CLASSES", f"{__name__}.StandIn")
+
+
 def _stand_in_run(tmp_path) -> Path:
     """A run directory like `sagan fit` writes, with the stand-in module's checkpoint; returns the checkpoint."""
     run = tmp_path / "stand_in" / "20260101-000000"  # <run_root>/<name>/<timestamp>/

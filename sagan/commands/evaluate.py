@@ -37,14 +37,21 @@ from sagan.evaluation.variety import generated_class_pixel_std, real_class_pixel
 from sagan.latent import truncate
 from sagan.training.checkpoints import upgrade_config
 from sagan.training.tracking import add_to_wandb_summary
+from sagan.training.trusted_classes import check_class_paths, class_paths_in
 
 
 def build_data_and_metrics(config: dict, overrides: dict) -> tuple[L.LightningDataModule, SampleQuality]:
-    """The run's data module and a `SampleQuality` from its `metrics` section, updated with `overrides`."""
+    """The run's data module and a `SampleQuality` from its `metrics` section, updated with `overrides`.
+
+    The classes the config names are checked before anything is imported: this project's own, and those
+    `overrides` name (from the command line); see `sagan.training.trusted_classes`."""
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(L.LightningDataModule, "data", required=True)
     parser.add_class_arguments(SampleQuality, "metrics")
+    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
+        raise UsageError("cannot build the evaluation from the run's config: it has no `data` section")
     metrics = {**(config.get("metrics") or {}), **overrides}
+    check_class_paths({"data": config["data"], "metrics": metrics}, "the run's config", class_paths_in(overrides))
     try:
         cfg = parser.parse_object({"data": config["data"], "metrics": metrics})
         init = parser.instantiate_classes(cfg)

@@ -3,7 +3,8 @@
 Checkpoints and run configs name classes by import path. Paths written before the package was grouped
 into `tasks/`, `training/`, `evaluation/` and `commands/` (e.g. `sagan.module.GAN`) are rewritten to
 their current place on reading (`upgrade_config`), so older checkpoints and `config.yaml` files keep
-working; a class path that names nothing importable is refused in one line.
+working; a class path that names nothing importable is refused in one line, and one outside this project
+before anything is imported (`sagan.training.trusted_classes`).
 """
 
 import importlib
@@ -16,6 +17,7 @@ import lightning as L
 import torch
 
 from sagan.errors import UsageError
+from sagan.training.trusted_classes import check_class_paths
 
 # module -> its current module, for every module that moved when the package was reorganized
 MOVED_MODULES = {
@@ -110,6 +112,7 @@ def load_module(ckpt: str | Path, map_location: str = "cpu", kind: type[L.Lightn
         if not isinstance(hparams, dict) or "_class_path" not in hparams:
             raise ValueError("it names no module class (expected a checkpoint written by `sagan fit`)")
         upgraded = upgrade_config(hparams)
+        check_class_paths(upgraded, str(path))  # before anything it names is imported
         _check_importable(upgraded["_class_path"])
         source: Path | io.BytesIO = path
         if upgraded != hparams:  # written by an earlier version: load the upgraded copy
@@ -119,6 +122,8 @@ def load_module(ckpt: str | Path, map_location: str = "cpu", kind: type[L.Lightn
             torch.save(checkpoint, source)
             source.seek(0)
         return kind.load_from_checkpoint(source, map_location=map_location, weights_only=True).eval()
+    except UsageError:
+        raise
     except Exception as error:  # anything from unpickling to a config the classes reject
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UsageError(f"cannot load {path} as a {what} checkpoint: {reason}") from error
