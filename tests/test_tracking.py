@@ -102,3 +102,13 @@ def test_a_default_run_is_readable_without_wandb_and_plots_against_generator_ite
     for name, value in result["metrics"].items():
         assert summary[f"eval/{name}"] == value
     assert summary["eval/g_iter"] == 2 and summary["eval/num_samples"] == 16
+
+
+def test_a_run_shorter_than_the_logging_interval_names_no_missing_metrics_file(tmp_path, capsys):
+    from conftest import fit
+
+    run = fit(tmp_path, "--g_iters=1", "--trainer.log_every_n_steps=25", "--trainer.limit_val_batches=0")
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if line.strip().startswith("metrics:")]
+    assert not (run / "metrics.csv").exists()
+    assert "none written" in line and "log_every_n_steps=25" in line

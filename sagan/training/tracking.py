@@ -220,7 +220,15 @@ def output_lines(trainer: L.Trainer, run_dir: Path) -> list[str]:
     last = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
     if last:
         lines.append(f"  checkpoints:  {last}")
-    lines += [f"  metrics:      {Path(lg.log_dir) / 'metrics.csv'}" for lg in trainer.loggers if isinstance(lg, CSVLogger)]
+    for logger in trainer.loggers:
+        if isinstance(logger, CSVLogger):
+            metrics = Path(logger.log_dir) / "metrics.csv"
+            if metrics.is_file():
+                lines.append(f"  metrics:      {metrics}")
+            else:  # nothing reached a logging step
+                lines.append(
+                    f"  metrics:      none written (no step reached trainer.log_every_n_steps={trainer.log_every_n_steps})"
+                )
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger) and logger._experiment is not None:
             run = logger.experiment
