@@ -30,6 +30,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from sagan.errors import UsageError
+from sagan.errors import one_line as _one_line  # moved to sagan.errors; the old name stays
 from sagan.evaluation.metrics import SampleQuality
 from sagan.training.checkpoints import check_resumable, renamed_in, upgrade_config
 from sagan.training.distributed import plain_ddp_is_gan_ddp
@@ -52,30 +53,6 @@ VERB_STEPS = {
     "test": ("test_step", "score a checkpoint with `sagan validate` or `sagan eval`"),
     "predict": ("predict_step", "draw samples with `sagan sample`"),
 }
-
-
-def _one_line(message: str) -> str:
-    """The most specific line of a nested jsonargparse message, prefixed with the key path it is about."""
-    lines = [line.strip(" -") for line in str(message).splitlines() if line.strip(" -")]
-    if not lines:
-        return str(message)
-    keys, last_key_line = [], -1
-    for i, line in enumerate(lines):
-        match = re.match(r'Parser key "([^"]+)":?\s*(.*)', line)
-        if match:
-            keys.append(match.group(1))
-            last_key_line = i
-            lines[i] = match.group(2)
-    noise = ("NoneType", "Does not validate", "Subtypes:", "Errors:", "Given value", "Problem with given class_path")
-    useful = [line for line in lines[last_key_line:] if line and not any(n in line for n in noise)]
-    if not useful:
-        useful = [line for line in lines if line and not any(n in line for n in noise)] or lines
-    patterns = (
-        "must be a finite number", "not accepted", "nrecognized", "does not exist", "No action", "not found", "Not a valid",
-        "Expected",
-    )
-    best = next((line for p in patterns for line in useful if p in line), useful[0])
-    return f"{'.'.join(keys)}: {best}" if keys else best
 
 
 RANGE_ERROR = re.compile(r"^\w+: \S+ must be a finite number [^\n]*$")  # sagan.errors.check_range's message

@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+from argparse import ArgumentError
 from pathlib import Path
 
 import lightning as L
@@ -30,12 +31,12 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from sagan.commands.sample import load_gan
-from sagan.errors import UsageError
+from sagan.errors import UsageError, one_line
 from sagan.evaluation.intra_class import MAX_CLASS_STATISTICS_BYTES, class_statistics_bytes
 from sagan.evaluation.metrics import SampleQuality
 from sagan.evaluation.variety import generated_class_pixel_std, real_class_pixel_std
 from sagan.latent import truncate
-from sagan.training.checkpoints import upgrade_config
+from sagan.training.checkpoints import check_checkpoint, upgrade_config
 from sagan.training.tracking import add_to_wandb_summary
 from sagan.training.trusted_classes import check_class_paths, class_paths_in
 
@@ -55,8 +56,8 @@ def build_data_and_metrics(config: dict, overrides: dict) -> tuple[L.LightningDa
     try:
         cfg = parser.parse_object({"data": config["data"], "metrics": metrics})
         init = parser.instantiate_classes(cfg)
-    except (ValueError, TypeError, KeyError) as error:
-        raise UsageError(f"cannot build the evaluation from the run's config: {str(error).splitlines()[0]}") from error
+    except (ValueError, TypeError, KeyError, ArgumentError) as error:  # e.g. a class that is no feature extractor
+        raise UsageError(f"cannot build the evaluation from the run's config: {one_line(str(error))}") from error
     return init.data, init.metrics
 
 
@@ -73,7 +74,14 @@ def evaluate_checkpoint(
     }
     kid_subset_size = (config.get("metrics") or {}).get("kid_subset_size", 1000)
     overrides["kid_subset_size"] = min(kid_subset_size, num_samples)
-    if features:
+    if features == "none":
+        raise UsageError(
+            "--features none: an image GAN's metrics (FID, IS, KID) are all measured in a feature space; name an "
+            "extractor (e.g. sagan.evaluation.features.InceptionFeatures), or leave --features out for the run's"
+        )
+    if features == "data":
+        overrides["features"] = "data"
+    elif features:
         overrides["features"] = {"class_path": features}
     elif (config.get("metrics") or {}).get("features", "data") is None:
         overrides["features"] = "data"  # metrics were off during training: the data module's extractor
@@ -142,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         raise UsageError(f"--num_samples must be >= 2 and >= --is_splits, got {args.num_samples}")
     if args.truncation is not None and not args.truncation > 0:
         raise UsageError(f"--truncation must be > 0, got {args.truncation}")
+    check_checkpoint(ckpt)  # a truncated or foreign file is named as such, before its run's config is looked for
     config = Path(args.config) if args.config else ckpt.resolve().parent.parent / "config.yaml"
     from sagan.commands import bench_repair
 
