@@ -223,9 +223,12 @@ class SaganCLI(LightningCLI):
                 checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu", mmap=True)
             except Exception as error:
                 first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                raise UsageError(f"cannot load {ckpt_path}: it does not load with torch.load(weights_only=True) ({first})") from error
+                raise UsageError(
+                    f"cannot load {ckpt_path}: it does not load with torch.load(weights_only=True) ({first})"
+                ) from error
             hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-            check_class_paths(upgrade_config(hparams or {}), str(ckpt_path), class_paths_in(self.config[subcommand].as_dict()))
+            named = class_paths_in(self.config[subcommand].as_dict())  # the user's own config names these
+            check_class_paths(upgrade_config(hparams or {}), str(ckpt_path), named)
         super()._parse_ckpt_path()
 
     # ------------------------------------------------------------------------------- run set-up

@@ -199,7 +199,8 @@ def damage(triples, kind: str, seed: int, folder: bool = False) -> list[str]:
             else:
                 damaged, hole = Degradation(PRESETS_BY_NAME.get(kind, kind))(x, generator)
         except (RuntimeError, ValueError) as error:  # e.g. no hole of the recipe's size fits in a few pixels
-            raise UsageError(f"cannot damage {triples[i][0]} ({x.shape[2]}x{x.shape[1]}) with {kind}: {error}") from error
+            size = f"{x.shape[2]}x{x.shape[1]}"
+            raise UsageError(f"cannot damage {triples[i][0]} ({size}) with {kind}: {error}") from error
         mask_path = out.parent / "masks" / out.name if folder else out.with_name(f"{out.stem}_mask.png")
         mask_pixels = (hole[0] > 0).numpy()[..., None].astype(np.uint8) * 255
         write_images({out: _to_uint8(damaged[None].clamp(-1, 1)), mask_path: mask_pixels})

@@ -71,7 +71,9 @@ def generated_batches(
             for offset in range(0, len(z), batch_size):
                 zb = z[offset : offset + batch_size]
                 index = torch.arange(start, start + len(zb))
-                y = None if not model.num_classes else index % model.num_classes if label == "all" else torch.full_like(index, int(label))
+                y = None
+                if model.num_classes:
+                    y = index % model.num_classes if label == "all" else torch.full_like(index, int(label))
                 yield start, model(zb.to(model.device), None if y is None else y.to(model.device)).cpu(), y
                 start += len(zb)
                 bar.update(len(zb))
@@ -118,7 +120,8 @@ def write_clips(
     for start, clips, _ in generated_batches(model, n, label, seed, batch_size, truncation, "clips"):
         if start < GRID_MAX:
             shown.append(clips[: GRID_MAX - start])
-        paths += [save_gif(to_gif_frames(clip[None], 1), out / f"{i:06d}.gif", model.gif_fps) for i, clip in enumerate(clips, start)]
+        for i, clip in enumerate(clips, start):
+            paths.append(save_gif(to_gif_frames(clip[None], 1), out / f"{i:06d}.gif", model.gif_fps))
     clips = torch.cat(shown)
     save_gif(to_gif_frames(clips, nrow or default_nrow(model, label, len(clips))), out / "grid.gif", model.gif_fps)
     return paths
@@ -165,7 +168,8 @@ def _(model: SpeechGAN, ckpt: Path, args: argparse.Namespace) -> str:
         if start < GRID_MAX:
             shown.append(clips[: GRID_MAX - start].float())
     clips = torch.cat(shown)
-    nrow = model.num_classes if model.num_classes and args.label == "all" and args.n > 1 else max(int(len(clips) ** 0.5), 1)
+    one_per_column = model.num_classes and args.label == "all" and args.n > 1  # as `write_wav_samples` lays them out
+    nrow = model.num_classes if one_per_column else max(int(len(clips) ** 0.5), 1)
     save_image(to_grid(spectrogram_images(clips, model.sample_rate), nrow), out / "spectrograms.png")
     return f"wrote {len(paths)} WAV files and spectrograms.png to {out}/"
 
