@@ -11,6 +11,7 @@ blends of one-hot class weights, which conditional generators turn into blends o
 and conditional-norm parameters (`sagan.layers.norm.embed_classes`).
 """
 
+import math
 from collections.abc import Iterator
 from typing import Literal
 
@@ -20,21 +21,24 @@ InterpolationMode = Literal["slerp", "lerp"]
 
 
 MAX_REDRAWS = 1_000  # rounds of redrawing; entries still outside then are drawn from the truncated normal directly
+MIN_INSIDE = 0.01  # below this chance of a draw landing within the threshold, no redrawing at all (T < 0.0125)
 NOISE_CHUNK = 65_536  # rows of noise drawn at once by `noise_chunks` (up to this many, the same as `noise`)
 
 
 def truncate(z: torch.Tensor, threshold: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """`z` with every entry beyond `threshold` in absolute value redrawn from N(0, 1) until it lies within.
 
-    Redrawing until inside is drawing from the normal truncated to [-threshold, threshold]. A threshold
-    so small that redrawing would take more than `MAX_REDRAWS` rounds (below about 0.05) gets its last
-    entries from that distribution directly (inverse CDF), so that every threshold > 0 returns at once."""
+    Redrawing until inside is drawing from the normal truncated to [-threshold, threshold]. Entries still
+    outside after `MAX_REDRAWS` rounds (thresholds below about 0.05), or all of them when a draw lands
+    inside less than `MIN_INSIDE` of the time (below about 0.0125), are drawn from that distribution
+    directly (inverse CDF), so that every threshold > 0 returns at once."""
     if not threshold > 0:
         raise ValueError(f"truncation threshold must be > 0, got {threshold}")
     z = z.clone()
     flat = z.view(-1)
     outside = (flat.abs() > threshold).nonzero().squeeze(1)  # in order: the draws of redrawing the masked entries
-    for _ in range(MAX_REDRAWS):
+    inside = math.erf(threshold / math.sqrt(2))  # the chance that a draw lands within the threshold
+    for _ in range(MAX_REDRAWS if inside >= MIN_INSIDE else 0):
         if not len(outside):
             return z
         fresh = torch.randn(len(outside), generator=generator, dtype=z.dtype).to(z.device)
@@ -43,8 +47,8 @@ def truncate(z: torch.Tensor, threshold: float, generator: torch.Generator | Non
     if len(outside):
         edge = torch.special.ndtr(torch.tensor(threshold, dtype=torch.float64))  # P(x <= threshold)
         u = torch.rand(len(outside), generator=generator, dtype=torch.float64)
-        inside = torch.special.ndtri(1 - edge + u * (2 * edge - 1)).clamp(-threshold, threshold)
-        flat[outside] = inside.to(z.dtype).to(z.device)
+        drawn = torch.special.ndtri(1 - edge + u * (2 * edge - 1)).clamp(-threshold, threshold)
+        flat[outside] = drawn.to(z.dtype).to(z.device)
     return z
 
 
