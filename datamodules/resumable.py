@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from sagan.errors import UsageError
+
 
 class ResumableSampler(DistributedSampler):
     """One rank's share of a seeded order, started where its loader says (`start_at`).
@@ -87,9 +89,20 @@ class ResumableDataLoader(DataLoader):
 def training_loader(
     dataset: Dataset, batch_size: int, num_replicas: int = 1, rank: int = 0, seed: int = 0, **kwargs: Any
 ) -> ResumableDataLoader:
-    """Shuffled whole batches of one rank's share, resumable (see the module's docstring)."""
+    """Shuffled whole batches of one rank's share, resumable (see the module's docstring).
+
+    Raises:
+        UsageError: (one line) the share holds fewer samples than one batch, so there would be no batch.
+    """
+    sampler = ResumableSampler(dataset, num_replicas, rank, seed)
+    if len(sampler) < batch_size:
+        share = f" ({len(sampler)} for each of {num_replicas} processes)" if num_replicas > 1 else ""
+        raise UsageError(
+            f"the training set has {len(dataset)} samples{share}, fewer than batch_size={batch_size}: no whole "
+            "batch to train on (lower the data's batch_size)"
+        )
     return ResumableDataLoader(
-        dataset, batch_size=batch_size, sampler=ResumableSampler(dataset, num_replicas, rank, seed), drop_last=True,
+        dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
         generator=torch.Generator().manual_seed(seed + rank), **kwargs,
     )
 

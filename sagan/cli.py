@@ -21,21 +21,24 @@ from pathlib import Path
 from typing import Literal, NoReturn
 
 import lightning as L
+import torch
 import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from sagan.errors import UsageError
+from sagan.errors import one_line as _one_line  # moved to sagan.errors; the old name stays
 from sagan.evaluation.metrics import SampleQuality
-from sagan.training.checkpoints import check_resumable, renamed_in
+from sagan.training.checkpoints import check_resumable, renamed_in, upgrade_config
 from sagan.training.distributed import plain_ddp_is_gan_ddp
 from sagan.training.predictions import ImagePredictionWriter
-from sagan.training.resume import AtomicCheckpointIO, SignalCheckpoint
+from sagan.training.resume import AtomicCheckpointIO, RunCheckpoint, SignalCheckpoint
 from sagan.training.sample_grid import SampleGrid
 from sagan.training.tracking import CSVTracker, TrainingProgressBar, WandbTracker, output_lines, wandb_run_id
+from sagan.training.trusted_classes import check_class_paths, class_paths_in
 
 # Facts of the data set that the networks are built from (a link whose source attribute or target
 # parameter does not exist is skipped: image data has no vocab_size, a text network no image_size).
@@ -50,30 +53,6 @@ VERB_STEPS = {
     "test": ("test_step", "score a checkpoint with `sagan validate` or `sagan eval`"),
     "predict": ("predict_step", "draw samples with `sagan sample`"),
 }
-
-
-def _one_line(message: str) -> str:
-    """The most specific line of a nested jsonargparse message, prefixed with the key path it is about."""
-    lines = [line.strip(" -") for line in str(message).splitlines() if line.strip(" -")]
-    if not lines:
-        return str(message)
-    keys, last_key_line = [], -1
-    for i, line in enumerate(lines):
-        match = re.match(r'Parser key "([^"]+)":?\s*(.*)', line)
-        if match:
-            keys.append(match.group(1))
-            last_key_line = i
-            lines[i] = match.group(2)
-    noise = ("NoneType", "Does not validate", "Subtypes:", "Errors:", "Given value", "Problem with given class_path")
-    useful = [line for line in lines[last_key_line:] if line and not any(n in line for n in noise)]
-    if not useful:
-        useful = [line for line in lines if line and not any(n in line for n in noise)] or lines
-    patterns = (
-        "must be a finite number", "not accepted", "nrecognized", "does not exist", "No action", "not found", "Not a valid",
-        "Expected",
-    )
-    best = next((line for p in patterns for line in useful if p in line), useful[0])
-    return f"{'.'.join(keys)}: {best}" if keys else best
 
 
 RANGE_ERROR = re.compile(r"^\w+: \S+ must be a finite number [^\n]*$")  # sagan.errors.check_range's message
@@ -222,7 +201,7 @@ class SaganCLI(LightningCLI):
         parser.add_argument("--wandb_project", type=str, default="sagan", help="W&B project.")
         parser.add_lightning_class_args(SignalCheckpoint, "signals")  # first: its handlers go in before anything else
         parser.add_lightning_class_args(SampleGrid, "samples")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.add_lightning_class_args(SampleQuality, "metrics")
         parser.add_lightning_class_args(ImagePredictionWriter, "predictions")
         parser.set_defaults(
@@ -233,6 +212,24 @@ class SaganCLI(LightningCLI):
         self.argv = [str(a) for a in (sys.argv[1:] if args is None else args)] if not isinstance(args, dict) else []
         check_yaml_files(self.argv)
         super().parse_arguments(parser, args)
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning parses the hyper-parameters of a `--ckpt_path` checkpoint into the config, which imports
+        the classes they name: those are checked first (this project's, or ones the config names)."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            try:
+                checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu", mmap=True)
+            except Exception as error:
+                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise UsageError(
+                    f"cannot load {ckpt_path}: it does not load with torch.load(weights_only=True) ({first})"
+                ) from error
+            hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+            named = class_paths_in(self.config[subcommand].as_dict())  # the user's own config names these
+            check_class_paths(upgrade_config(hparams or {}), str(ckpt_path), named)
+        super()._parse_ckpt_path()
 
     # ------------------------------------------------------------------------------- run set-up
     def _budget(self, cfg) -> None:
@@ -288,7 +285,8 @@ class SaganCLI(LightningCLI):
     @staticmethod
     def _resolve_resume(resume: str, runs: Path) -> Path | None:
         if resume in ("last", "auto"):
-            found = sorted(runs.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+            # last-v<k>.ckpt: written beside last.ckpt by versions that versioned it after a settings change
+            found = sorted(runs.glob("*/checkpoints/last*.ckpt"), key=lambda p: p.stat().st_mtime)
             if not found and resume == "last":
                 raise UsageError(f"nothing to resume: no {runs}/*/checkpoints/last.ckpt")
             return found[-1] if found else None

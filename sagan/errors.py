@@ -82,6 +82,31 @@ def check_ranges(owner: str, **checks: tuple[float | int | Iterable | None, str]
         check_range(owner, name, value, interval)
 
 
+# --------------------------------------------------------------------- one line of a jsonargparse error
+def one_line(message: str) -> str:
+    """The most specific line of a nested jsonargparse message, prefixed with the key path it is about."""
+    lines = [line.strip(" -") for line in str(message).splitlines() if line.strip(" -")]
+    if not lines:
+        return str(message)
+    keys, last_key_line = [], -1
+    for i, line in enumerate(lines):
+        match = re.match(r'Parser key "([^"]+)":?\s*(.*)', line)
+        if match:
+            keys.append(match.group(1))
+            last_key_line = i
+            lines[i] = match.group(2)
+    noise = ("NoneType", "Does not validate", "Subtypes:", "Errors:", "Given value", "Problem with given class_path")
+    useful = [line for line in lines[last_key_line:] if line and not any(n in line for n in noise)]
+    if not useful:
+        useful = [line for line in lines if line and not any(n in line for n in noise)] or lines
+    patterns = (
+        "must be a finite number", "not accepted", "nrecognized", "does not exist", "No action", "not found", "Not a valid",
+        "does not correspond to a subclass", "No module named", "has no attribute", "Expected",
+    )
+    best = next((line for p in patterns for line in useful if p in line), useful[0])
+    return f"{'.'.join(keys)}: {best}" if keys else best
+
+
 # ------------------------------------------------------------------------------ one line for OS errors
 def os_error_of(error: BaseException) -> OSError | None:
     """The OSError behind `error`: itself, or the one a checkpoint writer turned into torch's

@@ -11,6 +11,8 @@ blends of one-hot class weights, which conditional generators turn into blends o
 and conditional-norm parameters (`sagan.layers.norm.embed_classes`).
 """
 
+import math
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -18,16 +20,35 @@ import torch
 InterpolationMode = Literal["slerp", "lerp"]
 
 
+MAX_REDRAWS = 1_000  # rounds of redrawing; entries still outside then are drawn from the truncated normal directly
+MIN_INSIDE = 0.01  # below this chance of a draw landing within the threshold, no redrawing at all (T < 0.0125)
+NOISE_CHUNK = 65_536  # rows of noise drawn at once by `noise_chunks` (up to this many, the same as `noise`)
+
+
 def truncate(z: torch.Tensor, threshold: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """`z` with every entry beyond `threshold` in absolute value redrawn from N(0, 1) until it lies within."""
+    """`z` with every entry beyond `threshold` in absolute value redrawn from N(0, 1) until it lies within.
+
+    Redrawing until inside is drawing from the normal truncated to [-threshold, threshold]. Entries still
+    outside after `MAX_REDRAWS` rounds (thresholds below about 0.05), or all of them when a draw lands
+    inside less than `MIN_INSIDE` of the time (below about 0.0125), are drawn from that distribution
+    directly (inverse CDF), so that every threshold > 0 returns at once."""
     if not threshold > 0:
         raise ValueError(f"truncation threshold must be > 0, got {threshold}")
     z = z.clone()
-    outside = z.abs() > threshold
-    while outside.any():
-        fresh = torch.randn(int(outside.sum()), generator=generator, dtype=z.dtype).to(z.device)
-        z[outside] = fresh
-        outside = z.abs() > threshold
+    flat = z.view(-1)
+    outside = (flat.abs() > threshold).nonzero().squeeze(1)  # in order: the draws of redrawing the masked entries
+    inside = math.erf(threshold / math.sqrt(2))  # the chance that a draw lands within the threshold
+    for _ in range(MAX_REDRAWS if inside >= MIN_INSIDE else 0):
+        if not len(outside):
+            return z
+        fresh = torch.randn(len(outside), generator=generator, dtype=z.dtype).to(z.device)
+        flat[outside] = fresh
+        outside = outside[fresh.abs() > threshold]
+    if len(outside):
+        edge = torch.special.ndtr(torch.tensor(threshold, dtype=torch.float64))  # P(x <= threshold)
+        u = torch.rand(len(outside), generator=generator, dtype=torch.float64)
+        drawn = torch.special.ndtri(1 - edge + u * (2 * edge - 1)).clamp(-threshold, threshold)
+        flat[outside] = drawn.to(z.dtype).to(z.device)
     return z
 
 
@@ -37,6 +58,16 @@ def noise(
     """`[n, z_dim]` standard normal noise, truncated at `truncation` when it is given."""
     z = torch.randn(n, z_dim, generator=generator)
     return z if truncation is None else truncate(z, truncation, generator)
+
+
+def noise_chunks(
+    n: int, z_dim: int, truncation: float | None = None, generator: torch.Generator | None = None,
+    chunk: int = NOISE_CHUNK,
+) -> Iterator[torch.Tensor]:
+    """The noise of `n` samples in chunks of up to `chunk` rows, each drawn as `noise` draws it: for
+    n <= chunk one chunk equal to `noise(n, ...)`; more never sit in memory at once."""
+    for start in range(0, n, chunk):
+        yield noise(min(chunk, n - start), z_dim, truncation, generator)
 
 
 def seed_noise(seed: int, z_dim: int, truncation: float | None = None) -> torch.Tensor:

@@ -10,8 +10,8 @@ mono, resampled to `sample_rate` (polyphase, scipy), then cut to its centered `n
 with silence at the end (SC09's one-second clips become 16,384 samples at 16 kHz, as in WaveGAN).
 
 Broken files behave as in the image folders: before the first step every file is decoded once; missing,
-empty and unreadable files are left out and named in one warning, and a file that breaks later is
-logged and the next clip served in its place.
+empty and unreadable files, and files holding NaN or infinite samples (float WAVs can), are left out and
+named in one warning, and a file that breaks later is logged and the next clip served in its place.
 """
 
 import os
@@ -41,13 +41,20 @@ def list_audio(root: Path) -> list[Path]:
     return sorted(found)
 
 
+class NonFiniteAudio(ValueError):
+    """A file decodes, but some of its samples are NaN or infinite."""
+
+
 def load_clip(path: Path, sample_rate: int, num_samples: int) -> np.ndarray:
-    """A file as float32 mono samples at `sample_rate`, `num_samples` long, in [-1, 1]."""
+    """A file as float32 mono samples at `sample_rate`, `num_samples` long, in [-1, 1]. Raises on an unreadable
+    file, and `NonFiniteAudio` on one with NaN or infinite samples."""
     import soundfile
 
     data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # [frames, channels]
     if data.shape[0] == 0:
         raise ValueError("no samples")
+    if not np.isfinite(data).all():  # float WAVs can hold NaN and inf: they would reach the discriminator
+        raise NonFiniteAudio(f"non-finite samples ({int((~np.isfinite(data)).sum())} NaN or inf)")
     mono = resample(data.mean(axis=1), rate, sample_rate)
     return np.clip(fit_length(mono, num_samples), -1.0, 1.0).astype(np.float32)
 
@@ -60,6 +67,8 @@ def check_clip(path: Path) -> str | None:
         load_clip(path, 8000, 256)
     except FileNotFoundError:
         return "missing"
+    except NonFiniteAudio as error:
+        return str(error)
     except Exception as error:  # soundfile's LibsndfileError ("Error opening '<path>': <why>"), or no samples
         why = str(error).splitlines()[0].rpartition("': ")[2].strip(" .") if str(error) else type(error).__name__
         return f"not readable audio: {why[:60]}"

@@ -51,7 +51,7 @@ _SCRATCH_MASKS = MaskGenerator("scratches")
 
 def blur(x: torch.Tensor, rng: _Draws) -> tuple[torch.Tensor, None]:
     sigma = rng.uniform(0.6, 1.5) * max(1.0, min(x.shape[-2:]) / 64)
-    size = 2 * math.ceil(3 * sigma) + 1
+    size = min(2 * math.ceil(3 * sigma) + 1, 2 * min(x.shape[-2:]) - 1)  # reflected padding fits in the image
     return gaussian_blur(x.unsqueeze(0), [size, size], [sigma, sigma]).squeeze(0), None
 
 

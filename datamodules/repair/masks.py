@@ -234,7 +234,7 @@ class MaskGenerator:
         return canvas
 
     def _draw(self, kind: str, h: int, w: int, rng: _Draws) -> np.ndarray:
-        while True:  # the recipes' own cap (strokes and scratches have none)
+        for _ in range(self.max_tries):  # the recipes' own cap (strokes and scratches have none)
             if kind == "strokes":
                 return brush_strokes(h, w, rng)
             if kind == "scratches":
@@ -251,6 +251,9 @@ class MaskGenerator:
                     canvas = lama_strokes(h, w, rng, *strokes)
             if canvas.mean() <= CAP:
                 return canvas
+        raise RuntimeError(
+            f"no {kind} mask of {h}x{w} covers at most {CAP:.0%} of the image in {self.max_tries} draws (too small?)"
+        )
 
 
 def fixed_mask(index: int, height: int, width: int, seed: int = 0) -> torch.Tensor:

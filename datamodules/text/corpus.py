@@ -1,6 +1,8 @@
 """`TextDataModule`: a UTF-8 file with one sentence per line. Sentences are split into words or
 characters, cut to `max_length` tokens, closed with `<eos>` and padded with `<pad>` to
-`seq_len = max_length + 1`. The vocabulary is built from the training split only.
+`seq_len = max_length + 1`. The vocabulary is built from the training split only. Lines with invalid
+UTF-8 are kept (bad bytes replaced, counted in one warning); a file whose lines are mostly not text
+(invalid UTF-8 or control bytes such as NUL: a binary file) is refused in one line.
 """
 
 import math
@@ -23,27 +25,35 @@ class Corpus:
     lines: int  # non-blank lines
     invalid_utf8: int  # lines whose invalid bytes were replaced by U+FFFD
     truncated: int  # sentences cut to max_length tokens
+    not_text: int = 0  # lines with invalid UTF-8 or control bytes (NUL, ...): a binary file has mostly these
+
+
+# C0 control bytes other than tab, line feed, form feed and carriage return: text files have none
+TEXT_CONTROLS = bytes(b for b in range(32) if b not in (9, 10, 12, 13)) + b"\x7f"
 
 
 def read_corpus(path: Path, level: Level, max_length: int) -> Corpus:
     """Reads one sentence per line: invalid UTF-8 is replaced (and counted), blank lines are
     skipped, sentences longer than `max_length` tokens are truncated (and counted)."""
-    sentences, invalid, truncated = [], 0, 0
+    sentences, invalid, truncated, not_text = [], 0, 0, 0
     data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
     for raw in data.splitlines():
         try:
             line = raw.decode("utf-8")
+            bad = bool(raw.translate(None, TEXT_CONTROLS) != raw)
         except UnicodeDecodeError:
             line = raw.decode("utf-8", errors="replace")
             invalid += 1
+            bad = True
         tokens = tokenize(line.strip(), level)
         if not tokens:
             continue
+        not_text += bad
         if len(tokens) > max_length:
             tokens = tokens[:max_length]
             truncated += 1
         sentences.append(tokens)
-    return Corpus(sentences, len(sentences), invalid, truncated)
+    return Corpus(sentences, len(sentences), invalid, truncated, not_text)
 
 
 class TextDataModule(TokenDataModule):
@@ -117,6 +127,11 @@ class TextDataModule(TokenDataModule):
             corpus = read_corpus(self.path, self.level, self.max_length)
             if not corpus.sentences:
                 raise UsageError(f"{self.path}: the corpus is empty (expected UTF-8 text, one sentence per line)")
+            if corpus.not_text > corpus.lines / 2:
+                raise UsageError(
+                    f"{self.path}: {corpus.not_text} of {corpus.lines} lines are not text (invalid UTF-8 or control "
+                    "bytes): expected a UTF-8 text file, one sentence per line"
+                )
             if corpus.invalid_utf8:
                 rank_zero_warn(
                     f"{self.path}: {corpus.invalid_utf8} of {corpus.lines} lines had invalid UTF-8; "

@@ -8,11 +8,13 @@ holds image files directly (its frames, in name order); folders are searched rec
 skipped. Each source is cut into non-overlapping windows of `num_frames` frames taken every
 `frame_stride` frames (at most `max_clips_per_video` windows from its start); each window is one training
 clip. Every frame is cropped to a centered square and resized like the image folders' files. A fixed
-fraction of the sources (`val_fraction`, chosen by `split_seed`) is held out, so no video is in both splits.
+fraction of the readable sources (`val_fraction`, chosen by `split_seed`) is held out, so no video is in
+both splits.
 
 Broken files, as for image folders: before the first step every source is checked (its frames counted,
 its first window decoded; every frame of a frame folder checked); missing, empty, corrupt, non-video and
-too-short sources are left out and named in one warning; a split left with no clip is a start-up error.
+too-short sources are left out and named in one warning, and only then are the readable ones split, so
+that broken sources never leave a split empty; fewer than 2 readable sources is a start-up error.
 A clip that fails later is logged once and the next clip is served in its place.
 """
 
@@ -153,9 +155,6 @@ class VideoFolderDataModule(ImageDataModule):
         self.dataset_classes = len(self.classes)
         index = {name: i for i, name in enumerate(self.classes)}
         self.labels = [index[p.relative_to(self.root).parts[0]] if self.classes else 0 for p in self.sources]
-        order = torch.randperm(len(self.sources), generator=torch.Generator().manual_seed(split_seed)).tolist()
-        held = max(1, round(val_fraction * len(self.sources)))
-        self._split_indices = {"train": sorted(order[held:]), "valid": sorted(order[:held])}
 
     @property
     def fingerprint(self) -> str:
@@ -168,43 +167,52 @@ class VideoFolderDataModule(ImageDataModule):
     def _name_of(self, path: Path) -> str:
         return str(path.relative_to(self.root))
 
-    def _load_split(self, split: str) -> tuple[VideoClips, list[tuple[str, str]], int]:
-        """The split's clips, its skipped sources as (name, reason), and its number of sources."""
-        sources = [self.sources[i] for i in self._split_indices[split]]
-        labels = [self.labels[i] for i in self._split_indices[split]]
+    def split_indices(self, readable: list[int]) -> dict[str, list[int]]:
+        """The sources (indices into `sources`) of each split: `val_fraction` of the readable ones (at least
+        one), chosen by `split_seed`; with every source readable, the same choice whatever was checked."""
+        order = torch.randperm(len(readable), generator=torch.Generator().manual_seed(self.split_seed)).tolist()
+        held = max(1, round(self.val_fraction * len(readable)))
+        return {"train": sorted(readable[i] for i in order[held:]), "valid": sorted(readable[i] for i in order[:held])}
+
+    def _check_sources(self) -> list[tuple[int, str | None]]:
+        """(frames, None) of every readable source, (0, reason) of the others."""
+        needed = (self.num_frames - 1) * self.frame_stride + 1
+        if not self.check_files:
+            return [(needed, None)] * len(self.sources)  # one window each, unchecked
+        return list(map_in_threads(lambda s: check_clip(s, needed, self.transform, self.channels), self.sources,
+                                   cpu_threads()))
+
+    def _clips(self, indices: list[int], checked: list[tuple[int, str | None]]) -> VideoClips:
+        """The training clips (windows) of the readable sources `indices`."""
         span, needed = self.num_frames * self.frame_stride, (self.num_frames - 1) * self.frame_stride + 1
-        if self.check_files:
-            checked = list(map_in_threads(lambda s: check_clip(s, needed, self.transform, self.channels), sources,
-                                          cpu_threads()))
-        else:
-            checked = [(needed, None)] * len(sources)  # one window each, unchecked
-        windows, window_labels, skipped = [], [], []
-        for source, label, (frames, reason) in zip(sources, labels, checked):
-            if reason is not None:
-                skipped.append((self._name_of(source), reason))
-                continue
-            count = (frames - needed) // span + 1  # windows start every `span` frames
+        windows, window_labels = [], []
+        for i in indices:
+            count = (checked[i][0] - needed) // span + 1  # windows start every `span` frames
             count = count if self.max_clips_per_video is None else min(count, self.max_clips_per_video)
-            windows += [(source, k * span) for k in range(count)]
-            window_labels += [label] * count
-        clips = VideoClips(windows, window_labels, self.num_frames, self.frame_stride, self.transform, self.channels)
-        return clips, skipped, len(sources)
+            windows += [(self.sources[i], k * span) for k in range(count)]
+            window_labels += [self.labels[i]] * count
+        return VideoClips(windows, window_labels, self.num_frames, self.frame_stride, self.transform, self.channels)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        (train, train_skipped, train_total), (val, val_skipped, val_total) = map(self._load_split, ("train", "valid"))
-        skipped = sorted(train_skipped + val_skipped)
+        checked = self._check_sources()  # broken sources are dropped first, then the readable ones split
+        skipped = sorted((self._name_of(self.sources[i]), reason) for i, (_, reason) in enumerate(checked) if reason)
         if skipped:
             named = ", ".join(f"{name} ({reason})" for name, reason in skipped[:NAMED_IN_WARNING])
             more = f" and {len(skipped) - NAMED_IN_WARNING} more" if len(skipped) > NAMED_IN_WARNING else ""
             rank_zero_warn(
-                f"{self.name}: skipped {len(skipped)} of {train_total + val_total} clip sources that cannot be read: "
+                f"{self.name}: skipped {len(skipped)} of {len(self.sources)} clip sources that cannot be read: "
                 f"{named}{more}"
             )
-        for split, clips, total in (("train", train, train_total), ("valid", val, val_total)):
-            if len(clips) == 0:
-                raise UsageError(f"{self.name}: no readable clips in the {split} split ({total} sources under {self.root})")
+        readable = [i for i, (_, reason) in enumerate(checked) if reason is None]
+        if len(readable) < 2:
+            raise UsageError(
+                f"{self.name}: {len(readable)} of {len(self.sources)} clip sources under {self.root} can be read: need "
+                "at least 2 (one is held out for validation)"
+            )
+        splits = self.split_indices(readable)
+        train, val = self._clips(splits["train"], checked), self._clips(splits["valid"], checked)
         if len(train) < self.batch_size:
             raise UsageError(f"{self.name}: the train split has {len(train)} clips, fewer than batch_size={self.batch_size}")
         self.train_set, self.val_set = train, val

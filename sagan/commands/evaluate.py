@@ -28,7 +28,7 @@ import yaml
 
 from sagan.errors import UsageError
 from sagan.evaluation.checkpoint import EvalOptions, evaluate_checkpoint
-from sagan.training.checkpoints import upgrade_config
+from sagan.training.checkpoints import check_checkpoint, upgrade_config
 from sagan.training.tracking import add_to_wandb_summary
 
 
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         raise UsageError(f"--num_samples must be >= 2 and >= --is_splits, got {args.num_samples}")
     if args.truncation is not None and not args.truncation > 0:
         raise UsageError(f"--truncation must be > 0, got {args.truncation}")
+    check_checkpoint(ckpt)  # a truncated or foreign file is named as such, before its run's config is looked for
     config = Path(args.config) if args.config else ckpt.resolve().parent.parent / "config.yaml"
     options = EvalOptions(args.num_samples, args.is_splits, args.kid_subsets, args.features, args.batch_size,
                           args.truncation, args.device)

@@ -1,7 +1,7 @@
 """`sagan export`: the EMA generator of a checkpoint alone, loadable without this package, plus a JSON card.
 
     sagan export --ckpt runs/sagan_digits/<run>/checkpoints/last.ckpt [--format torchscript|exported|onnx]
-                 [--out FILE]
+                 [--out FILE or FOLDER]
 
 The generator is rebuilt from the checkpoint's config with the EMA weights, in eval mode (batch norms
 use their running statistics) and with every spectral norm folded into its weight, then written as
@@ -29,9 +29,8 @@ import yaml
 from torch import nn
 from torch.nn.utils import parametrize
 
-from sagan.evaluation.checkpoint import build_data_and_metrics
-from sagan.evaluation.checkpoint import load_gan
-from sagan.errors import UsageError
+from sagan.errors import UsageError, describe_os_error
+from sagan.evaluation.checkpoint import build_data_and_metrics, load_gan
 from sagan.tasks.image import ImageGAN
 from sagan.training.checkpoints import data_facts, upgrade_config
 
@@ -178,11 +177,20 @@ def export(ckpt: Path, fmt: str, out: Path | None = None) -> tuple[Path, Path, f
         except ImportError as error:
             raise UsageError(f"--format onnx needs {error.name}: pip install 'sagan[export]'") from error
     model = load_gan(ckpt, map_location="cpu")
+    if type(model) is not ImageGAN:  # a speech or video GAN's generator makes sounds or clips, not images
+        raise UsageError(
+            f"{ckpt} is a {type(model).__name__} checkpoint: sagan export writes the image generator of an ImageGAN "
+            "checkpoint (`sagan sample` draws from this one)"
+        )
     model.data_facts = data_facts_of(model, ckpt)
     spec = generator_spec(ckpt)
     net = standalone_generator(model, spec)
-    path = out if out is not None else ckpt.with_name(f"{ckpt.stem}_generator{FORMATS[fmt]}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    name = f"{ckpt.stem}_generator{FORMATS[fmt]}"
+    path = ckpt.with_name(name) if out is None else out / name if out.is_dir() else out  # a folder: the file in it
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot write {path}: {describe_os_error(error)}") from error
     write_program(net, example_inputs(model, 2), fmt, path)
     fresh = example_inputs(model, 3, seed=1)
     with torch.no_grad():
@@ -198,7 +206,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--ckpt", required=True, help="checkpoint of an image GAN written by `sagan fit`")
     parser.add_argument("--format", default="torchscript", choices=tuple(FORMATS), help="default torchscript")
-    parser.add_argument("--out", default=None, help="file (default <ckpt without .ckpt>_generator.pt|.pt2|.onnx)")
+    parser.add_argument(
+        "--out", default=None,
+        help="file, or an existing folder to put it in (default <ckpt without .ckpt>_generator.pt|.pt2|.onnx)",
+    )
     args = parser.parse_args(argv)
     path, card_path, check = export(Path(args.ckpt), args.format, Path(args.out) if args.out else None)
     print(f"wrote {path} and {card_path} (largest difference to the EMA generator: {check:.2e})")

@@ -13,8 +13,15 @@
   the repair back; the mask is scaled so that every pixel a hole touches stays a hole. `--size native`
   (restoration's default) runs at the image's own size, padded (edge pixels repeated) to a multiple of
   the stride and cropped back. The output always has the input's size.
-- Known pixels are kept exactly: the repair is pasted into the holes of the original 8-bit image, so
-  outside the mask the written PNG equals the input (in the model's mode: L for 1 channel, RGB for 3).
+- Images are read as the data loaders read them (`datamodules.decode.to_channels`): 16-bit and 32-bit
+  integer images scaled from 0-65535 to 0-255, transparency (RGBA, LA, a palette's transparent index)
+  composited over white, and colour turned gray for a 1-channel model. A line says so when the output
+  loses something of the input: colour given to a gray model, or more than 8 bits per sample.
+- Known pixels are kept exactly, in the output's own terms: the repair is pasted into the holes of the
+  8-bit image as read above, so outside the mask the written PNG (L for 1 channel, RGB for 3) equals the
+  input as the data loaders see it; bit for bit the input's own pixels for 8-bit gray or RGB files.
+- `--out` names a file for one image, or a folder (it exists, or ends in `/`); a folder of images is
+  written as `<out>/<name>.png`, and two images of one name (`x.png`, `x.jpg`) are refused.
 - Bad input (a missing or unreadable file, a mask of another size, a mask that is all hole, a checkpoint
   that is not a repair GAN's) ends in one line and exit status 2, before anything is written. A mask
   with no hole is not an error: there is nothing to repair, the image is copied, and a line says so.
@@ -30,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from datamodules.image.decode import to_channels
 from sagan.errors import UsageError
 from sagan.tasks.repair import RepairGAN
 from sagan.training.checkpoints import load_module
@@ -38,22 +46,41 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
 # ------------------------------------------------------------------------------------------ files
-def read_image(path: Path, mode: str | None = None) -> np.ndarray:
-    """[H, W, C] uint8 of an image file in `mode` ("L" or "RGB"; None: L stays L, anything else RGB)."""
+def read_image(path: Path, mode: str | None = None, notes: list[str] | None = None) -> np.ndarray:
+    """[H, W, C] uint8 of an image file in `mode` ("L" or "RGB"; None: gray files stay gray, anything else
+    RGB), decoded as the data loaders decode it (`to_channels`). What the reading drops (colour, bits) is
+    appended to `notes` as one line each."""
     if not path.is_file():
         raise UsageError(f"image not found: {path}")
     try:
         with Image.open(path) as image:
             image.load()
-            mode = mode or ("L" if image.mode in ("L", "1", "I;16", "I") else "RGB")
-            return np.asarray(image.convert(mode)).reshape(image.height, image.width, -1).copy()
+            gray = image.mode in ("L", "LA", "La", "1", "F") or image.mode.startswith("I")
+            mode = mode or ("L" if gray else "RGB")
+            array = np.asarray(to_channels(image, 1 if mode == "L" else 3))
+            if notes is not None and mode == "L" and not gray:
+                rgb = np.asarray(to_channels(image, 3))
+                if (rgb != rgb[..., :1]).any():
+                    notes.append(f"note: {path} is in colour and this checkpoint repairs gray images: read as gray")
+            if notes is not None and (image.mode.startswith("I") and image.mode != "I;8" or image.mode == "F"):
+                notes.append(f"note: {path} has more than 8 bits per sample ({image.mode}): read as 8 bits "
+                             "(0-65535 scaled to 0-255, as the data loaders read it)")
+            return array.reshape(image.height, image.width, -1).copy()
     except (OSError, ValueError) as error:
         raise UsageError(f"cannot read image {path}: {error}") from error
 
 
 def read_mask(path: Path, invert: bool) -> np.ndarray:
     """[H, W] bool, True = hole: the nonzero pixels of the grayscale file (its zero pixels with `invert`)."""
-    hole = read_image(path, "L")[..., 0] != 0
+    if not path.is_file():
+        raise UsageError(f"image not found: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            wide = image.mode.startswith("I") or image.mode == "F"  # 16/32 bits: any nonzero value, unscaled
+            hole = np.asarray(image) != 0 if wide else np.asarray(image.convert("L")) != 0
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read image {path}: {error}") from error
     return ~hole if invert else hole
 
 
@@ -122,6 +149,19 @@ def _images_in(folder: Path) -> list[Path]:
     return found
 
 
+def _unique_stems(paths: list[Path]) -> list[Path]:
+    """`paths`, refused in one line when two share a name (`x.png`, `x.jpg`): they would share one output or mask."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in seen:
+            raise UsageError(
+                f"{seen[path.stem].name} and {path.name} in {path.parent} have one name, so they would share one "
+                f"output ({path.stem}.png) and one mask: rename one of them"
+            )
+        seen[path.stem] = path
+    return paths
+
+
 def jobs(image: Path, mask: Path | None, out: Path) -> list[tuple[Path, Path | None, Path]]:
     """(image, mask or None, output) triples: one file, or every image of a folder with its mask by name."""
     if not image.is_dir():
@@ -132,9 +172,9 @@ def jobs(image: Path, mask: Path | None, out: Path) -> list[tuple[Path, Path | N
         raise UsageError(f"--out {out} must be a folder when --image is a folder")
     if mask is not None and not mask.is_dir():
         raise UsageError(f"--mask {mask} must be a folder of masks named like the images when --image is a folder")
-    masks = {p.stem: p for p in _images_in(mask)} if mask is not None else {}
+    masks = {p.stem: p for p in _unique_stems(_images_in(mask))} if mask is not None else {}
     triples = []
-    for path in _images_in(image):
+    for path in _unique_stems(_images_in(image)):
         if mask is not None and path.stem not in masks:
             raise UsageError(f"no mask for {path.name} in {mask} (expected {path.stem}.png or another image type)")
         triples.append((path, masks.get(path.stem), out / f"{path.stem}.png"))
@@ -152,11 +192,15 @@ def damage(triples, kind: str, seed: int, folder: bool = False) -> list[str]:
     for i, (image, out) in enumerate(loaded):
         generator = torch.Generator().manual_seed(seed + i)
         x = _to_tensor(image)[0]
-        if kind in KINDS:
-            hole = MaskGenerator(kind)(x.shape[1], x.shape[2], generator)
-            damaged = x * (1 - hole)
-        else:
-            damaged, hole = Degradation(PRESETS_BY_NAME.get(kind, kind))(x, generator)
+        try:
+            if kind in KINDS:
+                hole = MaskGenerator(kind)(x.shape[1], x.shape[2], generator)
+                damaged = x * (1 - hole)
+            else:
+                damaged, hole = Degradation(PRESETS_BY_NAME.get(kind, kind))(x, generator)
+        except (RuntimeError, ValueError) as error:  # e.g. no hole of the recipe's size fits in a few pixels
+            size = f"{x.shape[2]}x{x.shape[1]}"
+            raise UsageError(f"cannot damage {triples[i][0]} ({size}) with {kind}: {error}") from error
         mask_path = out.parent / "masks" / out.name if folder else out.with_name(f"{out.stem}_mask.png")
         mask_pixels = (hole[0] > 0).numpy()[..., None].astype(np.uint8) * 255
         write_images({out: _to_uint8(damaged[None].clamp(-1, 1)), mask_path: mask_pixels})
@@ -173,9 +217,9 @@ def repair(triples, model: RepairGAN, invert: bool, size: str | None) -> list[st
     """Repairs every (image, mask, output) triple; every input is read and checked before anything is written."""
     mode = "L" if model.generator_ema.channels == 1 else "RGB"
     size = size or ("fit" if model.inpainting else "native")
-    loaded = []
+    loaded, notes = [], []
     for path, mask_path, out in triples:
-        image = read_image(path, mode)
+        image = read_image(path, mode, notes)
         hole = None
         if model.inpainting:
             hole = read_mask(mask_path, invert)
@@ -187,7 +231,7 @@ def repair(triples, model: RepairGAN, invert: bool, size: str | None) -> list[st
             if hole.all():
                 raise UsageError(f"mask {mask_path} makes all of {path} a hole: nothing known to repair from")
         loaded.append((path, image, hole, out))
-    lines = []
+    lines = notes
     for path, image, hole, out in loaded:
         if hole is not None and not hole.any():
             write_images({out: image})
@@ -231,6 +275,8 @@ def main(argv: list[str] | None = None) -> None:
     image, out = Path(args.image), Path(args.out)
     if not image.exists():
         raise UsageError(f"image not found: {image}")
+    if args.out.endswith(("/", os.sep)) and not image.is_dir():  # `--out newdir/`: a folder, even a new one
+        out = out / f"{image.stem}.png"
     if args.damage:
         for flag, value in (("--ckpt", args.ckpt), ("--mask", args.mask), ("--size", args.size)):
             if value:

@@ -14,17 +14,19 @@ of a conditional model's samples of every class names each column's class.
 """
 
 import argparse
+from collections.abc import Iterator
 from functools import singledispatch
 from pathlib import Path
 
 import lightning as L
 import torch
 from torchvision.utils import save_image
+from tqdm import tqdm
 
 from sagan.errors import UsageError, describe_os_error
-from sagan.latent import noise
+from sagan.latent import noise_chunks
 from sagan.tasks.image import ImageGAN
-from sagan.tasks.speech import SpeechGAN, write_wav_samples
+from sagan.tasks.speech import SpeechGAN, spectrogram_images, write_wavs
 from sagan.tasks.text import TextGAN
 from sagan.tasks.video import VideoGAN, save_gif, to_gif_frames
 from sagan.training.checkpoints import load_module
@@ -45,49 +47,79 @@ def labels_for(label: str, n: int, num_classes: int) -> torch.Tensor | None:
     return torch.full((n,), int(label), dtype=torch.long)
 
 
+GRID_MAX = 1024  # samples shown in the grid (the first ones); every sample is also written on its own
+
+
 @torch.no_grad()
+def generated_batches(
+    model: L.LightningModule, n: int, label: str = "all", seed: int = 0, batch_size: int = 256,
+    truncation: float | None = None, what: str = "samples",
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
+    """(index of the first, outputs on the CPU, labels or None) for `n` samples of seeded noise, one batch at
+    a time, with a progress bar on a terminal: no more than one batch and one chunk of noise in memory."""
+    labels_for(label, 1, model.num_classes)  # a bad --label is refused before anything is drawn
+    rng = torch.Generator().manual_seed(seed)
+    bar = tqdm(total=n, desc=what, unit=" " + what, disable=None, leave=False)
+    start = 0
+    try:
+        for z in noise_chunks(n, model.generator.z_dim, truncation, rng):
+            for offset in range(0, len(z), batch_size):
+                zb = z[offset : offset + batch_size]
+                index = torch.arange(start, start + len(zb))
+                y = None
+                if model.num_classes:
+                    y = index % model.num_classes if label == "all" else torch.full_like(index, int(label))
+                yield start, model(zb.to(model.device), None if y is None else y.to(model.device)).cpu(), y
+                start += len(zb)
+                bar.update(len(zb))
+    finally:
+        bar.close()
+
+
+def default_nrow(model: L.LightningModule, label: str, shown: int) -> int:
+    """Images per grid row: one column per class for `--label all` of a conditional model, else a square."""
+    return model.num_classes if (model.num_classes and label == "all") else max(int(shown**0.5), 1)
+
+
 def write_samples(
     model: ImageGAN, out: Path, n: int, label: str = "all", seed: int = 0, nrow: int | None = None, batch_size: int = 256,
     truncation: float | None = None,
 ) -> list[Path]:
-    """Writes `grid.png` and `n` single images `000000.png`... to `out`; returns the single images' paths."""
-    y = labels_for(label, n, model.num_classes)
-    z = noise(n, model.generator.z_dim, truncation, torch.Generator().manual_seed(seed))
-    chunks = []
-    for start in range(0, n, batch_size):
-        zb = z[start : start + batch_size].to(model.device)
-        yb = None if y is None else y[start : start + batch_size].to(model.device)
-        chunks.append(model(zb, yb).cpu())
-    images = torch.cat(chunks)
+    """Writes `n` single images `000000.png`... to `out`, batch by batch, and `grid.png` of the first
+    `GRID_MAX`; returns the single images' paths."""
     out.mkdir(parents=True, exist_ok=True)
-    nrow = nrow or (model.num_classes if (y is not None and label == "all") else max(int(n**0.5), 1))
-    if y is not None and label == "all" and nrow == model.num_classes:  # one class per column: name them
-        labelled_columns(to_grid(images, nrow), model.class_names[:n], images.shape[-1]).save(out / "grid.png")
+    shown, paths = [], []
+    for start, images, _ in generated_batches(model, n, label, seed, batch_size, truncation, "images"):
+        if start < GRID_MAX:
+            shown.append(images[: GRID_MAX - start])
+        for i, image in enumerate(images, start):
+            paths.append(out / f"{i:06d}.png")
+            save_image(image.clamp(-1, 1).add(1).div(2), paths[-1])
+    images = torch.cat(shown)
+    nrow = nrow or default_nrow(model, label, len(images))
+    if model.num_classes and label == "all" and nrow == model.num_classes:  # one class per column: name them
+        labelled_columns(to_grid(images, nrow), model.class_names[: len(images)], images.shape[-1]).save(out / "grid.png")
     else:
         save_image(to_grid(images, nrow), out / "grid.png")
-    paths = []
-    for i, image in enumerate(images):
-        paths.append(out / f"{i:06d}.png")
-        save_image(image.clamp(-1, 1).add(1).div(2), paths[-1])
     return paths
 
 
-@torch.no_grad()
 def write_clips(
     model: VideoGAN, out: Path, n: int, label: str = "all", seed: int = 0, nrow: int | None = None, batch_size: int = 64,
     truncation: float | None = None,
 ) -> list[Path]:
-    """Writes `grid.gif` and `n` single clips `000000.gif`... to `out` (the noise of `write_samples`)."""
-    y = labels_for(label, n, model.num_classes)
-    z = noise(n, model.generator.z_dim, truncation, torch.Generator().manual_seed(seed))
-    clips = torch.cat([
-        model(z[s : s + batch_size].to(model.device), None if y is None else y[s : s + batch_size].to(model.device)).cpu()
-        for s in range(0, n, batch_size)
-    ])
+    """Writes `n` single clips `000000.gif`... to `out`, batch by batch, and `grid.gif` of the first
+    `GRID_MAX` (the noise of `write_samples`)."""
     out.mkdir(parents=True, exist_ok=True)
-    nrow = nrow or (model.num_classes if (y is not None and label == "all") else max(int(n**0.5), 1))
-    save_gif(to_gif_frames(clips, nrow), out / "grid.gif", model.gif_fps)
-    return [save_gif(to_gif_frames(clip[None], 1), out / f"{i:06d}.gif", model.gif_fps) for i, clip in enumerate(clips)]
+    shown, paths = [], []
+    for start, clips, _ in generated_batches(model, n, label, seed, batch_size, truncation, "clips"):
+        if start < GRID_MAX:
+            shown.append(clips[: GRID_MAX - start])
+        for i, clip in enumerate(clips, start):
+            paths.append(save_gif(to_gif_frames(clip[None], 1), out / f"{i:06d}.gif", model.gif_fps))
+    clips = torch.cat(shown)
+    save_gif(to_gif_frames(clips, nrow or default_nrow(model, label, len(clips))), out / "grid.gif", model.gif_fps)
+    return paths
 
 
 def write_sentences(model: TextGAN, out: Path, n: int, seed: int = 0) -> list[str]:
@@ -124,8 +156,16 @@ def _(model: VideoGAN, ckpt: Path, args: argparse.Namespace) -> str:
 @write_outputs.register
 def _(model: SpeechGAN, ckpt: Path, args: argparse.Namespace) -> str:
     out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "_samples")
-    labels = labels_for(args.label, args.n, model.num_classes)
-    paths = write_wav_samples(model, out, args.n, labels, args.seed, truncation=args.truncation)
+    shown, paths = [], []  # the clips and names of `write_wav_samples`, batch by batch
+    for start, clips, y in generated_batches(model, args.n, args.label, args.seed, 256, args.truncation, "clips"):
+        names = [f"{start + i:03d}" + ("" if y is None else f"_class{int(y[i])}") for i in range(len(clips))]
+        paths += write_wavs(clips.float(), names, out, model.sample_rate)
+        if start < GRID_MAX:
+            shown.append(clips[: GRID_MAX - start].float())
+    clips = torch.cat(shown)
+    one_per_column = model.num_classes and args.label == "all" and args.n > 1  # as `write_wav_samples` lays them out
+    nrow = model.num_classes if one_per_column else max(int(len(clips) ** 0.5), 1)
+    save_image(to_grid(spectrogram_images(clips, model.sample_rate), nrow), out / "spectrograms.png")
     return f"wrote {len(paths)} WAV files and spectrograms.png to {out}/"
 
 
@@ -166,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
         raise UsageError(f"--n must be >= 1, got {args.n}")
     if args.truncation is not None and not args.truncation > 0:
         raise UsageError(f"--truncation must be > 0, got {args.truncation}")
+    if args.nrow is not None and args.nrow < 1:
+        raise UsageError(f"--nrow must be >= 1, got {args.nrow}")
     model = load_module(args.ckpt, map_location=args.device)
     try:
         print(write_outputs(model, Path(args.ckpt), args))

@@ -12,6 +12,7 @@ and the benchmarks (sagan/benchmarks/) call these.
 
 import importlib
 import time
+from argparse import ArgumentError
 from dataclasses import dataclass
 from functools import singledispatch
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 import yaml
 from jsonargparse import ArgumentParser
 
-from sagan.errors import UsageError
+from sagan.errors import UsageError, one_line
 from sagan.evaluation.intra_class import MAX_CLASS_STATISTICS_BYTES, class_statistics_bytes
 from sagan.evaluation.metrics import SampleQuality
 from sagan.evaluation.repair_metrics import RepairEvaluation, evaluate_repair
@@ -30,6 +31,7 @@ from sagan.latent import truncate
 from sagan.tasks.image import ImageGAN
 from sagan.tasks.repair import RepairGAN
 from sagan.training.checkpoints import load_module, upgrade_config
+from sagan.training.trusted_classes import check_class_paths, class_paths_in
 
 
 @dataclass
@@ -59,16 +61,22 @@ def read_run_config(config_path: Path) -> dict:
 
 
 def build_data_and_metrics(config: dict, overrides: dict) -> tuple[L.LightningDataModule, SampleQuality]:
-    """The run's data module and a `SampleQuality` from its `metrics` section, updated with `overrides`."""
+    """The run's data module and a `SampleQuality` from its `metrics` section, updated with `overrides`.
+
+    The classes the config names are checked before anything is imported: this project's own, and those
+    `overrides` name (from the command line); see `sagan.training.trusted_classes`."""
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(L.LightningDataModule, "data", required=True)
     parser.add_class_arguments(SampleQuality, "metrics")
+    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
+        raise UsageError("cannot build the evaluation from the run's config: it has no `data` section")
     metrics = {**(config.get("metrics") or {}), **overrides}
+    check_class_paths({"data": config["data"], "metrics": metrics}, "the run's config", class_paths_in(overrides))
     try:
         cfg = parser.parse_object({"data": config["data"], "metrics": metrics})
         init = parser.instantiate_classes(cfg)
-    except (ValueError, TypeError, KeyError) as error:
-        raise UsageError(f"cannot build the evaluation from the run's config: {str(error).splitlines()[0]}") from error
+    except (ValueError, TypeError, KeyError, ArgumentError) as error:  # e.g. a class that is no feature extractor
+        raise UsageError(f"cannot build the evaluation from the run's config: {one_line(str(error))}") from error
     return init.data, init.metrics
 
 
@@ -98,7 +106,14 @@ def _(model: ImageGAN, ckpt: Path, config: dict, options: EvalOptions) -> dict:
     }
     kid_subset_size = (config.get("metrics") or {}).get("kid_subset_size", 1000)
     overrides["kid_subset_size"] = min(kid_subset_size, options.num_samples)
-    if options.features:
+    if options.features == "none":
+        raise UsageError(
+            "--features none: an image GAN's metrics (FID, IS, KID) are all measured in a feature space; name an "
+            "extractor (e.g. sagan.evaluation.features.InceptionFeatures), or leave --features out for the run's"
+        )
+    if options.features == "data":
+        overrides["features"] = "data"
+    elif options.features:
         overrides["features"] = {"class_path": options.features}
     elif (config.get("metrics") or {}).get("features", "data") is None:
         overrides["features"] = "data"  # metrics were off during training: the data module's extractor

@@ -4,7 +4,8 @@ Checkpoints and run configs name classes by import path. Paths written before th
 into `tasks/`, `training/`, `evaluation/` and `commands/` (e.g. `sagan.module.GAN`), or before the data
 modules were grouped by modality (e.g. `datamodules.digits.DigitsDataModule`), are rewritten to their
 current place on reading (`upgrade_config`), so older checkpoints and `config.yaml` files keep
-working; a class path that names nothing importable is refused in one line.
+working; a class path that names nothing importable is refused in one line, and one outside this project
+before anything is imported (`sagan.training.trusted_classes`).
 """
 
 import importlib
@@ -17,6 +18,7 @@ import lightning as L
 import torch
 
 from sagan.errors import UsageError
+from sagan.training.trusted_classes import check_class_paths
 
 # module -> its current module, for every module that moved when the package was reorganized
 MOVED_MODULES = {
@@ -105,12 +107,38 @@ def upgrade_config(value: Any) -> Any:
     return value
 
 
-def _check_importable(path: str) -> None:
+def _check_importable(path: str) -> type:
     module, _, name = path.rpartition(".")
     try:
-        getattr(importlib.import_module(module), name)
+        return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError) as error:
         raise ValueError(f"it names the class {path}, which this version of sagan does not have") from error
+
+
+def _saved_hparams(path: Path, what: str) -> tuple[dict, dict]:
+    """The hyper-parameters a `sagan fit` checkpoint saved, as saved and upgraded; its class paths checked,
+    nothing imported. Raises UsageError (one line) for a missing, truncated or foreign file."""
+    if not path.is_file():
+        raise UsageError(f"checkpoint not found: {path} (expected a .ckpt file written by `sagan fit`)")
+    try:
+        if not zipfile.is_zipfile(path):  # what torch.save writes (a truncated one has lost its directory)
+            raise ValueError("it is not a PyTorch checkpoint file (truncated, or another kind of file)")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # a look, no copy
+        hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+        if not isinstance(hparams, dict) or "_class_path" not in hparams:
+            raise ValueError("it names no module class (expected a checkpoint written by `sagan fit`)")
+    except Exception as error:  # anything from unzipping to unpickling
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"cannot load {path} as a {what} checkpoint: {reason}") from error
+    upgraded = upgrade_config(hparams)
+    check_class_paths(upgraded, str(path))  # before anything it names is imported
+    return hparams, upgraded
+
+
+def check_checkpoint(ckpt: str | Path) -> None:
+    """Refuses, in one line and importing nothing, a file that is not a whole `sagan fit` checkpoint of
+    classes this project builds (commands call it before they read anything else the checkpoint implies)."""
+    _saved_hparams(Path(ckpt), "sagan")
 
 
 def load_module(ckpt: str | Path, map_location: str = "cpu", kind: type[L.LightningModule] = L.LightningModule):
@@ -122,18 +150,12 @@ def load_module(ckpt: str | Path, map_location: str = "cpu", kind: type[L.Lightn
             checkpoint names that does not exist, or weights that do not fit the rebuilt networks.
     """
     path = Path(ckpt)
-    if not path.is_file():
-        raise UsageError(f"checkpoint not found: {path} (expected a .ckpt file written by `sagan fit`)")
     what = "sagan" if kind is L.LightningModule else f"sagan {kind.__name__}"
+    hparams, upgraded = _saved_hparams(path, what)
     try:
-        if not zipfile.is_zipfile(path):  # what torch.save writes
-            raise ValueError("it is not a PyTorch checkpoint file")
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # a look, no copy
-        hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-        if not isinstance(hparams, dict) or "_class_path" not in hparams:
-            raise ValueError("it names no module class (expected a checkpoint written by `sagan fit`)")
-        upgraded = upgrade_config(hparams)
-        _check_importable(upgraded["_class_path"])
+        cls = _check_importable(upgraded["_class_path"])
+        if not (isinstance(cls, type) and issubclass(cls, kind)):
+            raise ValueError(f"it is a checkpoint of {upgraded['_class_path']}")
         source: Path | io.BytesIO = path
         if upgraded != hparams:  # written by an earlier version: load the upgraded copy
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -141,7 +163,10 @@ def load_module(ckpt: str | Path, map_location: str = "cpu", kind: type[L.Lightn
             source = io.BytesIO()
             torch.save(checkpoint, source)
             source.seek(0)
-        return kind.load_from_checkpoint(source, map_location=map_location, weights_only=True).eval()
+        # as the class the checkpoint names: Lightning builds `kind` itself when `kind` takes no **kwargs
+        return L.LightningModule.load_from_checkpoint(source, map_location=map_location, weights_only=True).eval()
+    except UsageError:
+        raise
     except Exception as error:  # anything from unpickling to a config the classes reject
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UsageError(f"cannot load {path} as a {what} checkpoint: {reason}") from error

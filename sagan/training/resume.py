@@ -26,6 +26,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.distributed as dist
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from sagan.errors import TrainingStopped, UsageError, os_error_of
@@ -141,6 +142,24 @@ class TrainingRandomState:
 
 
 # ------------------------------------------------------------------------------------ checkpoints
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's `ModelCheckpoint` whose `last.ckpt` is always the newest state of its folder.
+
+    Lightning restores a checkpoint callback's state only when its settings are the same as when it saved
+    (`every_n_train_steps`, ...). A run resumed with other settings would otherwise see the `last.ckpt`
+    already there as someone else's file and write `last-v1.ckpt` beside it, and the next `--resume last`
+    would continue from the older one. Here the `last.ckpt` in the checkpoint folder is taken as this
+    run's own, and overwritten.
+    """
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        if self.save_last and self.dirpath and "://" not in str(self.dirpath):
+            last = Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
+            if last.is_file():
+                self.last_model_path = str(last)
+
+
 def save_last(trainer: L.Trainer) -> Path:
     """Saves the current state as the run's `last.ckpt` (called on every rank; rank 0 writes)."""
     callback = trainer.checkpoint_callback

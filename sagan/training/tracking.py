@@ -134,8 +134,10 @@ def _batch_size(batch: Any) -> tuple[int, int]:
 class TrainingProgressBar(TQDMProgressBar):
     """TQDM bar that shows the last step value of each logged `train/...loss` (`d_loss`, `g_loss`,
     `mle_loss`, ...) and the training throughput (`img/s` for image batches, `samples/s` otherwise, over
-    all ranks). The values are read from the device at most every `every_s` seconds, so the bar costs a
-    GPU no per-step synchronization.
+    all ranks): the samples of the batches that ended in a window of `every_s` seconds of training (the
+    first: from one batch), over its length. A window opens at the end of a batch, so start-up (data
+    workers, compilation) and validation are never counted. The values are read from the device at most every
+    `every_s` seconds, so the bar costs a GPU no per-step synchronization.
 
     Args:
         refresh_rate: batches between redraws (0: no bar).
@@ -153,34 +155,40 @@ class TrainingProgressBar(TQDMProgressBar):
 
     def on_train_start(self, trainer, pl_module) -> None:
         super().on_train_start(trainer, pl_module)
-        self._window, self._shown = (time.perf_counter(), self._samples), {}
+        self._window, self._shown = None, {}  # the window opens at the end of the first batch
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         n, dims = _batch_size(batch)
-        self._samples += n * trainer.world_size
         self._unit = "img/s" if dims == 4 else "samples/s"
+        if self._window is None:  # start-up (workers, compilation, first kernels) and validation are not counted
+            self._window = (time.perf_counter(), self._samples)
+        else:
+            self._samples += n * trainer.world_size
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         super().on_validation_end(trainer, pl_module)
-        self._window = (time.perf_counter(), self._samples)  # validation time is not training throughput
+        self._window = None  # validation time is not training throughput: a new window after the next batch
 
     def get_metrics(self, trainer, pl_module) -> dict[str, Any]:
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
         now = time.perf_counter()
-        due = self._window is None or not self._shown or now - self._window[0] >= self.every_s
-        if trainer.training and due:
+        elapsed = now - self._window[0] if self._window is not None else 0.0
+        counted = self._window is not None and self._samples > self._window[1] and elapsed > 0
+        first = counted and self._unit not in self._shown  # a first rate at once, then one per window
+        if trainer.training and (not self._shown or first or elapsed >= self.every_s):
             shown = {
                 key.rsplit("/", 1)[-1]: f"{float(value):.3g}"
                 for key, value in trainer.callback_metrics.items()
                 if key.startswith("train/") and key.endswith("loss")
             }
-            if self._window is not None and now > self._window[0]:
-                shown[self._unit] = f"{(self._samples - self._window[1]) / (now - self._window[0]):.0f}"
+            if counted and (first or elapsed >= self.every_s):  # the batches of the window, over its time
+                shown[self._unit] = f"{(self._samples - self._window[1]) / elapsed:.0f}"
+                self._window = (now, self._samples)
             elif self._unit in self._shown:
                 shown[self._unit] = self._shown[self._unit]
-            self._shown, self._window = shown, (now, self._samples)
+            self._shown = shown
         return {**metrics, **self._shown}
 
 
@@ -223,7 +231,15 @@ def output_lines(trainer: L.Trainer, run_dir: Path) -> list[str]:
     last = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
     if last:
         lines.append(f"  checkpoints:  {last}")
-    lines += [f"  metrics:      {Path(lg.log_dir) / 'metrics.csv'}" for lg in trainer.loggers if isinstance(lg, CSVLogger)]
+    for logger in trainer.loggers:
+        if isinstance(logger, CSVLogger):
+            metrics = Path(logger.log_dir) / "metrics.csv"
+            if metrics.is_file():
+                lines.append(f"  metrics:      {metrics}")
+            else:  # nothing reached a logging step
+                lines.append(
+                    f"  metrics:      none written (no step reached trainer.log_every_n_steps={trainer.log_every_n_steps})"
+                )
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger) and logger._experiment is not None:
             run = logger.experiment

@@ -78,6 +78,7 @@ def _error_lines(capsys) -> list[str]:
         (["--model.init_args.discriminator.init_args.pack=2"], "needs an unconditional discriminator"),
         (["--data.init_args.use_labels=false", "--model.init_args.discriminator.init_args.pack=3"],
          "must be divisible by the discriminator's pack=3"),
+        (["--data.init_args.batch_size=5000"], "fewer than batch_size=5000"),
     ],
 )
 def test_bad_configuration_is_one_line_and_exit_2(args, expected, capsys, tmp_path):

@@ -54,3 +54,28 @@ def test_class_weights_are_one_hot_and_checked():
     assert_close(blend[1], torch.tensor([0.0, 0.5, 0.5]))
     with pytest.raises(ValueError, match="0..2"):
         class_weights([3], 3)
+
+
+def test_truncation_too_small_to_reach_by_redrawing_still_returns_within_it():
+    import signal
+
+    def too_long(*_):
+        raise TimeoutError("truncate did not return")
+
+    previous = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(120)
+    try:
+        z = noise(4, 16, 1e-6, torch.Generator().manual_seed(0))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert z.abs().max() <= 1e-6 and z.abs().max() > 0 and torch.isfinite(z).all()
+
+
+def test_noise_in_chunks_is_the_noise_of_one_draw_up_to_a_chunk():
+    from sagan.latent import noise_chunks
+
+    whole = noise(5, 8, 0.5, torch.Generator().manual_seed(3))
+    (chunk,) = noise_chunks(5, 8, 0.5, torch.Generator().manual_seed(3), chunk=5)
+    assert_close(chunk, whole, rtol=0, atol=0)
+    assert [len(c) for c in noise_chunks(7, 8, None, torch.Generator().manual_seed(3), chunk=3)] == [3, 3, 1]

@@ -56,6 +56,18 @@ def test_broken_files_are_left_out_and_named_in_one_warning(tmp_path):
     assert len(data.train_set) + len(data.val_set) == 30
 
 
+def test_files_with_nan_or_inf_samples_are_left_out_at_start_up(tmp_path):
+    root = make_audio_folder(tmp_path, broken=False)
+    bad = tone(300.0, 0.5, 16000)
+    bad[100], bad[200] = np.nan, np.inf
+    wavfile.write(root / "one" / "float_nan.wav", 16000, bad)  # a 32-bit float WAV
+    data = AudioFolderDataModule(str(root), batch_size=2, classes=list(DIGITS), use_labels=True, num_workers=0)
+    with pytest.warns(UserWarning, match="skipped 1 of 31 audio files") as caught:
+        data.setup("fit")
+    assert "one/float_nan.wav (non-finite samples (2 NaN or inf))" in str(caught[0].message)
+    assert all(torch.isfinite(clip).all() for clip, _ in list(data.train_set) + list(data.val_set))
+
+
 def test_unreadable_file_during_training_serves_the_next_clip(tmp_path):
     root = make_audio_folder(tmp_path, broken=False)
     data = AudioFolderDataModule(str(root), batch_size=2, classes=["zero"], use_labels=True, num_workers=0)

@@ -1,6 +1,7 @@
 """The corpus data module: tokens, splits, vocabulary saved with the run, and bad input."""
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from conftest import CORPUS, write_corpus
@@ -89,6 +90,8 @@ def test_blank_lines_and_a_byte_order_mark_are_ignored(tmp_path):
         (b"\n  \n\t\n", {}, "the corpus is empty"),
         (b"one\ntwo\n", {}, "too few for a train/valid/test split"),
         (b"a b\n" * 20, {"batch_size": 64}, "fewer than one batch"),
+        (bytes(np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8)), {}, "lines are not text"),
+        (b"\x00\x01word\x02\n" * 30 + b"a real line\n" * 10, {}, "30 of 40 lines are not text"),
     ],
 )
 def test_bad_corpus_is_a_usage_error(tmp_path, content, kwargs, message):

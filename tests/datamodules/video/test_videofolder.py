@@ -67,6 +67,26 @@ def test_broken_sources_are_left_out_and_named(tmp_path):
     assert not sources & {"empty.mp4", "notes.mp4", "short.gif", "cut.gif", "g"}
 
 
+def test_broken_sources_are_dropped_before_the_split_so_it_keeps_readable_ones(tmp_path):
+    from videofixtures import write_gif
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    for k in range(3):
+        write_gif(root / f"good{k}.gif", moving_square(4, seed=k))
+    for k in range(17):
+        (root / f"broken{k:02d}.gif").write_bytes(b"")  # 17 of 20 sources: the held-out one would likely be broken
+    data = VideoFolderDataModule(str(root), batch_size=1, image_size=16, num_frames=4, num_workers=0, val_fraction=0.05)
+    with pytest.warns(UserWarning, match="skipped 17 of 20 clip sources"):
+        data.setup()
+    assert len(data.train_set) == 2 and len(data.val_set) == 1
+    names = {s.name for clips in (data.train_set, data.val_set) for s, _ in clips.windows}
+    assert names == {"good0.gif", "good1.gif", "good2.gif"}
+    (root / "good1.gif").unlink(), (root / "good2.gif").unlink()
+    with pytest.raises(UsageError, match="1 of 18 clip sources .* can be read: need at least 2"):
+        VideoFolderDataModule(str(root), num_frames=4, num_workers=0).setup()
+
+
 def test_a_clip_that_breaks_later_is_replaced_by_the_next(tmp_path):
     root = make_video_folder(tmp_path, num_frames=8, mp4=False)
     data = VideoFolderDataModule(str(root), batch_size=1, image_size=16, num_frames=8, num_workers=0, val_fraction=0.2)

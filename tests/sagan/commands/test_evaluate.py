@@ -83,7 +83,12 @@ def test_eval_writes_json_next_to_the_checkpoint(trained_run, capsys):
 
 @pytest.mark.parametrize(
     ("args", "expected"),
-    [(["--ckpt", "none.ckpt"], "checkpoint not found"), (["--num_samples", "1"], "--num_samples")],
+    [
+        (["--ckpt", "none.ckpt"], "checkpoint not found"), (["--num_samples", "1"], "--num_samples"),
+        (["--features", "sagan.evaluation.features.NoSuchFeatures"], "has no attribute 'NoSuchFeatures'"),
+        (["--features", "sagan.losses.HingeLoss"], "does not correspond to a subclass of FeatureExtractor"),
+        (["--features", "none"], "--features none: an image GAN's metrics"),
+    ],
 )
 def test_eval_bad_input_is_one_line(trained_run, args, expected, capsys):
     ckpt = ["--ckpt", str(trained_run / "checkpoints" / "last.ckpt")]
@@ -113,3 +118,31 @@ def test_eval_with_truncation_scores_truncated_noise_in_its_own_file(trained_run
     assert truncated["truncation"] == 0.3 and plain["truncation"] is None
     assert all(math.isfinite(v) for v in truncated["metrics"].values())
     assert truncated["metrics"]["digits_fid"] != plain["metrics"]["digits_fid"]  # other samples
+
+
+def test_eval_of_a_truncated_checkpoint_names_the_broken_file(trained_run, tmp_path, capsys):
+    for folder in (tmp_path, trained_run / "checkpoints"):  # alone, and in its run beside config.yaml
+        truncated = folder / "truncated.ckpt"
+        truncated.write_bytes((trained_run / "checkpoints" / "last.ckpt").read_bytes()[:3000])
+        try:
+            with pytest.raises(SystemExit) as exit_info:
+                main(["eval", "--ckpt", str(truncated), "--num_samples", "10"])
+        finally:
+            truncated.unlink()
+        lines = _error_lines(capsys)
+        assert exit_info.value.code == 2 and len(lines) == 1, lines
+        assert f"cannot load {truncated}" in lines[0] and "not a PyTorch checkpoint file" in lines[0]
+
+
+def test_a_run_config_naming_a_class_that_is_no_feature_extractor_is_one_line(trained_run, tmp_path, capsys):
+    import yaml
+
+    config = yaml.safe_load((trained_run / "config.yaml").read_text())
+    config["metrics"]["features"] = {"class_path": "sagan.losses.HingeLoss"}  # a sagan class: checked, not built
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--ckpt", str(trained_run / "checkpoints" / "last.ckpt"), "--config", str(tmp_path / "config.yaml"),
+              "--num_samples", "10", "--out", str(tmp_path / "e.json")])
+    lines = _error_lines(capsys)
+    assert exit_info.value.code == 2 and len(lines) == 1 and "sagan.losses.HingeLoss does not correspond" in lines[0]
+    assert not (tmp_path / "e.json").exists()

@@ -111,3 +111,11 @@ def test_an_unconditional_generator_exports_with_noise_alone(tmp_path):
     z = torch.randn(3, 8)  # another batch size than the example's
     with torch.no_grad():
         assert_close(run_program(tmp_path / "g.pt", "torchscript", (z,)), generator(z))
+
+
+def test_out_an_existing_folder_puts_the_program_in_it(checkpoint, tmp_path, capsys):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    main(["export", "--ckpt", str(checkpoint), "--out", str(folder)])
+    assert (folder / "last_generator.pt").is_file() and (folder / "last_generator.pt.json").is_file()
+    assert f"wrote {folder / 'last_generator.pt'}" in capsys.readouterr().out

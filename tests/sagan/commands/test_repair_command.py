@@ -196,3 +196,92 @@ def test_the_run_wrote_repair_grids_and_attention_maps(inpaint_ckpt):
     assert names == ["attention_000000.png", "attention_000002.png", "grid_000000.png", "grid_000002.png"]
     for name in names:  # one row of 4 x (damaged | repaired | original), 32x32 images with 2-pixel gaps
         assert Image.open(samples / name).size == (2 + 12 * 34, 2 + 34)
+
+
+# ------------------------------------------------------------- images read as the data loaders read them
+def _known_pixels_kept(inpaint_ckpt, tmp_path, image: Path, capsys) -> tuple[np.ndarray, np.ndarray, str]:
+    """Repairs `image` (24x40) with the standard mask; the output, the hole and what was printed."""
+    mask, hole = _mask(tmp_path)
+    out = tmp_path / "repaired.png"
+    main(["repair", "--ckpt", str(inpaint_ckpt), "--image", str(image), "--mask", str(mask), "--out", str(out)])
+    return _read(out), hole, capsys.readouterr().out
+
+
+def test_a_16_bit_image_keeps_its_known_pixels_on_the_loaders_8_bit_scale(inpaint_ckpt, tmp_path, capsys):
+    values = np.random.default_rng(1).integers(0, 65536, (24, 40)).astype(np.uint16)
+    image = _png(tmp_path / "deep.png", values)
+    assert Image.open(image).mode.startswith("I;16")
+    repaired, hole, out = _known_pixels_kept(inpaint_ckpt, tmp_path, image, capsys)
+    expected = np.rint(values / 257.0).astype(np.uint8)  # what datamodules.decode.to_channels gives the networks
+    assert np.array_equal(repaired[~hole], expected[~hole])
+    assert "more than 8 bits" in out
+
+
+def test_a_palette_image_with_a_transparent_index_shows_white_there_as_in_training(inpaint_ckpt, tmp_path, capsys):
+    indices = np.random.default_rng(2).integers(0, 4, (24, 40)).astype(np.uint8)
+    image = Image.fromarray(indices, mode="P")
+    image.putpalette([0, 0, 0, 90, 90, 90, 200, 200, 200, 30, 30, 30] + [0] * 756)  # index 3: hidden dark colour
+    image.save(tmp_path / "palette.png", transparency=3)
+    repaired, hole, _ = _known_pixels_kept(inpaint_ckpt, tmp_path, tmp_path / "palette.png", capsys)
+    expected = np.array([0, 90, 200, 255], dtype=np.uint8)[indices]  # transparent: composited over white
+    assert np.array_equal(repaired[~hole], expected[~hole])
+
+
+def test_colour_given_to_a_gray_model_is_said_in_one_line(inpaint_ckpt, tmp_path, capsys):
+    rgb = np.random.default_rng(3).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    repaired, hole, out = _known_pixels_kept(inpaint_ckpt, tmp_path, _png(tmp_path / "colour.png", rgb), capsys)
+    expected = np.asarray(Image.fromarray(rgb).convert("L"))
+    assert repaired.ndim == 2 and np.array_equal(repaired[~hole], expected[~hole])
+    assert [line for line in out.splitlines() if "is in colour" in line] != []
+    gray = np.repeat(expected[..., None], 3, axis=2)  # colour that is gray already: nothing to say
+    _, _, out = _known_pixels_kept(inpaint_ckpt, tmp_path, _png(tmp_path / "gray_rgb.png", gray), capsys)
+    assert "is in colour" not in out
+
+
+def test_out_with_a_trailing_slash_is_a_folder(inpaint_ckpt, tmp_path):
+    image, _ = _image(tmp_path)
+    mask, _ = _mask(tmp_path)
+    main(["repair", "--ckpt", str(inpaint_ckpt), "--image", str(image), "--mask", str(mask),
+          "--out", str(tmp_path / "newdir") + "/"])
+    assert (tmp_path / "newdir" / "photo.png").is_file()
+    main(["repair", "--image", str(image), "--damage", "boxes", "--out", str(tmp_path / "damaged") + "/"])
+    assert (tmp_path / "damaged" / "photo.png").is_file() and (tmp_path / "damaged" / "photo_mask.png").is_file()
+
+
+def test_two_images_of_one_name_in_a_folder_are_refused(tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    _image(folder, name="x.png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "x.jpg")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["repair", "--image", str(folder), "--damage", "boxes", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and "x.jpg" in err and "x.png" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_damage_of_a_one_pixel_image_returns_written_or_refused_in_one_line(tmp_path, capsys):
+    import signal
+
+    from datamodules.repair.degrade import PRESETS
+    from datamodules.repair.masks import KINDS
+
+    image = _png(tmp_path / "one.png", np.full((1, 1), 100, np.uint8))
+
+    def too_long(*_):
+        raise TimeoutError("--damage did not return")
+
+    previous = signal.signal(signal.SIGALRM, too_long)
+    try:
+        for kind in dict.fromkeys([*KINDS, *PRESETS, "painted_scratches"]):
+            signal.alarm(30)
+            try:
+                main(["repair", "--image", str(image), "--damage", kind, "--out", str(tmp_path / f"{kind}.png")])
+                assert (tmp_path / f"{kind}.png").is_file(), kind
+            except SystemExit as exit_info:
+                err = capsys.readouterr().err
+                assert exit_info.code == 2 and err.count("\n") == 1 and "1x1" in err, (kind, err)
+            finally:
+                signal.alarm(0)
+    finally:
+        signal.signal(signal.SIGALRM, previous)

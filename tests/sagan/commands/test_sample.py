@@ -51,7 +51,9 @@ def test_sample_is_reproducible_and_defaults_next_to_the_checkpoint(trained_run,
     assert (tmp_path / "a" / "000002.png").read_bytes() == (default / "000002.png").read_bytes()
 
 
-@pytest.mark.parametrize(("args", "expected"), [(["--label", "12"], "--label"), (["--n", "0"], "--n")])
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--label", "12"], "--label"), (["--n", "0"], "--n"), (["--nrow", "0"], "--nrow"), (["--nrow", "-3"], "--nrow"),
+])
 def test_sample_bad_input_is_one_line(trained_run, args, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["sample", "--ckpt", str(trained_run / "checkpoints" / "last.ckpt"), *args])
@@ -144,3 +146,25 @@ def test_a_module_without_a_writer_is_refused():
     args = Namespace(n=2, label="all", out=None, seed=0, nrow=None)
     with pytest.raises(Exception, match="holds a LightningModule; sagan sample takes checkpoints of .*GAN"):
         write_outputs(L.LightningModule(), Path("x.ckpt"), args)
+
+
+def test_samples_are_written_batch_by_batch_and_the_grid_shows_the_first(trained_run, tmp_path, monkeypatch):
+    from sagan.commands import sample
+
+    model = load_module(trained_run / "checkpoints" / "last.ckpt")
+    out, seen = tmp_path / "s", []
+    forward = model.forward
+
+    def watched(z, y=None):  # what is on disk when each batch is generated
+        seen.append((len(z), len(list(out.glob("0*.png")))))
+        return forward(z, y)
+
+    monkeypatch.setattr(model, "forward", watched)
+    monkeypatch.setattr(sample, "GRID_MAX", 4)
+    paths = sample.write_samples(model, out, 10, batch_size=3, nrow=2)
+    assert seen == [(3, 0), (3, 3), (3, 6), (1, 9)] and len(paths) == 10  # earlier batches already on disk
+    assert Image.open(out / "grid.png").size == (2 + 2 * 34, 2 + 2 * 34)  # the first 4 images, 2 per row
+    monkeypatch.setattr(model, "forward", forward)
+    whole = tmp_path / "whole"
+    sample.write_samples(model, whole, 10, batch_size=256)  # the same images, whatever the batches
+    assert (out / "000007.png").read_bytes() == (whole / "000007.png").read_bytes()

@@ -100,6 +100,10 @@ def test_fit_writes_sounds_logs_speech_metrics_and_sample_reads_the_checkpoint(t
     main(["sample", "--ckpt", str(ckpt), "--n", "3", "--label", "7", "--out", str(tmp_path / "out")])
     assert "wrote 3 WAV files" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "out").glob("*.wav")) == ["000_class7.wav", "001_class7.wav", "002_class7.wav"]
+    with pytest.raises(SystemExit) as exit_info:  # its generator makes sounds: no image program to export
+        main(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "g.pt")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and "is a SpeechGAN checkpoint" in err
 
 
 def test_resumed_speech_run_ends_where_the_uninterrupted_one_ends(tmp_path):

@@ -99,3 +99,51 @@ def test_sagan_networks_saved_before_the_attention_option_get_the_compact_block(
     assert upgraded["discriminator"]["init_args"]["attention"] == "compact"
     new = {"generator": {"class_path": "sagan.models.sagan.SAGANGenerator", "init_args": {"attention": "official"}}}
     assert upgrade_config(new) == new
+
+
+# ------------------------------------------------------------------ classes a file names, checked before import
+def _marker_module(tmp_path, monkeypatch, name: str):
+    """A module `name` on sys.path whose import writes `imported.txt` (a module with side effects at import)."""
+    marker = tmp_path / "imported.txt"
+    (tmp_path / f"{name}.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nclass Zen:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return marker
+
+
+@pytest.mark.parametrize("where", ["_class_path", "generator"])
+def test_a_checkpoint_naming_an_outside_class_is_refused_before_any_import(trained_run, tmp_path, monkeypatch, capsys, where):
+    module = f"zen_ckpt_{where.strip('_')}"
+    marker = _marker_module(tmp_path, monkeypatch, module)
+
+    def outside(hparams):
+        if where == "_class_path":
+            hparams["_class_path"] = f"{module}.Zen"
+        else:
+            hparams["generator"]["class_path"] = f"{module}.Zen"
+
+    path = _rewrite(trained_run / "checkpoints" / "last.ckpt", tmp_path, outside)
+    for argv in (["sample", "--ckpt", path, "--n", "2", "--out", str(tmp_path / "s")],
+                 ["fit", *TINY_DIGITS, "--run_root", str(tmp_path / "runs"), "--tracker=none", "--ckpt_path", path]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{module}.Zen" in err and "not part of sagan" in err
+        assert not marker.exists()  # nothing it names was imported
+    monkeypatch.setenv("SAGAN_TRUSTED_CLASSES", f"{module}.Zen")  # the user names it: it is imported (and fails)
+    with pytest.raises(SystemExit):
+        main(["sample", "--ckpt", path, "--n", "2", "--out", str(tmp_path / "s")])
+    assert marker.exists()
+
+
+def test_a_run_config_naming_an_outside_class_is_refused_before_any_import(trained_run, tmp_path, monkeypatch, capsys):
+    marker = _marker_module(tmp_path, monkeypatch, "zen_config")
+    config = yaml.safe_load((trained_run / "config.yaml").read_text())
+    config["metrics"]["features"] = {"class_path": "zen_config.Zen"}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--ckpt", str(trained_run / "checkpoints" / "last.ckpt"), "--config", str(tmp_path / "config.yaml"),
+              "--num_samples", "10", "--out", str(tmp_path / "e.json")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "zen_config.Zen" in err and not marker.exists()

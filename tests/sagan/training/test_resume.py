@@ -187,3 +187,13 @@ def test_ranks_read_disjoint_shards_of_one_order():
     shards = [torch.cat([x for (x,) in training_loader(data, 2, num_replicas=2, rank=r, seed=3)]) for r in (0, 1)]
     assert len(shards[0]) == len(shards[1]) == 6
     assert torch.equal(torch.cat(shards).sort().values, torch.arange(12))
+
+
+def test_a_resume_with_another_checkpoint_interval_keeps_last_ckpt_the_newest(tmp_path):
+    fit(tmp_path, "--g_iters=3", "--name=r", "--checkpoint.every_n_train_steps=4")  # 6 optimizer steps
+    second = fit(tmp_path, "--g_iters=5", "--name=r", "--resume=last", "--checkpoint.every_n_train_steps=2")
+    assert torch.load(second / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["global_step"] == 10
+    run = fit(tmp_path, "--g_iters=6", "--name=r", "--resume=last")  # continues the second segment, not the first
+    checkpoints = run / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("last*")) == ["last.ckpt"]
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True, map_location="cpu")["global_step"] == 12

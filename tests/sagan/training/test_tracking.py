@@ -102,3 +102,48 @@ def test_a_default_run_is_readable_without_wandb_and_plots_against_generator_ite
     for name, value in result["metrics"].items():
         assert summary[f"eval/{name}"] == value
     assert summary["eval/g_iter"] == 2 and summary["eval/num_samples"] == 16
+
+
+def test_a_run_shorter_than_the_logging_interval_names_no_missing_metrics_file(tmp_path, capsys):
+    from conftest import fit
+
+    run = fit(tmp_path, "--g_iters=1", "--trainer.log_every_n_steps=25", "--trainer.limit_val_batches=0")
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if line.strip().startswith("metrics:")]
+    assert not (run / "metrics.csv").exists()
+    assert "none written" in line and "log_every_n_steps=25" in line
+
+
+def test_the_throughput_counts_the_images_of_the_batches_over_their_time_not_start_up(monkeypatch):
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    import sagan.training.tracking as tracking
+
+    for hook in ("on_train_start", "on_train_batch_end", "on_validation_end"):
+        monkeypatch.setattr(TQDMProgressBar, hook, lambda *args: None)
+    monkeypatch.setattr(TQDMProgressBar, "get_metrics", lambda self, trainer, module: {})
+    clock = [0.0]
+    monkeypatch.setattr(tracking.time, "perf_counter", lambda: clock[0])
+    trainer = SimpleNamespace(training=True, world_size=1, callback_metrics={"train/d_loss": torch.tensor(1.0)})
+    bar = tracking.TrainingProgressBar(every_s=1.0)
+    batch = [torch.zeros(16, 1, 8, 8), torch.zeros(16)]  # a repair-like batch of 16 images
+    shown = []
+
+    def run(batches: int, seconds_each: float) -> None:
+        for _ in range(batches):
+            clock[0] += seconds_each
+            bar.on_train_batch_end(trainer, None, None, batch, 0)
+            shown.append(bar.get_metrics(trainer, None).get("img/s"))
+
+    bar.on_train_start(trainer, None)
+    run(1, 30.0)  # the first batch waits 30 s for the data workers and compilation
+    run(20, 0.125)  # then 8 batches of 16 a second: 128 img/s
+    assert shown[0] is None and set(shown[1:]) == {"128"}
+    trainer.training = False
+    bar.on_validation_end(trainer, None)  # a validation of 60 s
+    clock[0] += 60.0
+    trainer.training = True
+    run(20, 0.25)  # 4 batches a second: 64 img/s, the validation not counted
+    assert set(shown[-10:]) == {"64"}
