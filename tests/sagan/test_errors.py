@@ -91,13 +91,16 @@ def _model_classes() -> dict[type, dict]:
 
 @functools.cache
 def _found_classes() -> list[type]:
-    """Every concrete public class of the packages that users configure: Lightning modules, data modules and
-    callbacks, the losses and penalties, and `CONFIGURABLE`; found by importing every module."""
+    """Every concrete public class of the packages that users configure and whose constructor is this project's:
+    Lightning modules, data modules and callbacks, the losses and penalties, and `CONFIGURABLE`; found by
+    importing every module."""
     found = []
     for name in _package_modules():
         for _, cls in inspect.getmembers(importlib.import_module(name), inspect.isclass):
             if cls.__module__ != name or cls.__name__.startswith("_") or inspect.isabstract(cls):
                 continue
+            if not getattr(cls.__init__, "__module__", "").startswith(("sagan.", "datamodules.")):
+                continue  # a constructor of Lightning's (a thin subclass such as RunCheckpoint): not ours to check
             if issubclass(cls, WALKED_KINDS) or name == "sagan.losses" or cls in CONFIGURABLE:
                 found.append(cls)
     return found
