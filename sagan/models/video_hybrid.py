@@ -4,9 +4,11 @@ Self-attention combined with convolutions: convolutions draw and judge each fram
 shapes fast), attention links the frames (motion).
 
 Generator (content and motion codes as in MoCoGAN, Tulyakov et al., 2018): the noise is split into a
-content code (what the clip shows) and a motion code (how it moves). One token per frame, a linear map of
-the whole noise plus a learned code of the frame's time step, goes through transformer blocks that attend
-across the frames: a trajectory of per-frame codes. Each frame's code, with the content code beside it,
+content code (what the clip shows) and a motion code (how it moves). One token per frame: a linear map of
+the whole noise, plus a velocity (a linear map of the motion code) times the frame's time (from -1 at the
+first frame to 1 at the last), plus a learned code of the frame's time step. The motion code thus moves
+the frames' codes along a straight line from the start; transformer blocks that attend across the frames
+bend it (bounces, turns): a trajectory of per-frame codes. Each frame's code, with the content code beside it,
 becomes a `bottom_size`^2 feature map that convolutions upsample (batch norm, ReLU, nearest x2, 3x3
 convolution) to the frame; at the resolutions in `temporal_resolutions` the frames' feature maps then
 attend across time, every place with the same place in the other frames. Frames are made with the
@@ -126,6 +128,8 @@ class VideoHybridGenerator(nn.Module):
         content_dim = z_dim - motion_dim
         self.class_embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
         self.to_tokens = linear(z_dim, latent_dim)
+        self.to_velocity = linear(motion_dim, latent_dim)
+        self.register_buffer("ramp", torch.linspace(-1.0, 1.0, num_frames), persistent=False)  # time, centred
         self.time = nn.Parameter(nn.init.trunc_normal_(torch.zeros(num_frames, latent_dim), std=0.02))
         self.latent_blocks = nn.ModuleList(TransformerBlock(latent_dim, num_heads, 2.0) for _ in range(latent_depth))
         self.latent_norm = nn.LayerNorm(latent_dim)
@@ -139,7 +143,8 @@ class VideoHybridGenerator(nn.Module):
 
     def frame_codes(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The per-frame codes: z [N, z_dim] (and classes [N]) -> [N, T, latent_dim]."""
-        tokens = self.to_tokens(z)[:, None] + self.time.to(z.dtype)  # [N, T, latent_dim]
+        velocity = self.to_velocity(z[:, self.z_dim - self.motion_dim :])  # [N, latent_dim]
+        tokens = self.to_tokens(z)[:, None] + self.ramp[:, None] * velocity[:, None] + self.time.to(z.dtype)
         if self.class_embed is not None:
             tokens = tokens + self.class_embed(y)[:, None]
         for block in self.latent_blocks:
