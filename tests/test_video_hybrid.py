@@ -75,3 +75,17 @@ def test_bad_options_are_refused_in_one_line(cls, kwargs, match):
     with pytest.raises(ValueError, match=match) as error:
         cls(**kwargs)
     assert "\n" not in str(error.value)
+
+
+def test_clip_head_sees_frame_differences_where_a_still_clip_has_none():
+    torch.manual_seed(0)
+    d = VideoHybridDiscriminator(**TINY["hybrid-discriminator-16"][1] | {"frame_weight": 0.0}).eval()
+    features = d.stem[0].out_channels
+    assert d.clip_conv.in_channels == 2 * features
+    with torch.no_grad():
+        d.clip_conv.parametrizations.weight.original[:, :features] = 0  # the clip head sees changes only
+    x = torch.rand(3, 4, 1, 16, 16) * 2 - 1
+    still_a, still_b = x[:1, :1].expand(1, 4, -1, -1, -1), x[1:2, :1].expand(1, 4, -1, -1, -1)
+    with torch.no_grad():
+        assert_close(d(still_a), d(still_b))  # no change in either: the same clip logit
+        assert (d(x[:1]) - d(still_a)).abs().max() > 1e-5  # a changing clip is told apart

@@ -17,8 +17,9 @@ same convolutions, so an image learnt in one frame is drawn in all of them.
 Discriminator (a per-frame image discriminator beside a clip discriminator, MoCoGAN and DIGAN): a shared
 convolutional stem (spectrally normalized 4x4 stride-2 convolutions, leaky ReLU) turns every frame into a
 feature map; a frame head gives each frame a logit (are these digits?), and a clip head, a space-time
-convolution that halves time and space and then divided space-time attention blocks (L2 attention,
-spectral norm), gives the clip a logit (does it move like a real clip?). The output is the clip logit plus
+convolution over the features and their change from each frame to the next (halving time and space),
+then divided space-time attention blocks (L2 attention, spectral norm), gives the clip a logit (does it
+move like a real clip?). The output is the clip logit plus
 `frame_weight` times the mean of the frame logits, one logit per clip like every discriminator here.
 """
 
@@ -183,6 +184,8 @@ class VideoHybridDiscriminator(nn.Module):
         depth: divided space-time attention blocks of the clip head.
         num_heads: attention heads of those blocks; the clip head's channels must be divisible by it.
         frame_weight: weight of the mean frame logit added to the clip logit.
+        differences: the clip head also sees the change of the stem's features from each frame to the next
+            (the first frame's change is zero), so a still or flickering clip stands out from the start.
         spectral_norm: "plain" (every convolution and projection) or "none".
     """
 
@@ -196,6 +199,7 @@ class VideoHybridDiscriminator(nn.Module):
         depth: int = 1,
         num_heads: int = 4,
         frame_weight: float = 1.0,
+        differences: bool = True,
         spectral_norm: Literal["plain", "none"] = "plain",
     ):
         super().__init__()
@@ -216,7 +220,7 @@ class VideoHybridDiscriminator(nn.Module):
         if spectral_norm not in ("plain", "none"):
             raise ValueError(f"{who}: spectral_norm must be 'plain' or 'none', got {spectral_norm!r}")
         self.image_size, self.channels, self.num_frames, self.num_classes = image_size, channels, num_frames, num_classes
-        self.frame_weight = frame_weight
+        self.frame_weight, self.differences = frame_weight, differences
         stem, c = [], channels
         for d in dims[:-1]:
             stem += [_sn(nn.Conv2d(c, d, 4, stride=2, padding=1), spectral_norm), nn.LeakyReLU(0.2)]
@@ -227,7 +231,8 @@ class VideoHybridDiscriminator(nn.Module):
             _sn(nn.Conv2d(c, dims[-1], 4, stride=2, padding=1), spectral_norm), nn.LeakyReLU(0.2), nn.Flatten(),
             _sn(nn.Linear(dims[-1] * side * side, 1), spectral_norm),
         )
-        self.clip_conv = _sn(nn.Conv3d(c, dims[-1], (4, 4, 4), stride=2, padding=1), spectral_norm)
+        clip_in = 2 * c if differences else c
+        self.clip_conv = _sn(nn.Conv3d(clip_in, dims[-1], (4, 4, 4), stride=2, padding=1), spectral_norm)
         sn_mode = "plain" if spectral_norm == "plain" else "none"
         self.grid = (num_frames // 2, side, side)
         self.pos = SpaceTimePositions(*self.grid, dims[-1], "learned")
@@ -243,7 +248,10 @@ class VideoHybridDiscriminator(nn.Module):
         n, t = x.shape[:2]
         maps = self.stem(x.flatten(0, 1))  # [N*T, c, s, s]
         frame_logits = self.frame_head(maps).view(n, t)
-        clip = F.leaky_relu(self.clip_conv(maps.view(n, t, *maps.shape[1:]).transpose(1, 2)), 0.2)  # [N, d, T/2, s/2, s/2]
+        maps = maps.view(n, t, *maps.shape[1:])  # [N, T, c, s, s]
+        if self.differences:  # each frame's change from the one before (none for the first)
+            maps = torch.cat([maps, F.pad(maps[:, 1:] - maps[:, :-1], (0, 0, 0, 0, 0, 0, 1, 0))], dim=2)
+        clip = F.leaky_relu(self.clip_conv(maps.transpose(1, 2)), 0.2)  # [N, d, T/2, s/2, s/2]
         h = self.pos(clip.flatten(2).transpose(1, 2))  # [N, T/2 * (s/2)^2, d], frame-major
         for block in self.blocks:
             h = block(h, self.grid)
@@ -273,6 +281,6 @@ TINY = {
     "hybrid-discriminator-16-cond": (
         VideoHybridDiscriminator,
         dict(image_size=16, channels=3, num_frames=2, num_classes=3, dims=(4, 8, 8), depth=0, num_heads=2,
-             frame_weight=0.5, spectral_norm="none"),
+             frame_weight=0.5, differences=False, spectral_norm="none"),
     ),
 }
