@@ -107,7 +107,8 @@ bench-gpu: install
 
 ## make bench-quality [ARGS="--only stacked --stacked_iters 6000"]: digits FID / IS / KID / intra-class FID,
 ##   stacked-digits modes and KL; ARGS="--recipe r3gan": the same with the relativistic loss and R1 + R2
-## make bench-quality ARGS="--only video": the video GAN's moving-digits FD against the floor and no-motion baselines
+## make bench-quality ARGS="--only video": the video GAN's moving-digits FD, frame digits FID and flicker against
+##   the floor and no-motion baselines
 ## make bench-quality ARGS="--only speech": the speech GAN's IS / FD / digit accuracy against the floor and baselines
 bench-quality: install
 	$(BIN)/sagan bench-quality $(ARGS)

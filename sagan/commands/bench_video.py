@@ -1,7 +1,8 @@
 """`sagan bench-quality --only video`: the moving-digits video GAN against the real floor and no-motion baselines.
 
-1. Trains `experiments/videotransformer_moving_digits.yaml` for `--video_iters` generator iterations,
-   with a checkpoint every `--video_eval_every`.
+1. Trains `experiments/videohybrid_moving_digits.yaml` (what `make train DATA=moving_digits` trains) for
+   `--video_iters` generator iterations (default its `g_iters`), with a checkpoint every `--video_eval_every`
+   (default a quarter of them).
 2. Measures each checkpoint: moving-digits FD and KD (`MovingDigitsFeatures`, not FVD) of `--video_samples`
    EMA clips against the statistics of all training clips.
    Beside it, for the same clips: the digits FID of single frames (`FRAMES_PER_CLIP` evenly spaced
@@ -18,7 +19,7 @@
 Prints a markdown table and writes it, with the numbers as JSON, to `<run_root>/video_table.md` and
 `video_results.json`.
 
-    sagan bench-quality --only video [--video_iters 1000] [--video_eval_every 250] [--video_samples 2000]
+    sagan bench-quality --only video [--video_iters 1500] [--video_eval_every 375] [--video_samples 2000]
 """
 
 import argparse
