@@ -79,7 +79,7 @@ def test_bad_options_are_refused_in_one_line(cls, kwargs, match):
 
 def test_clip_head_sees_frame_differences_where_a_still_clip_has_none():
     torch.manual_seed(0)
-    d = VideoHybridDiscriminator(**TINY["hybrid-discriminator-16"][1] | {"frame_weight": 0.0}).eval()
+    d = VideoHybridDiscriminator(**TINY["hybrid-discriminator-16"][1] | {"frame_weight": 0.0}).eval()  # differences on
     features = d.stem[0].out_channels
     assert d.clip_conv.in_channels == 2 * features
     with torch.no_grad():

@@ -199,7 +199,7 @@ class VideoHybridDiscriminator(nn.Module):
         depth: int = 1,
         num_heads: int = 4,
         frame_weight: float = 1.0,
-        differences: bool = True,
+        differences: bool = False,
         spectral_norm: Literal["plain", "none"] = "plain",
     ):
         super().__init__()
@@ -276,7 +276,7 @@ TINY = {
     ),
     "hybrid-discriminator-16": (
         VideoHybridDiscriminator,
-        dict(image_size=16, channels=1, num_frames=4, dims=(8, 8), depth=1, num_heads=2),
+        dict(image_size=16, channels=1, num_frames=4, dims=(8, 8), depth=1, num_heads=2, differences=True),
     ),
     "hybrid-discriminator-16-cond": (
         VideoHybridDiscriminator,
