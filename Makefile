@@ -44,8 +44,9 @@ PARALLEL := $(if $(DEVICES),--trainer.devices=$(DEVICES)) $(if $(NODES),--traine
 ## make train MODEL=inpaint|restore [DATA=digits|celeba|cifar10|folder]: image repair (inpainting, blind restoration)
 ## make train DATA=oracle: the text GAN on the synthetic oracle benchmark
 ## make train DATA=text TEXT=path/to/corpus.txt: the text GAN on a corpus, one sentence per line
-## make train DATA=moving_digits: the video transformer GAN on moving digits (16 frames of 32x32)
-## make train DATA=videos DATA_DIR=~/clips: the video transformer GAN on a folder of videos (GPU)
+## make train DATA=moving_digits: the hybrid video GAN (convolutions + attention across time) on moving digits
+##   (16 frames of 32x32; MODEL=videotransformer: the video transformer GAN)
+## make train DATA=videos DATA_DIR=~/clips: the hybrid video GAN on a folder of videos (GPU; MODEL=videotransformer)
 ## make train DATA=spoken_digits: the speech GAN on the embedded spoken digits (DATA=sc09 DATA_DIR=...: SC09)
 train: install
 	@test -f $(EXPERIMENT) || { echo "error: no experiment $(EXPERIMENT) for MODEL=$(MODEL) DATA=$(DATA); expected one of: $$(cd experiments && ls *.yaml | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
@@ -106,7 +107,8 @@ bench-gpu: install
 
 ## make bench-quality [ARGS="--only stacked --stacked_iters 6000"]: digits FID / IS / KID / intra-class FID,
 ##   stacked-digits modes and KL; ARGS="--recipe r3gan": the same with the relativistic loss and R1 + R2
-## make bench-quality ARGS="--only video": the video GAN's moving-digits FD against the floor and no-motion baselines
+## make bench-quality ARGS="--only video": the video GAN's moving-digits FD, frame digits FID and flicker against
+##   the floor and no-motion baselines
 ## make bench-quality ARGS="--only speech": the speech GAN's IS / FD / digit accuracy against the floor and baselines
 bench-quality: install
 	$(BIN)/sagan bench-quality $(ARGS)

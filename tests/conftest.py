@@ -151,10 +151,7 @@ SMALL_DATA = {
     "datamodules.video.moving_digits.MovingDigitsDataModule": [
         "--data.init_args.num_train=64", "--data.init_args.num_val=8", "--metrics.features.init_args.train_steps=2",
     ],
-    "datamodules.video.folder.VideoFolderDataModule": [
-        "--data.init_args.num_frames=4", "--model.init_args.generator.init_args.dims=[32,16,16]",
-        "--model.init_args.discriminator.init_args.dim=32", "--model.init_args.discriminator.init_args.depth=1",
-    ],
+    "datamodules.video.folder.VideoFolderDataModule": ["--data.init_args.num_frames=4"],
 }
 # Data modules that wrap an image data module given as their `data` argument (image repair).
 WRAPPERS = {"datamodules.repair.damaged.RepairDataModule"}
@@ -167,6 +164,12 @@ NARROW_NETWORKS = {
     "transgan_celeba": ["--model.generator.init_args.dims=[64,32,16,16]", "--model.discriminator.init_args.dim=48",
                         "--model.discriminator.init_args.depth=2"],
     "transgan_cifar10": ["--model.generator.init_args.dims=[64,16,4]", "--model.discriminator.init_args.dim=32"],
+    "videotransformer_videos": ["--model.init_args.generator.init_args.dims=[32,16,16]",
+                                "--model.init_args.discriminator.init_args.dim=32",
+                                "--model.init_args.discriminator.init_args.depth=1"],
+    "videohybrid_videos": ["--model.init_args.generator.init_args.dims=[32,32,16,16,8]",
+                           "--model.init_args.generator.init_args.latent_dim=32",
+                           "--model.init_args.discriminator.init_args.dims=[8,16,16,32]"],
 }
 # Data modules whose metric classifier takes a minute to train: fast_dev_runs leave their metrics off
 # (tests/test_speech_features.py runs the metric on an untrained classifier instead).
