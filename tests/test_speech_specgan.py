@@ -84,6 +84,7 @@ def test_discriminator_with_wave_scales_averages_both_views():
     (SpectrogramDiscriminator, dict(num_samples=64, hop_length=16, n_fft=32, widths=(8, 8, 8, 8)), "too few"),
     (SpectrogramDiscriminator, dict(widths=(8, 6)), "divisible by num_heads"),
     (SpectrogramDiscriminator, dict(wave_scales=-1), "wave_scales"),
+    (SpectrogramDiscriminator, dict(pooling="max"), "pooling"),
 ])
 def test_impossible_layouts_are_refused(cls, kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -22,11 +22,11 @@ from sagan.training.distributed import GANDDPStrategy
 TINY_SPEECH = [
     "--config", str(EXPERIMENTS / "speechgan_spoken_digits.yaml"),
     "--data.batch_size=4",
-    "--model.generator.init_args.z_dim=8", "--model.generator.init_args.dims=[8, 8, 8, 8]",
-    "--model.generator.init_args.depths=[1, 0, 0, 1]", "--model.generator.init_args.num_heads=2",
-    "--model.generator.init_args.style_dim=8",
-    "--model.discriminator.init_args.scales=2", "--model.discriminator.init_args.widths=[4, 4, 8, 8]",
-    "--model.discriminator.init_args.num_heads=2",
+    "--model.generator.init_args.global_dim=8", "--model.generator.init_args.frame_noise_dim=2",
+    "--model.generator.init_args.dims=[8, 8, 8, 8]", "--model.generator.init_args.attention_depth=1",
+    "--model.generator.init_args.num_heads=2", "--model.generator.init_args.style_dim=8",
+    "--model.generator.init_args.griffin_lim_iters=2",
+    "--model.discriminator.init_args.widths=[8, 8, 8]", "--model.discriminator.init_args.num_heads=2",
     "--model.grid_size=4", "--metrics.features=null",
     "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
 ]

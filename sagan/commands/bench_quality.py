@@ -17,7 +17,7 @@ the relativistic pairing loss with R1 + R2 of Huang et al., 2024).
                         [--recipe hinge|r3gan]
     sagan bench-quality --only repair ...   the image-repair table (sagan/commands/bench_repair.py)
     sagan bench-quality --only video [...]: the video GAN, see sagan/commands/bench_video.py
-    sagan bench-quality --only speech [--speech_iters 6000]   (the speech GAN, commands/bench_speech.py)
+    sagan bench-quality --only speech [--speech_iters 2800]   (the speech GAN, commands/bench_speech.py)
 """
 
 import argparse

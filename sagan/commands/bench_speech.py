@@ -37,8 +37,10 @@ FEATURES = "sagan.evaluation.speech_features.SpokenDigitsFeatures"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """This bench's options, on `sagan bench-quality`'s parser."""
-    parser.add_argument("--speech_iters", type=int, default=6000, help="generator iterations on the spoken digits")
-    parser.add_argument("--speech_eval_every", type=int, default=2000, help="spoken-digits evaluation interval")
+    parser.add_argument("--speech_iters", type=int, default=2800, help="generator iterations on the spoken digits")
+    parser.add_argument("--speech_eval_every", type=int, default=700, help="spoken-digits evaluation interval")
+    parser.add_argument("--speech_run", default=None,
+                        help="score the checkpoints of this existing run directory of the experiment instead of training")
 
 
 @torch.no_grad()
@@ -125,7 +127,12 @@ def run(args: argparse.Namespace) -> None:
         raise UsageError("--speech_iters and --speech_eval_every must be >= 1")
     root = Path(args.run_root)
     start = time.perf_counter()
-    run_dir = train(EXPERIMENT, args.speech_iters, root, args.speech_eval_every)
+    if args.speech_run:
+        run_dir = Path(args.speech_run)
+        if not (run_dir / "config.yaml").is_file():
+            raise UsageError(f"--speech_run {run_dir} is not a run directory (no config.yaml in it)")
+    else:
+        run_dir = train(EXPERIMENT, args.speech_iters, root, args.speech_eval_every)
     trained = time.perf_counter() - start
     data, quality = prepare(run_dir, FEATURES, 330, args.device)
     if data.val_set is None:

@@ -274,6 +274,10 @@ class SpectrogramDiscriminator(nn.Module):
         attention: "dot" or "l2" attention.
         spectral_norm: "plain", "improved" or "none" on every weight.
         wave_scales: scales of a `MultiScaleWaveDiscriminator` that also judges the waveform (0: none).
+        pooling: how the frames' tokens become one feature vector: "flatten" (a linear map of all of them, as
+            the dense layer of SpecGAN's discriminator: it judges the clip as a whole) or "mean" (a mean over
+            frames: the logit is then nearly a sum of per-frame scores, which a generator satisfies by
+            repeating the best-scoring frame, a steady tone).
     """
 
     def __init__(
@@ -291,6 +295,7 @@ class SpectrogramDiscriminator(nn.Module):
         attention: AttentionKind = "dot",
         spectral_norm: SpectralNormMode = "plain",
         wave_scales: int = 0,
+        pooling: Literal["flatten", "mean"] = "flatten",
     ):
         super().__init__()
         widths = tuple(widths)
@@ -303,6 +308,8 @@ class SpectrogramDiscriminator(nn.Module):
         )
         if not widths or widths[-1] % num_heads:
             raise ValueError(f"{who}: widths {widths} must be non-empty, the last divisible by num_heads {num_heads}")
+        if pooling not in ("flatten", "mean"):
+            raise ValueError(f"{who}: pooling must be 'flatten' or 'mean', got {pooling!r}")
         frames = num_samples // hop_length
         tokens = frames
         for _ in widths[1:]:
@@ -322,6 +329,7 @@ class SpectrogramDiscriminator(nn.Module):
             TransformerBlock(dim, num_heads, 2.0, kind=attention, spectral_norm=spectral_norm) for _ in range(depth)
         )
         self.norm = nn.LayerNorm(dim)
+        self.pool = linear(tokens * dim, dim, spectral_norm) if pooling == "flatten" else None
         self.head = linear(dim, 1, spectral_norm)
         self.embed = lipschitz(nn.Embedding(num_classes, dim), spectral_norm) if num_classes else None
         self.wave = (MultiScaleWaveDiscriminator(num_samples, sample_rate, num_classes, wave_scales, kernel_size=11,
@@ -332,7 +340,8 @@ class SpectrogramDiscriminator(nn.Module):
         h = self.pos(self.convs(self.spectrogram(x)).transpose(1, 2))  # [N, tokens, dim]
         for block in self.blocks:
             h = block(h)
-        features = self.norm(h).mean(dim=1)  # [N, dim]
+        h = self.norm(h)
+        features = h.mean(dim=1) if self.pool is None else F.leaky_relu(self.pool(h.flatten(1)), 0.2)  # [N, dim]
         logits = self.head(features).squeeze(1)
         if self.embed is not None:
             logits = logits + (self.embed(y) * features).sum(dim=1)
@@ -356,7 +365,7 @@ TINY = {
     ),
     "discriminator": (
         SpectrogramDiscriminator,
-        dict(num_samples=512, n_fft=32, hop_length=16, widths=(8, 8), depth=1, num_heads=2),
+        dict(num_samples=512, n_fft=32, hop_length=16, widths=(8, 8), depth=1, num_heads=2, pooling="mean"),
     ),
     "discriminator-cond": (
         SpectrogramDiscriminator,
