@@ -167,6 +167,10 @@ NARROW_NETWORKS = {
     "transgan_celeba": ["--model.generator.init_args.dims=[64,32,16,16]", "--model.discriminator.init_args.dim=48",
                         "--model.discriminator.init_args.depth=2"],
     "transgan_cifar10": ["--model.generator.init_args.dims=[64,16,4]", "--model.discriminator.init_args.dim=32"],
+    "speechgan_spoken_digits": ["--model.generator.init_args.dims=[32,32,16,16]",
+                                "--model.discriminator.init_args.widths=[32,32,32]"],
+    "speechgan_sc09": ["--model.generator.init_args.dims=[32,32,16,16]", "--model.discriminator.init_args.widths=[32,32,32]",
+                       "--model.discriminator.init_args.wave_scales=1"],
 }
 # Data modules whose metric classifier takes a minute to train: fast_dev_runs leave their metrics off
 # (tests/test_speech_features.py runs the metric on an untrained classifier instead).
