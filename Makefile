@@ -22,7 +22,7 @@ MASK ?=
 OUT ?=
 DAMAGE ?=
 # The data module's root: one level further down when the experiment wraps an image data module (repair).
-DATA_ROOT_ARG = $(if $(shell grep -l 'datamodules.repair.RepairDataModule' $(EXPERIMENT) 2>/dev/null),--data.init_args.data.init_args.root,--data.init_args.root)
+DATA_ROOT_ARG = $(if $(shell grep -l 'datamodules.repair.damaged.RepairDataModule' $(EXPERIMENT) 2>/dev/null),--data.init_args.data.init_args.root,--data.init_args.root)
 
 .PHONY: install train test sample eval bench bench-quality repair experiments clean attention interpolate export predict spoken-digits
 
@@ -97,7 +97,7 @@ bench: install
 
 ## make bench-gpu [PEERS=dir] [ARGS="--quick --out gpu.jsonl"]: on a CUDA machine, the GPU-only tests (pytest -m gpu),
 ##   then the speed table (SAGAN-64, TransGAN CIFAR-10, attention at 128x128; eager fp32, bf16, compile, CUDA
-##   graphs), with the peers' own code when PEERS holds their checkouts (sagan/commands/bench_peers.py)
+##   graphs), with the peers' own code when PEERS holds their checkouts (sagan/benchmarks/peers.py)
 .PHONY: bench-gpu
 PEERS ?=
 bench-gpu: install

@@ -11,7 +11,7 @@ finished) and with `limit_train_batches` (an epoch of the trainer then reads the
 stream rather than the first ones of a new permutation).
 
 A data set with `keyed_by_epoch = True` is indexed with `(data epoch, index)` pairs instead of indices,
-so that what its items draw at random (the masks and damage of `datamodules/repair.py`) is a function of
+so that what its items draw at random (the masks and damage of `datamodules/repair/damaged.py`) is a function of
 the position in the stream too, and a resumed run draws what the uninterrupted run drew.
 
 `ResumableSampler` is a `DistributedSampler`, so Lightning keeps it under DDP instead of replacing it.

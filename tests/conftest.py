@@ -136,28 +136,28 @@ def trained_run(tmp_path_factory) -> Path:
 
 # Data modules that read files: the fixture each needs (written under the given folder) and its root.
 DATA_FIXTURES = {
-    "datamodules.celeba.CelebADataModule": make_celeba,
-    "datamodules.cifar10.CIFAR10DataModule": make_cifar10,
-    "datamodules.folder.ImageFolderDataModule": make_class_folder,
-    "datamodules.imagenet.ImageNetDataModule": make_imagenet,
-    "datamodules.videofolder.VideoFolderDataModule": make_video_folder,
-    "datamodules.audio_folder.AudioFolderDataModule": make_audio_folder,
+    "datamodules.image.celeba.CelebADataModule": make_celeba,
+    "datamodules.image.cifar10.CIFAR10DataModule": make_cifar10,
+    "datamodules.image.folder.ImageFolderDataModule": make_class_folder,
+    "datamodules.image.imagenet.ImageNetDataModule": make_imagenet,
+    "datamodules.video.folder.VideoFolderDataModule": make_video_folder,
+    "datamodules.audio.folder.AudioFolderDataModule": make_audio_folder,
 }
-SMALL_BATCHES = {"datamodules.digits.DigitsDataModule", "datamodules.moving_digits.MovingDigitsDataModule",
-                 "datamodules.spoken_digits.SpokenDigitsDataModule", *DATA_FIXTURES}
+SMALL_BATCHES = {"datamodules.image.digits.DigitsDataModule", "datamodules.video.moving_digits.MovingDigitsDataModule",
+                 "datamodules.audio.spoken_digits.SpokenDigitsDataModule", *DATA_FIXTURES}
 # Video experiments made smaller: fewer clips (a moving-digits classifier trained for 2 batches); 4 frames
 # and narrower networks for the GPU-sized video-folder experiment.
 SMALL_DATA = {
-    "datamodules.moving_digits.MovingDigitsDataModule": [
+    "datamodules.video.moving_digits.MovingDigitsDataModule": [
         "--data.init_args.num_train=64", "--data.init_args.num_val=8", "--metrics.features.init_args.train_steps=2",
     ],
-    "datamodules.videofolder.VideoFolderDataModule": [
+    "datamodules.video.folder.VideoFolderDataModule": [
         "--data.init_args.num_frames=4", "--model.init_args.generator.init_args.dims=[32,16,16]",
         "--model.init_args.discriminator.init_args.dim=32", "--model.init_args.discriminator.init_args.depth=1",
     ],
 }
 # Data modules that wrap an image data module given as their `data` argument (image repair).
-WRAPPERS = {"datamodules.repair.RepairDataModule"}
+WRAPPERS = {"datamodules.repair.damaged.RepairDataModule"}
 # Experiments whose full-size networks would take a minute for one step on CPU: narrower networks, same
 # layout (their exact sizes are checked on the meta device in tests/test_reference_models.py).
 NARROW_NETWORKS = {
@@ -174,15 +174,15 @@ NARROW_NETWORKS = {
 }
 # Data modules whose metric classifier takes a minute to train: fast_dev_runs leave their metrics off
 # (tests/test_speech_features.py runs the metric on an untrained classifier instead).
-NO_METRICS = {"datamodules.spoken_digits.SpokenDigitsDataModule"}
+NO_METRICS = {"datamodules.audio.spoken_digits.SpokenDigitsDataModule"}
 # Text data modules: the overrides that give each tiny data (a corpus written under the folder, fewer
 # oracle sequences from the same oracle).
 TEXT_FIXTURES = {
-    "datamodules.text.TextDataModule": lambda tmp: [
+    "datamodules.text.corpus.TextDataModule": lambda tmp: [
         f"--data.init_args.path={write_corpus(tmp / 'corpus.txt')}", "--data.init_args.batch_size=8",
         "--data.init_args.max_length=8",
     ],
-    "datamodules.oracle.OracleDataModule": lambda tmp: [
+    "datamodules.text.oracle.OracleDataModule": lambda tmp: [
         "--data.init_args.num_train=128", "--data.init_args.num_valid=64", "--data.init_args.num_test=64",
     ],
 }

@@ -7,7 +7,7 @@ from PIL import Image
 
 from sagan.commands import main
 from sagan.commands.attention import write_panels
-from sagan.commands.sample import load_gan
+from sagan.evaluation.checkpoint import load_gan
 from sagan.errors import UsageError
 from sagan.models.text_transformer import TINY
 from sagan.tasks.text import TextGAN

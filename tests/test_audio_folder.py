@@ -7,8 +7,8 @@ import torch
 from audiofixtures import DIGITS, make_audio_folder, tone
 from scipy.io import wavfile
 
-from datamodules.audio import fit_length
-from datamodules.audio_folder import AudioFolderDataModule, load_clip
+from datamodules.audio.base import fit_length
+from datamodules.audio.folder import AudioFolderDataModule, load_clip
 from sagan.errors import UsageError
 
 

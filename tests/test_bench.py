@@ -32,7 +32,7 @@ def test_loader_bench_reports_both_variants(capsys):
 
 
 def test_gpu_suite_table_compares_with_eager_and_the_peer():
-    from sagan.commands.bench_gpu import table
+    from sagan.benchmarks.gpu import table
 
     rows = [
         {"suite": "s", "variant": "eager_fp32", "batch_size": 64, "img_per_s": 100.0, "ms_per_iter": 640.0,
@@ -50,7 +50,7 @@ def test_gpu_suite_table_compares_with_eager_and_the_peer():
 
 
 def test_attention_benchmark_runs_the_layer_forward_and_backward():
-    from sagan.commands.bench_gpu import attention_benchmark
+    from sagan.benchmarks.gpu import attention_benchmark
 
     result = attention_benchmark(2, "32", False, None, iters=1, warmup=1, channels=16, size=16)
     assert result["bench"] == "attention_128" and result["image_size"] == 16 and result["ms_per_iter"] > 0

@@ -8,10 +8,11 @@ import pytest
 import torch
 import yaml
 
-from datamodules.digits import DigitsDataModule
-from datamodules.repair import RepairDataModule
+from datamodules.image.digits import DigitsDataModule
+from datamodules.repair.damaged import RepairDataModule
 from sagan.commands import main
-from sagan.commands.bench_repair import FLOOR, measure, render
+from sagan.evaluation import checkpoint
+from sagan.benchmarks.repair import FLOOR, measure, render
 from sagan.evaluation.repair_metrics import RepairEvaluation, composite, repair_metrics
 
 
@@ -77,19 +78,33 @@ class StandIn(L.LightningModule):
         return torch.full_like(damaged, float(self.value))
 
 
-def _stand_in_run(tmp_path) -> Path:
+class ScoredStandIn(StandIn):
+    """The stand-in, scored by `sagan eval` as a `RepairGAN` is (how a new repair task plugs in)."""
+
+
+checkpoint.evaluate.register(ScoredStandIn, checkpoint.evaluate_repair_module)
+
+
+def _stand_in_run(tmp_path, name: str = "ScoredStandIn") -> Path:
     """A run directory like `sagan fit` writes, with the stand-in module's checkpoint; returns the checkpoint."""
     run = tmp_path / "stand_in" / "20260101-000000"  # <run_root>/<name>/<timestamp>/
     (run / "checkpoints").mkdir(parents=True)
-    data = {"class_path": "datamodules.repair.RepairDataModule", "init_args": {
-        "data": {"class_path": "datamodules.digits.DigitsDataModule", "init_args": {"batch_size": 8}}, "task": "inpaint"}}
+    data = {"class_path": "datamodules.repair.damaged.RepairDataModule", "init_args": {
+        "data": {"class_path": "datamodules.image.digits.DigitsDataModule", "init_args": {"batch_size": 8}}, "task": "inpaint"}}
     (run / "config.yaml").write_text(yaml.safe_dump({"data": data, "metrics": {"features": None}}))
     torch.save({
         "state_dict": {"value": torch.tensor(-1.0)}, "pytorch-lightning_version": L.__version__, "global_step": 12,
-        "hyper_parameters": {"value": -1.0, "_class_path": f"{__name__}.StandIn",
+        "hyper_parameters": {"value": -1.0, "_class_path": f"{__name__}.{name}",
                              "_instantiator": "lightning.pytorch.cli.instantiate_module"},
     }, run / "checkpoints" / "last.ckpt")
     return run / "checkpoints" / "last.ckpt"
+
+
+def test_sagan_eval_refuses_a_module_it_cannot_score(tmp_path, capsys):
+    ckpt = _stand_in_run(tmp_path, "StandIn")  # what `sagan eval` measures follows from the module's type
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--ckpt", str(ckpt), "--features", "none"])
+    assert exit_info.value.code == 2 and "cannot score a StandIn checkpoint" in capsys.readouterr().err
 
 
 def test_sagan_eval_scores_a_repair_checkpoint(tmp_path, capsys):

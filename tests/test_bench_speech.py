@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from sagan.commands import bench_speech, main
+from sagan.benchmarks import speech as bench_speech
+from sagan.commands import main
 
 
 def test_shaped_noise_has_the_references_mean_spectrum_and_loudness():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sagan.commands import main
-from sagan.commands.bench_video import shuffled, static
+from sagan.benchmarks.video import shuffled, static
 
 
 def test_static_clips_repeat_one_of_their_own_frames():

@@ -11,8 +11,8 @@ from PIL import Image
 from torch.testing import assert_close
 
 from datamodules.cache import PreparedCache, UInt8Images
-from datamodules.celeba import CelebADataModule
-from datamodules.folder import ImageFolderDataModule
+from datamodules.image.celeba import CelebADataModule
+from datamodules.image.folder import ImageFolderDataModule
 from sagan.errors import UsageError
 
 N_FILES = len(CELEBA_PARTITIONS) - CELEBA_PARTITIONS.count(2)  # train + valid: the test partition is not read

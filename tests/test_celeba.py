@@ -7,7 +7,7 @@ from conftest import EXPERIMENTS
 from datafixtures import CELEBA_PARTITIONS, make_celeba
 from PIL import Image
 
-from datamodules.celeba import CelebADataModule
+from datamodules.image.celeba import CelebADataModule
 from sagan.commands import main
 from sagan.errors import UsageError
 

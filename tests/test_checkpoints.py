@@ -1,5 +1,7 @@
 """Checkpoints and configs of earlier versions: class paths from before the package was reorganized load."""
 
+import importlib
+
 import pytest
 import torch
 import yaml
@@ -29,6 +31,23 @@ def test_upgrade_class_paths():
         "model": {"class_path": "sagan.tasks.text.TextGAN", "init_args": {"n": [1, "sagan.evaluation.metrics.X"]}}
     }
     assert renamed_in('Import path "sagan.module.GAN" does not exist') == [("sagan.module.GAN", "sagan.tasks.image.ImageGAN")]
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("datamodules.digits.DigitsDataModule", "datamodules.image.digits.DigitsDataModule"),
+    ("datamodules.image.ImageDataModule", "datamodules.image.base.ImageDataModule"),
+    ("datamodules.repair.RepairDataModule", "datamodules.repair.damaged.RepairDataModule"),
+    ("datamodules.text.TextDataModule", "datamodules.text.corpus.TextDataModule"),
+    ("datamodules.audio.AudioDataModule", "datamodules.audio.base.AudioDataModule"),
+    ("datamodules.videofolder.VideoFolderDataModule", "datamodules.video.folder.VideoFolderDataModule"),
+    ("datamodules.image.digits.DigitsDataModule", "datamodules.image.digits.DigitsDataModule"),  # current: as it is
+])
+def test_data_modules_grouped_by_modality_keep_their_old_class_paths(old, new):
+    assert upgrade_class_path(old) == new
+    module, _, name = new.rpartition(".")
+    assert getattr(importlib.import_module(module), name).__name__ == name
+    assert upgrade_config({"data": {"class_path": old}}) == {"data": {"class_path": new}}
+    assert renamed_in(f'Import path "{old}" does not exist') == ([] if old == new else [(old, new)])
 
 
 def test_a_checkpoint_naming_old_class_paths_still_loads(trained_run, tmp_path):

@@ -12,7 +12,7 @@ from conftest import EXPERIMENTS
 from datafixtures import cifar_arrays, make_cifar10
 from torch.testing import assert_close
 
-from datamodules.cifar10 import CIFAR10DataModule, read_batch
+from datamodules.image.cifar10 import CIFAR10DataModule, read_batch
 from sagan.commands import main
 from sagan.errors import UsageError
 

@@ -13,7 +13,7 @@ from torch.testing import assert_close
 
 from sagan.cli import SaganCLI
 from sagan.commands import main
-from sagan.commands.sample import load_gan
+from sagan.evaluation.checkpoint import load_gan
 
 EXPERIMENT_FILES = sorted(EXPERIMENTS.glob("*.yaml"))
 
@@ -31,12 +31,25 @@ def _small_grid(experiment: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENT_FILES, ids=lambda p: p.stem)
-def test_experiment_runs_fast_dev_run(experiment, tmp_path):
+def test_experiment_runs_fast_dev_run(experiment, tmp_path, monkeypatch):
+    runs = []
+
+    class Recorded(SaganCLI):
+        def __init__(self, *args, **kwargs):
+            runs.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr("sagan.cli.SaganCLI", Recorded)
     main([
         "fit", "--config", str(experiment), "--trainer.fast_dev_run=true", "--tracker=none",
         "--run_root", str(tmp_path / "runs"), "--trainer.enable_progress_bar=false",
         *_small_grid(experiment), *experiment_data_args(experiment, tmp_path),
     ])
+    (cli,) = runs
+    assert cli.trainer.state.finished and cli.trainer.global_step >= 1  # it trained: optimizer steps were taken
+    assert all(torch.isfinite(p).all() for p in cli.model.parameters())
+    model = yaml.safe_load(experiment.read_text())["model"]["class_path"]
+    assert f"{type(cli.model).__module__}.{type(cli.model).__name__}" == model
 
 
 def test_print_config_shows_linked_data_facts(capsys):
@@ -270,3 +283,27 @@ def test_two_budgets_are_refused_together(args, expected, tmp_path, capsys):
     assert exit_info.value.code == 2
     lines = _error_lines(capsys)
     assert len(lines) == 1 and expected in lines[0], lines
+
+
+def test_sagan_help_lists_every_verb(capsys):
+    from sagan.commands import LIGHTNING_VERBS, VERBS
+
+    main(["--help"])
+    out = capsys.readouterr().out
+    for verb in [*LIGHTNING_VERBS, *VERBS]:
+        assert any(line.split()[:1] == [verb] and len(line.split()) > 2 for line in out.splitlines()), verb
+    with pytest.raises(SystemExit) as exit_info:  # no verb: the same list, on stderr, and status 2
+        main([])
+    assert exit_info.value.code == 2 and "bench-quality" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verb", ["fit", "validate", "test", "predict", "sample", "eval", "attention", "interpolate",
+                                  "export", "repair", "bench", "bench-quality", "bench-gpu"])
+def test_every_verb_has_its_help(verb, capsys):
+    from sagan.commands import LIGHTNING_VERBS, VERBS
+
+    assert verb in LIGHTNING_VERBS or verb in VERBS
+    with pytest.raises(SystemExit) as exit_info:
+        main([verb, "--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and out.lower().startswith("usage:") and "--" in out

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from datamodules.digits import DigitsDataModule, held_out_split
+from datamodules.image.digits import DigitsDataModule, held_out_split
 
 
 def test_digits_shapes_range_and_labels():
@@ -61,7 +61,7 @@ def test_fingerprint_describes_the_training_images():
 
 
 def test_image_datamodule_default_fingerprint_names_class_and_arguments():
-    from datamodules.image import ImageDataModule
+    from datamodules.image.base import ImageDataModule
 
     class Folder(ImageDataModule):
         def __init__(self, root: str = "data", crop: int = 140, **kwargs):
@@ -74,8 +74,8 @@ def test_image_datamodule_default_fingerprint_names_class_and_arguments():
 
 
 def test_stacked_digits_stack_three_digits_with_their_joint_label():
-    from datamodules.digits import digits_tensors
-    from datamodules.stacked_digits import StackedDigitsDataModule
+    from datamodules.image.digits import digits_tensors
+    from datamodules.image.stacked_digits import StackedDigitsDataModule
 
     dm = StackedDigitsDataModule(batch_size=16, num_train=300, num_val=50)
     dm.setup()

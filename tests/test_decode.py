@@ -7,7 +7,7 @@ from datafixtures import BROKEN, ODD_MODES, make_odd_folder
 from PIL import Image
 from torch.testing import assert_close
 
-from datamodules.decode import CropResize, check_image, load_image, to_channels
+from datamodules.image.decode import CropResize, check_image, load_image, to_channels
 
 
 def as_tensor(image: Image.Image) -> torch.Tensor:

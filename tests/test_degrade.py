@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from datamodules.degrade import PRESETS, Degradation
+from datamodules.repair.degrade import PRESETS, Degradation
 
 
 def _damage(preset: str, image: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

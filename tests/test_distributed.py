@@ -13,9 +13,10 @@ from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy, Stra
 from torch import nn
 from torch.testing import assert_close
 
-from datamodules.oracle import OracleDataModule
+from datamodules.text.oracle import OracleDataModule
 from sagan.cli import SaganCLI
-from sagan.commands.sample import load_gan, load_module
+from sagan.evaluation.checkpoint import load_gan
+from sagan.training.checkpoints import load_module
 from sagan.errors import UsageError
 from sagan.tasks.image import ImageGAN
 from sagan.tasks.repair import RepairGAN

@@ -18,33 +18,68 @@ import torch
 import torch.distributed as dist
 from conftest import EXPERIMENTS, TINY_DIGITS, TINY_ORACLE, tiny
 
-from datamodules.audio_folder import AudioFolderDataModule
-from datamodules.celeba import CelebADataModule
-from datamodules.cifar10 import CIFAR10DataModule
-from datamodules.degrade import Degradation
-from datamodules.digits import DigitsDataModule
-from datamodules.folder import ImageFolderDataModule
-from datamodules.imagenet import ImageNetDataModule
-from datamodules.masks import MaskGenerator
-from datamodules.moving_digits import MovingDigitsDataModule
-from datamodules.oracle import OracleDataModule
-from datamodules.spoken_digits import SpokenDigitsDataModule
-from datamodules.stacked_digits import StackedDigitsDataModule
-from datamodules.text import TextDataModule
+import lightning as L
+
+from datamodules.repair.degrade import Degradation
+from datamodules.image.digits import DigitsDataModule
+from datamodules.image.folder import ImageFolderDataModule
+from datamodules.repair.masks import MaskGenerator
+from datamodules.text.oracle import OracleDataModule
+from datamodules.text.corpus import TextDataModule
 from sagan.commands import main
-from sagan.errors import check_range
+from sagan.errors import UsageError, check_range
 from sagan.evaluation.metrics import SampleMetrics, SampleQuality
 from sagan.evaluation.repair_metrics import RepairEvaluation
 from sagan.layers.augment import DiffAugment
-from sagan.losses import GradientPenalty, R1Penalty, R1R2Penalty, R2Penalty, WassersteinLoss
-from sagan.models.text_transformer import TINY as TEXT_TINY
+from sagan.models import speech_transformer, video_transformer
 from sagan.models.inpaint import TINY as REPAIR_TINY
+from sagan.models.text_transformer import TINY as TEXT_TINY
 from sagan.tasks.image import ImageGAN
 from sagan.tasks.repair import RepairGAN
+from sagan.tasks.speech import SpeechGAN
 from sagan.tasks.text import TextGAN
+from sagan.tasks.video import VideoGAN
 from sagan.training.sample_grid import SampleGrid
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _build(preset: tuple) -> torch.nn.Module:
+    cls, kwargs = preset
+    return cls(**kwargs)
+
+
+# Valid values of the required arguments of the walked classes (a class found with a required argument missing
+# here fails test_every_walked_class_can_be_built: add it, so that no class is left out of the walk).
+REQUIRED = {
+    ImageGAN: lambda: {"generator": tiny("generator-32-cond", num_classes=10),
+                       "discriminator": tiny("discriminator-32-cond", num_classes=10)},
+    TextGAN: lambda: {"generator": _build(TEXT_TINY["text-generator"]),
+                      "discriminator": _build(TEXT_TINY["text-discriminator"])},
+    RepairGAN: lambda: {"generator": _build(REPAIR_TINY["inpaint-generator"]),
+                        "discriminator": _build(REPAIR_TINY["patch-discriminator"])},
+    VideoGAN: lambda: {"generator": _build(video_transformer.TINY["video-generator-16"]),
+                       "discriminator": _build(video_transformer.TINY["video-discriminator-16"])},
+    SpeechGAN: lambda: {"generator": _build(speech_transformer.TINY["generator"]),
+                        "discriminator": _build(speech_transformer.TINY["discriminator"])},
+    "datamodules.repair.damaged.RepairDataModule": lambda: {"data": DigitsDataModule()},
+    SampleQuality: lambda: {"features": None},
+    MaskGenerator: lambda: {"kind": "strokes"},
+    Degradation: lambda: {"preset": "old_photo"},
+}
+# What users configure besides the modules, data modules, callbacks and losses that the walk finds by itself
+CONFIGURABLE = [DiffAugment, SampleMetrics, MaskGenerator, Degradation, RepairEvaluation]
+WALKED_KINDS = (L.LightningModule, L.LightningDataModule, L.Callback)
+
+
+def _package_modules() -> list[str]:
+    names = []
+    for package in ("sagan", "datamodules"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            if parts[-1] != "__main__":
+                names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
 
 
 def _model_classes() -> dict[type, dict]:
@@ -57,24 +92,49 @@ def _model_classes() -> dict[type, dict]:
 
 
 @functools.cache
+def _found_classes() -> list[type]:
+    """Every concrete public class of the packages that users configure: Lightning modules, data modules and
+    callbacks, the losses and penalties, and `CONFIGURABLE`; found by importing every module."""
+    found = []
+    for name in _package_modules():
+        for _, cls in inspect.getmembers(importlib.import_module(name), inspect.isclass):
+            if cls.__module__ != name or cls.__name__.startswith("_") or inspect.isabstract(cls):
+                continue
+            if issubclass(cls, WALKED_KINDS) or name == "sagan.losses" or cls in CONFIGURABLE:
+                found.append(cls)
+    return found
+
+
+def _required(cls: type) -> dict:
+    make = REQUIRED.get(cls) or REQUIRED.get(f"{cls.__module__}.{cls.__name__}")
+    return make() if make else {}
+
+
+@functools.cache
 def _classes() -> dict[type, dict]:
     """The classes whose numeric arguments are walked, with valid keyword arguments for the rest."""
-    text = {"generator": TEXT_TINY["text-generator"][0](**TEXT_TINY["text-generator"][1]),
-            "discriminator": TEXT_TINY["text-discriminator"][0](**TEXT_TINY["text-discriminator"][1])}
-    return {
-        ImageGAN: {"generator": tiny("generator-32-cond", num_classes=10),
-                   "discriminator": tiny("discriminator-32-cond", num_classes=10)},
-        TextGAN: text,
-        RepairGAN: {name: cls(**kwargs) for name, (cls, kwargs) in
-                    (("generator", REPAIR_TINY["inpaint-generator"]), ("discriminator", REPAIR_TINY["patch-discriminator"]))},
-        WassersteinLoss: {}, GradientPenalty: {}, R1Penalty: {}, R2Penalty: {}, R1R2Penalty: {}, DiffAugment: {},
-        SampleGrid: {}, SampleQuality: {"features": None}, SampleMetrics: {},
-        DigitsDataModule: {}, StackedDigitsDataModule: {}, CIFAR10DataModule: {}, CelebADataModule: {},
-        ImageFolderDataModule: {}, ImageNetDataModule: {}, TextDataModule: {}, OracleDataModule: {}, MovingDigitsDataModule: {},
-        SpokenDigitsDataModule: {}, AudioFolderDataModule: {},
-        MaskGenerator: {"kind": "strokes"}, Degradation: {"preset": "old_photo"}, RepairEvaluation: {},
-        **_model_classes(),
-    }
+    return {cls: _required(cls) for cls in _found_classes()} | _model_classes()
+
+
+def test_every_walked_class_can_be_built():
+    """A class the walk finds must build with its valid arguments (or get past them to a missing data set, after
+    its range checks), or its bad values prove nothing."""
+    failed = []
+    for cls, kwargs in _classes().items():
+        try:
+            cls(**kwargs)
+        except UsageError as error:
+            if "not found" not in str(error):
+                failed.append(f"{cls.__module__}.{cls.__name__}: {error}")
+        except Exception as error:  # noqa: BLE001 - name every class that does not build
+            failed.append(f"{cls.__module__}.{cls.__name__}: {type(error).__name__}: {error}")
+    assert not failed, failed
+
+
+def test_the_walk_finds_classes_by_itself():
+    names = {cls.__name__ for cls in _classes()}
+    assert {"VideoFolderDataModule", "AudioFolderDataModule", "RepairDataModule", "VideoGAN", "SpeechGAN",
+            "SignalCheckpoint", "ImagePredictionWriter", "R1R2Penalty", "SampleQuality"} <= names
 
 
 def _numeric(annotation) -> tuple[str, type] | None:

@@ -12,9 +12,9 @@ import yaml
 from torch.testing import assert_close
 
 from sagan.commands import main
-from sagan.commands.evaluate import build_data_and_metrics
+from sagan.evaluation.checkpoint import build_data_and_metrics
 from sagan.commands.export import StandaloneGenerator, run_program, write_program
-from sagan.commands.sample import load_gan
+from sagan.evaluation.checkpoint import load_gan
 from sagan.latent import noise
 from sagan.models.transgan import TINY as TRANSGAN_TINY
 

@@ -3,8 +3,8 @@
 import torch
 from torch.testing import assert_close
 
-from datamodules.digits import digits_tensors, held_out_split
-from datamodules.stacked_digits import StackedDigitsDataModule
+from datamodules.image.digits import digits_tensors, held_out_split
+from datamodules.image.stacked_digits import StackedDigitsDataModule
 from sagan.evaluation.features import DigitsFeatures, StackedDigitsFeatures, default_cache_dir
 
 

@@ -8,7 +8,7 @@ from conftest import EXPERIMENTS
 from datafixtures import BROKEN, ODD_MODES, make_class_folder, make_odd_folder
 from torch.testing import assert_close
 
-from datamodules.folder import ImageFolderDataModule, list_images
+from datamodules.image.folder import ImageFolderDataModule, list_images
 from sagan.commands import main
 from sagan.errors import UsageError
 

@@ -7,7 +7,7 @@ from datafixtures import IMAGENET_CLASSES, make_imagenet
 from PIL import Image
 from torch.testing import assert_close
 
-from datamodules.imagenet import ImageNetDataModule
+from datamodules.image.imagenet import ImageNetDataModule
 from sagan.errors import UsageError
 
 

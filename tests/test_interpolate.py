@@ -7,7 +7,7 @@ from torch.testing import assert_close
 
 from sagan.commands import main
 from sagan.commands.interpolate import interpolation
-from sagan.commands.sample import load_gan
+from sagan.evaluation.checkpoint import load_gan
 from sagan.latent import seed_noise
 
 

@@ -6,7 +6,7 @@ import torch
 from test_metrics import TinyFeatures, _closed_form_fid, _quality
 from torch.testing import assert_close
 
-from datamodules.digits import DigitsDataModule
+from datamodules.image.digits import DigitsDataModule
 from sagan.errors import UsageError
 from sagan.evaluation.intra_class import class_statistics, intra_class_fid
 from sagan.evaluation.metrics import SampleMetrics, real_statistics

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from datamodules.masks import KINDS, LARGE, SMALL, MaskGenerator, fixed_mask, hole_ratio
+from datamodules.repair.masks import KINDS, LARGE, SMALL, MaskGenerator, fixed_mask, hole_ratio
 
 # The ranges the module docstring documents (measured over 300 draws at four sizes), with a little slack.
 RANGES = {
@@ -53,7 +53,7 @@ def test_recipes_differ_as_published():
 
 
 def test_lama_boxes_are_rectangles_inside_the_margin():
-    from datamodules.masks import _Draws, lama_boxes
+    from datamodules.repair.masks import _Draws, lama_boxes
 
     rng = _Draws(torch.Generator().manual_seed(0))
     for _ in range(10):  # one box at a time: the mask is its filled bounding box, 10 px (at 256) from the border

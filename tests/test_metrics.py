@@ -7,7 +7,7 @@ import scipy.linalg
 import torch
 from torch.testing import assert_close
 
-from datamodules.digits import DigitsDataModule
+from datamodules.image.digits import DigitsDataModule
 from sagan.errors import UsageError
 from sagan.evaluation.features import FeatureExtractor, InceptionFeatures
 from sagan.evaluation.metrics import SampleMetrics, SampleQuality, real_statistics, shard
@@ -352,8 +352,8 @@ def test_two_processes_give_the_single_process_numbers_with_uneven_batches(tmp_p
 def test_the_data_module_picks_the_extractor(tmp_path, monkeypatch):
     import lightning as L
 
-    from datamodules.image import ImageDataModule
-    from datamodules.stacked_digits import StackedDigitsDataModule
+    from datamodules.image.base import ImageDataModule
+    from datamodules.image.stacked_digits import StackedDigitsDataModule
     from sagan.errors import UsageError
     from sagan.evaluation.features import DigitsFeatures, StackedDigitsFeatures
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from datamodules.digits import digits_tensors, held_out_split
-from datamodules.moving_digits import MovingDigitsDataModule, bounce
+from datamodules.image.digits import digits_tensors, held_out_split
+from datamodules.video.moving_digits import MovingDigitsDataModule, bounce
 
 
 def _data(**kwargs) -> MovingDigitsDataModule:

@@ -9,7 +9,7 @@ from probes import GuardTrainingStep, PoisonBatches, PoisonOutputs, no_host_read
 from torch.testing import assert_close
 from torch.utils.data import DataLoader, TensorDataset
 
-from datamodules.oracle import OracleDataModule
+from datamodules.text.oracle import OracleDataModule
 from sagan.errors import TrainingStopped
 from sagan.losses import R1Penalty
 from sagan.models.text_transformer import TINY as TEXT_TINY

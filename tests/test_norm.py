@@ -58,9 +58,20 @@ def test_eval_mode_does_not_iterate():
 
 
 def test_gradient_flows_through_sigma():
-    layer = spectral_norm(nn.Linear(3, 3))
-    layer(torch.randn(4, 3)).sum().backward()
-    assert torch.isfinite(layer.parametrizations.weight.original.grad).all()
+    """d/dW of W / sigma(W), with sigma = u^T W v for the power iteration's u, v (Miyato et al.: the vectors are
+    constants, sigma is not): W's gradient is (G - (sum(G * W) / sigma) u v^T) / sigma for G = dL/dW_sn."""
+    torch.manual_seed(0)
+    layer = spectral_norm(nn.Linear(3, 4)).eval()  # eval: the vectors stay as they are
+    sn = layer.parametrizations.weight[0]
+    x = torch.randn(5, 3)
+    layer(x).pow(2).sum().backward()
+    weight = layer.parametrizations.weight.original.detach()
+    sigma = torch.dot(sn.u, weight @ sn.v)
+    w_sn = (weight / sigma).requires_grad_()
+    (x @ w_sn.t() + layer.bias.detach()).pow(2).sum().backward()  # G = dL/dW_sn, computed independently
+    expected = (w_sn.grad - (w_sn.grad * weight).sum() / sigma * torch.outer(sn.u, sn.v)) / sigma
+    assert_close(layer.parametrizations.weight.original.grad, expected)
+    assert not torch.allclose(expected, w_sn.grad / sigma, atol=1e-4)  # a detached sigma would give this
 
 
 def test_conditional_batch_norm_uses_class():

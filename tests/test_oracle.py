@@ -3,7 +3,7 @@
 import torch
 from torch.testing import assert_close
 
-from datamodules.oracle import LSTMOracle, OracleDataModule
+from datamodules.text.oracle import LSTMOracle, OracleDataModule
 
 SMALL = dict(num_train=64, num_valid=16, num_test=16, seq_len=8, vocab_size=50, batch_size=8)
 

@@ -7,8 +7,8 @@ import yaml
 from PIL import Image
 
 from sagan.commands import main
-from sagan.commands.evaluate import build_data_and_metrics
-from sagan.commands.sample import load_gan
+from sagan.evaluation.checkpoint import build_data_and_metrics
+from sagan.evaluation.checkpoint import load_gan
 
 
 def test_predict_writes_one_sample_per_held_out_image_with_its_class(trained_run, tmp_path):

@@ -9,10 +9,10 @@ from datafixtures import make_celeba, make_class_folder
 from jsonargparse import ArgumentParser
 from torch.testing import assert_close
 
-from datamodules.degrade import Degradation
-from datamodules.digits import DigitsDataModule
-from datamodules.masks import hole_ratio, seed_for
-from datamodules.repair import DAMAGE_TAG, RepairDataModule
+from datamodules.repair.degrade import Degradation
+from datamodules.image.digits import DigitsDataModule
+from datamodules.repair.masks import hole_ratio, seed_for
+from datamodules.repair.damaged import DAMAGE_TAG, RepairDataModule
 from datamodules.resumable import evaluation_loader, training_loader
 
 
@@ -97,8 +97,8 @@ def _parse(data: dict, *args: str) -> RepairDataModule:
 @pytest.mark.parametrize("wrapped", ["celeba", "folder"])
 def test_the_yaml_form_wraps_file_data_sets_and_reaches_their_root(wrapped, tmp_path):
     root = make_celeba(tmp_path / "celeba") if wrapped == "celeba" else make_class_folder(tmp_path / "folder")
-    class_path = {"celeba": "datamodules.celeba.CelebADataModule", "folder": "datamodules.folder.ImageFolderDataModule"}
-    config = {"class_path": "datamodules.repair.RepairDataModule", "init_args": {
+    class_path = {"celeba": "datamodules.image.celeba.CelebADataModule", "folder": "datamodules.image.folder.ImageFolderDataModule"}
+    config = {"class_path": "datamodules.repair.damaged.RepairDataModule", "init_args": {
         "data": {"class_path": class_path[wrapped], "init_args": {"image_size": 32, "batch_size": 2, "num_workers": 0}},
         "task": "restore",
     }}
@@ -112,8 +112,8 @@ def test_the_yaml_form_wraps_file_data_sets_and_reaches_their_root(wrapped, tmp_
 def test_the_cli_links_the_wrapped_facts_into_the_networks(tmp_path):
     from sagan.cli import SaganCLI
 
-    data = {"class_path": "datamodules.repair.RepairDataModule", "init_args": {
-        "data": {"class_path": "datamodules.digits.DigitsDataModule", "init_args": {"batch_size": 4}},
+    data = {"class_path": "datamodules.repair.damaged.RepairDataModule", "init_args": {
+        "data": {"class_path": "datamodules.image.digits.DigitsDataModule", "init_args": {"batch_size": 4}},
         "task": "inpaint", "masks": "strokes",
     }}
     cli = SaganCLI(args=[

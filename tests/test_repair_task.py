@@ -29,7 +29,7 @@ def _gan(task: str = "inpaint", **kwargs) -> RepairGAN:
 
 
 class _Items(Dataset):
-    """(damaged, mask, clean, label) items as datamodules/repair.py gives them: fixed by index."""
+    """(damaged, mask, clean, label) items as datamodules/repair/damaged.py gives them: fixed by index."""
 
     def __init__(self, n: int, seed: int):
         g = torch.Generator().manual_seed(seed)

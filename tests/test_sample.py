@@ -11,7 +11,8 @@ from conftest import fit_text
 from PIL import Image
 
 from sagan.commands import main
-from sagan.commands.sample import load_module, write_outputs
+from sagan.commands.sample import write_outputs
+from sagan.training.checkpoints import load_module
 from sagan.latent import noise
 from sagan.tasks.text import TextGAN
 from sagan.visualization.render import LINE

@@ -13,7 +13,7 @@ from conftest import TINY_DIGITS, fit
 
 from sagan.cli import SaganCLI
 from sagan.commands import main
-from sagan.commands.sample import load_gan
+from sagan.evaluation.checkpoint import load_gan
 from sagan.errors import UsageError
 from sagan.training.resume import AtomicCheckpointIO, requeue
 

@@ -8,7 +8,7 @@ import torch
 from scipy import linalg
 from torch.testing import assert_close
 
-from datamodules.spoken_digits import SpokenDigitsDataModule
+from datamodules.audio.spoken_digits import SpokenDigitsDataModule
 from sagan.evaluation.metrics import SampleQuality
 from sagan.evaluation.speech_features import (
     F_MAX,

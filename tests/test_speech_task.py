@@ -14,7 +14,7 @@ from torch.testing import assert_close
 
 from sagan.cli import SaganCLI
 from sagan.commands import main
-from sagan.commands.sample import load_module
+from sagan.training.checkpoints import load_module
 from sagan.models.speech_transformer import TINY
 from sagan.tasks.speech import SpeechGAN, spectrogram_images
 from sagan.training.distributed import GANDDPStrategy

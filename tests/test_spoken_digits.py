@@ -9,7 +9,7 @@ import torch
 from conftest import REPO
 from torch.testing import assert_close
 
-from datamodules.spoken_digits import PACKED, SpokenDigitsDataModule, load_packed, mu_law_decode, spoken_digits
+from datamodules.audio.spoken_digits import PACKED, SpokenDigitsDataModule, load_packed, mu_law_decode, spoken_digits
 
 
 def _builder():

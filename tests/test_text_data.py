@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import CORPUS, write_corpus
 
-from datamodules.text import TextDataModule, read_corpus
+from datamodules.text.corpus import TextDataModule, read_corpus
 from sagan.errors import UsageError
 from sagan.vocabulary import Vocabulary
 

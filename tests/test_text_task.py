@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from datamodules.oracle import OracleDataModule
+from datamodules.text.oracle import OracleDataModule
 from sagan.errors import UsageError
+from sagan.evaluation.text_metrics import text_metrics
 from sagan.losses import HingeLoss, RelativisticLoss
 from sagan.models.text_transformer import TINY
 from sagan.tasks.text import TextGAN
@@ -114,17 +115,21 @@ def test_losses_run_without_a_trainer():
 
 
 def test_validation_logs_text_metrics_and_nll_oracle():
+    """The logged BLEU / Self-BLEU / NLL-oracle are those of the generated samples against the held-out split."""
     data = _data()
     model = _gan(data, pretrain_steps=2)
+    torch.manual_seed(0)
+    fixed = torch.randint(1, 11, (8, 6))  # what the generator "draws" at validation
+    model.sample = lambda n, generator=None, batch_size=256: fixed[:n]
     trainer = _fit(model, max_steps=2, data=data, limit_val_batches=2, val_check_interval=2, check_val_every_n_epoch=None)
     metrics = trainer.logged_metrics
-    assert {f"val/{m}{n}" for m in ("bleu", "self_bleu") for n in (2, 3, 4, 5)} <= set(metrics)
-    assert 0 <= metrics["val/bleu2"] <= 1
+    references = torch.cat([batch[0] for batch in data.val_dataloader()][:2])  # the 2 validation batches
+    expected = text_metrics(model._ids(fixed), model._ids(references))
+    for name in ("bleu2", "bleu3", "bleu4", "bleu5", "self_bleu2", "self_bleu5"):
+        assert_close(metrics[f"val/{name}"].item(), expected[name], rtol=1e-6, atol=1e-6)
+    assert expected["bleu2"] > 0  # random sequences of 10 tokens share bigrams with the held-out ones
     # NLL-oracle is the oracle's NLL per token of the model's samples
-    torch.manual_seed(0)
-    samples = model.sample(8)
-    assert 0 < metrics["val/nll_oracle"] < 2 * torch.log(torch.tensor(11.0))
-    assert samples.shape == (8, 6)
+    assert_close(metrics["val/nll_oracle"].item(), data.oracle.nll(fixed).mean().item(), rtol=1e-6, atol=1e-6)
     assert metrics["val/nll"] > 0
 
 

@@ -7,7 +7,7 @@ from conftest import EXPERIMENTS
 from torch.testing import assert_close
 
 from sagan.commands import main
-from sagan.commands.sample import load_gan
+from sagan.evaluation.checkpoint import load_gan
 from sagan.layers.augment import DiffAugment
 from sagan.losses import GradientPenalty, R1Penalty
 from sagan.models.transgan import TINY, TransGANDiscriminator, TransGANGenerator

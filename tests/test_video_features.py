@@ -7,7 +7,7 @@ import torch
 from conftest import EXPERIMENTS
 from torch.testing import assert_close
 
-from datamodules.moving_digits import MovingDigitsDataModule
+from datamodules.video.moving_digits import MovingDigitsDataModule
 from sagan.commands import main
 from sagan.errors import UsageError
 from sagan.evaluation.metrics import SampleMetrics, SampleQuality, extract, real_statistics
@@ -82,7 +82,7 @@ def test_i3d_takes_clips_channels_first_quantized(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_default_moving_digits_classifier_judges_appearance_and_motion():
-    from sagan.commands.bench_video import reference, shuffled, static
+    from sagan.benchmarks.video import reference, shuffled, static
 
     features = MovingDigitsFeatures().load()  # the default instrument: 800 batches (minutes on CPU)
     assert features.accuracy > 0.2 and features.velocity_error < 0.5

@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 from videofixtures import make_class_video_folder, make_video_folder, moving_square
 
-import datamodules.videofolder as videofolder
-from datamodules.decode import CropResize
-from datamodules.videodecode import pyav_available
-from datamodules.videofolder import VideoFolderDataModule
+import datamodules.video.folder as videofolder
+from datamodules.image.decode import CropResize
+from datamodules.video.decode import pyav_available
+from datamodules.video.folder import VideoFolderDataModule
 from sagan.errors import UsageError
 
 needs_av = pytest.mark.skipif(not pyav_available(), reason="PyAV is not installed")

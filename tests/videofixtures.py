@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from datamodules.videodecode import pyav_available
+from datamodules.video.decode import pyav_available
 
 
 def moving_square(frames: int, width: int = 40, height: int = 32, seed: int = 0) -> list[np.ndarray]:

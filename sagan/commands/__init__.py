@@ -1,16 +1,5 @@
-"""The `sagan` console command: one verb per file of this package, `fit`/`validate`/`test` through the
-LightningCLI (`sagan.cli.SaganCLI`).
-
-    sagan fit|validate|test ...   train or score a module from a YAML experiment (LightningCLI)
-    sagan sample ...              images or sentences from a checkpoint (commands/sample.py)
-    sagan eval ...                FID / IS / KID of a checkpoint (commands/evaluate.py)
-    sagan bench ...               training and data-loading speed (commands/bench.py)
-    sagan bench-quality ...       sample quality for a fixed budget (commands/bench_quality.py)
-    sagan bench-gpu ...           the GPU speed table, with the peers (commands/bench_gpu.py)
-    sagan attention ...           attention maps of a checkpoint as PNG panels (commands/attention.py)
-    sagan export ...              the EMA generator alone: TorchScript, torch.export or ONNX (commands/export.py)
-    sagan interpolate ...         latent and class interpolation as a PNG strip and a GIF (commands/interpolate.py)
-    sagan repair ...              repair images with a repair checkpoint, or damage them (commands/repair.py)
+"""The `sagan` console command: `fit` / `validate` / `test` / `predict` through the LightningCLI
+(`sagan.cli.SaganCLI`), and this project's own verbs, one module each (`VERBS`). `sagan --help` lists them all.
 
 Errors the user can fix end in one line on stderr and exit status 2 (configuration, input files, and
 operating-system errors: a full disk, a read-only or missing folder); a run stopped on purpose (signal,
@@ -29,18 +18,38 @@ from sagan.errors import (
     TrainingStopped, UsageError, describe_os_error, is_peer_failure, os_error_of, peer_failure_line,
 )
 
-# verb -> module of this package whose `main(argv)` runs it; any other verb goes to the LightningCLI
-VERBS = {
-    "sample": "sample",
-    "eval": "evaluate",
-    "bench": "bench",
-    "bench-quality": "bench_quality",
-    "bench-gpu": "bench_gpu",
-    "attention": "attention",
-    "export": "export",
-    "interpolate": "interpolate",
-    "repair": "repair",
+# LightningCLI's verbs: (what it does)
+LIGHTNING_VERBS = {
+    "fit": "train a GAN from a YAML experiment (experiments/*.yaml)",
+    "validate": "score a checkpoint with the run's validation metrics",
+    "test": "score a checkpoint on the test split (text GANs)",
+    "predict": "one EMA sample per held-out image, as PNGs",
 }
+# this project's verbs: (module whose `main(argv)` runs it, what it does)
+VERBS = {
+    "sample": ("sagan.commands.sample", "images, clips, sounds or sentences from a checkpoint"),
+    "eval": ("sagan.commands.evaluate", "the metrics of a checkpoint (FID / IS / KID, repair metrics) as JSON"),
+    "attention": ("sagan.commands.attention", "attention maps of a checkpoint as PNG panels"),
+    "interpolate": ("sagan.commands.interpolate", "a walk through noise and classes as a PNG strip and a GIF"),
+    "export": ("sagan.commands.export", "the EMA generator alone: TorchScript, torch.export or ONNX"),
+    "repair": ("sagan.commands.repair", "repair images with a repair checkpoint, or damage them"),
+    "bench": ("sagan.benchmarks.speed", "training and data-loading speed, as JSON lines"),
+    "bench-quality": ("sagan.benchmarks.quality", "train, then sample quality against the floor and baselines"),
+    "bench-gpu": ("sagan.benchmarks.gpu", "the GPU speed table, with the peers' own code"),
+}
+
+
+def usage() -> str:
+    """`sagan --help`: every verb with one line."""
+    width = max(map(len, [*LIGHTNING_VERBS, *VERBS]))
+    lines = ["usage: sagan <verb> [options]   (sagan <verb> --help: the verb's options)", "",
+             "train and score (LightningCLI):"]
+    lines += [f"  {verb:<{width}}  {what}" for verb, what in LIGHTNING_VERBS.items()]
+    lines += ["", "use a checkpoint:"]
+    lines += [f"  {verb:<{width}}  {what}" for verb, (module, what) in VERBS.items() if module.startswith("sagan.commands")]
+    lines += ["", "measure:"]
+    lines += [f"  {verb:<{width}}  {what}" for verb, (module, what) in VERBS.items() if module.startswith("sagan.benchmarks")]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,8 +63,13 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
     os.environ.setdefault("WANDB_SILENT", "true")
     try:
-        if argv[:1] and argv[0] in VERBS:
-            importlib.import_module(f"sagan.commands.{VERBS[argv[0]]}").main(argv[1:])
+        if argv[:1] in (["-h"], ["--help"]):
+            sys.stdout.write(usage())
+        elif not argv:
+            sys.stderr.write(usage())
+            sys.exit(2)
+        elif argv[0] in VERBS:
+            importlib.import_module(VERBS[argv[0]][0]).main(argv[1:])
         else:
             from sagan.cli import SaganCLI
 

@@ -21,7 +21,7 @@ import lightning as L
 import torch
 import yaml
 
-from sagan.commands.evaluate import build_data_and_metrics
+from sagan.evaluation.checkpoint import build_data_and_metrics
 from sagan.errors import UsageError
 from sagan.tasks.image import ImageGAN
 from sagan.tasks.text import TextGAN

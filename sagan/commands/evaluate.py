@@ -21,93 +21,15 @@ samples, beside the same measure of 100 real images per class (`sagan.evaluation
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-import lightning as L
 import torch
 import yaml
-from jsonargparse import ArgumentParser
 
-from sagan.commands.sample import load_gan
 from sagan.errors import UsageError
-from sagan.evaluation.intra_class import MAX_CLASS_STATISTICS_BYTES, class_statistics_bytes
-from sagan.evaluation.metrics import SampleQuality
-from sagan.evaluation.variety import generated_class_pixel_std, real_class_pixel_std
-from sagan.latent import truncate
+from sagan.evaluation.checkpoint import EvalOptions, evaluate_checkpoint
 from sagan.training.checkpoints import upgrade_config
 from sagan.training.tracking import add_to_wandb_summary
-
-
-def build_data_and_metrics(config: dict, overrides: dict) -> tuple[L.LightningDataModule, SampleQuality]:
-    """The run's data module and a `SampleQuality` from its `metrics` section, updated with `overrides`."""
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(L.LightningDataModule, "data", required=True)
-    parser.add_class_arguments(SampleQuality, "metrics")
-    metrics = {**(config.get("metrics") or {}), **overrides}
-    try:
-        cfg = parser.parse_object({"data": config["data"], "metrics": metrics})
-        init = parser.instantiate_classes(cfg)
-    except (ValueError, TypeError, KeyError) as error:
-        raise UsageError(f"cannot build the evaluation from the run's config: {str(error).splitlines()[0]}") from error
-    return init.data, init.metrics
-
-
-def evaluate_checkpoint(
-    ckpt: Path, config_path: Path, num_samples: int, is_splits: int, features: str | None, device: str,
-    batch_size: int, kid_subsets: int = 100, truncation: float | None = None,
-) -> dict:
-    """Metrics of `num_samples` EMA samples of a checkpoint, as a JSON-ready dict."""
-    if not config_path.is_file():
-        raise UsageError(f"no run config at {config_path}: pass --config <the run's config.yaml>")
-    config = upgrade_config(yaml.safe_load(config_path.read_text()))  # runs of earlier versions too
-    overrides = {
-        "num_samples": num_samples, "is_splits": is_splits, "batch_size": batch_size, "kid_subsets": kid_subsets,
-    }
-    kid_subset_size = (config.get("metrics") or {}).get("kid_subset_size", 1000)
-    overrides["kid_subset_size"] = min(kid_subset_size, num_samples)
-    if features:
-        overrides["features"] = {"class_path": features}
-    elif (config.get("metrics") or {}).get("features", "data") is None:
-        overrides["features"] = "data"  # metrics were off during training: the data module's extractor
-    data, quality = build_data_and_metrics(config, overrides)
-    quality.resolve(data)
-    if not quality.enabled:
-        raise UsageError("the run's data module names no feature extractor; pass --features CLASS")
-    model = load_gan(ckpt, map_location=device)
-    classes = model.num_classes
-    fits = class_statistics_bytes(classes, quality.features) <= MAX_CLASS_STATISTICS_BYTES
-    quality.intra_class_fid = bool(classes) and fits
-    start = time.perf_counter()
-    quality.prepare(data, model.device)
-    sample = model
-    if truncation is not None:  # the same seeded noise, its entries beyond the threshold redrawn
-        rng = torch.Generator().manual_seed(quality.seed + 1)  # redraws: a stream of their own
-        sample = lambda z, y: model(truncate(z, truncation, rng), y)  # noqa: E731
-    results = quality.evaluate(sample, model.generator.z_dim, classes, model.device)
-    global_step = torch.load(ckpt, map_location="cpu", weights_only=True).get("global_step", 0)
-    variety = {}
-    if 0 < classes <= 100:
-        generated = generated_class_pixel_std(sample, model.generator.z_dim, classes, device=model.device)
-        if data.train_set is None:
-            data.setup("fit")
-        real = real_class_pixel_std(data.train_set, classes)
-        variety = {"class_pixel_std": {"generated": [round(float(v), 4) for v in generated],
-                                       "real": [round(float(v), 4) for v in real],
-                                       "generated_mean": float(generated.nanmean()), "real_mean": float(real.nanmean())}}
-    return {
-        "checkpoint": str(ckpt),
-        "generator_steps": global_step // (model.n_critic + 1),
-        "num_samples": num_samples,
-        "truncation": truncation,
-        "features": f"{type(quality.features).__module__}.{type(quality.features).__qualname__}",
-        "features_fingerprint": quality.features.fingerprint,
-        "data_fingerprint": data.fingerprint,
-        "real_images": int(quality.real["n"]),
-        "metrics": {quality.features.metric_key(name): float(value) for name, value in results.items()},
-        **variety,
-        "seconds": round(time.perf_counter() - start, 1),
-    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -136,17 +58,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.truncation is not None and not args.truncation > 0:
         raise UsageError(f"--truncation must be > 0, got {args.truncation}")
     config = Path(args.config) if args.config else ckpt.resolve().parent.parent / "config.yaml"
-    from sagan.commands import bench_repair
-
-    if bench_repair.is_repair_run(config):  # image repair: PSNR / SSIM / hole L1 / FID / KID of its repairs
-        if args.truncation is not None:
-            raise UsageError("--truncation: a repair run draws no noise to truncate")
-        result = bench_repair.evaluate_checkpoint(ckpt, config, args.features, args.device, args.kid_subsets)
-    else:
-        result = evaluate_checkpoint(
-            ckpt, config, args.num_samples, args.is_splits, args.features, args.device, args.batch_size,
-            args.kid_subsets, args.truncation,
-        )
+    options = EvalOptions(args.num_samples, args.is_splits, args.kid_subsets, args.features, args.batch_size,
+                          args.truncation, args.device)
+    result = evaluate_checkpoint(ckpt, config, options)  # what is measured follows from the module's type
     suffix = "" if args.truncation is None else f"_truncation{args.truncation:g}"
     out = Path(args.out) if args.out else ckpt.with_name(f"{ckpt.stem}_eval{suffix}.json")
     out.write_text(json.dumps(result, indent=2) + "\n")

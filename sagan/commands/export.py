@@ -29,8 +29,8 @@ import yaml
 from torch import nn
 from torch.nn.utils import parametrize
 
-from sagan.commands.evaluate import build_data_and_metrics
-from sagan.commands.sample import load_gan
+from sagan.evaluation.checkpoint import build_data_and_metrics
+from sagan.evaluation.checkpoint import load_gan
 from sagan.errors import UsageError
 from sagan.tasks.image import ImageGAN
 from sagan.training.checkpoints import data_facts, upgrade_config

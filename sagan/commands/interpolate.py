@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from sagan.commands.sample import load_gan
+from sagan.evaluation.checkpoint import load_gan
 from sagan.errors import UsageError
 from sagan.latent import class_weights, path, seed_noise
 from sagan.training.sample_grid import to_grid

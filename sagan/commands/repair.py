@@ -144,8 +144,8 @@ def jobs(image: Path, mask: Path | None, out: Path) -> list[tuple[Path, Path | N
 def damage(triples, kind: str, seed: int, folder: bool = False) -> list[str]:
     """Writes a damaged copy of each clean image and its mask (255 = hole / damaged pixel): `<out stem>_mask.png`
     beside one file; for a folder `<out>/masks/<name>.png`, so that `--image <out> --mask <out>/masks` repairs them."""
-    from datamodules.degrade import Degradation
-    from datamodules.masks import KINDS, MaskGenerator
+    from datamodules.repair.degrade import Degradation
+    from datamodules.repair.masks import KINDS, MaskGenerator
 
     loaded = [(read_image(path), out) for path, _, out in triples]  # every file read before anything is written
     lines = []
@@ -165,7 +165,7 @@ def damage(triples, kind: str, seed: int, folder: bool = False) -> list[str]:
     return lines
 
 
-# The restoration presets of datamodules.degrade by the names --damage takes (its "scratches" are holes).
+# The restoration presets of datamodules.repair.degrade by the names --damage takes (its "scratches" are holes).
 PRESETS_BY_NAME = {"painted_scratches": "scratches"}
 
 
@@ -199,8 +199,8 @@ def repair(triples, model: RepairGAN, invert: bool, size: str | None) -> list[st
 
 
 def main(argv: list[str] | None = None) -> None:
-    from datamodules.degrade import PRESETS
-    from datamodules.masks import KINDS
+    from datamodules.repair.degrade import PRESETS
+    from datamodules.repair.masks import KINDS
 
     damages = [*KINDS, *(name for name in PRESETS if name not in KINDS), *PRESETS_BY_NAME]
     parser = argparse.ArgumentParser(

@@ -32,11 +32,6 @@ from sagan.training.sample_grid import to_grid
 from sagan.visualization.render import labelled_columns
 
 
-def load_gan(ckpt: str | Path, map_location: str = "cpu") -> ImageGAN:
-    """The image GAN of a `sagan fit` checkpoint."""
-    return load_module(ckpt, map_location, ImageGAN)
-
-
 def labels_for(label: str, n: int, num_classes: int) -> torch.Tensor | None:
     """Labels of `n` samples: `all` cycles through the classes, an integer fixes one class."""
     if not num_classes:

@@ -103,6 +103,14 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+class PrecomputedFeatures(nn.Identity):
+    """The "feature extractor" handed to torchmetrics' metrics: the features are computed before `update`."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+
 class FeatureExtractor(nn.Module, ABC):
     """Base class: `forward(x) -> (features, logits)` for images in [-1, 1]; `load()` before use.
 
@@ -271,7 +279,7 @@ def train_digits_classifier(epochs: int = 20, seed: int = 0) -> tuple[DigitsCNN,
 
 
 def _train_digits_classifier(epochs: int, seed: int) -> tuple[DigitsCNN, float]:
-    from datamodules.digits import digits_tensors, held_out_split
+    from datamodules.image.digits import digits_tensors, held_out_split
 
     images, labels = digits_tensors(32, 1)
     train, held = held_out_split(labels, 0.1, 0)

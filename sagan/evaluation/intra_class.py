@@ -12,7 +12,7 @@ import warnings
 
 import torch
 
-from sagan.evaluation.features import FeatureExtractor
+from sagan.evaluation.features import FeatureExtractor, PrecomputedFeatures
 
 #: Largest per-class real statistics kept (K classes x D x D float64 sums): 1,000 ImageNet classes in
 #: Inception's 2048-d features would need 34 GB; 10 CIFAR-10 classes need 0.34 GB.
@@ -44,8 +44,6 @@ def intra_class_fid(features: torch.Tensor, labels: torch.Tensor, real: dict[str
     """
     from torchmetrics.image import FrechetInceptionDistance
 
-    from sagan.evaluation.metrics import _Precomputed
-
     distances = []
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
@@ -53,7 +51,7 @@ def intra_class_fid(features: torch.Tensor, labels: torch.Tensor, real: dict[str
             mine = features[labels == c]
             if len(mine) < 2 or real["class_n"][c] < 2:
                 continue
-            fid = FrechetInceptionDistance(_Precomputed(features.shape[1]), reset_real_features=False,
+            fid = FrechetInceptionDistance(PrecomputedFeatures(features.shape[1]), reset_real_features=False,
                                            sync_on_compute=False).to(features.device)
             fid.real_features_sum = real["class_sum"][c].to(features.device)
             fid.real_features_cov_sum = real["class_cov_sum"][c].to(features.device)

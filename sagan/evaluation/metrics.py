@@ -22,11 +22,10 @@ from typing import Literal
 
 import lightning as L
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from sagan.errors import UsageError, check_ranges
-from sagan.evaluation.features import FeatureExtractor, atomic_save, default_cache_dir
+from sagan.evaluation.features import FeatureExtractor, PrecomputedFeatures, atomic_save, default_cache_dir
 from sagan.evaluation.intra_class import (
     MAX_CLASS_STATISTICS_BYTES,
     class_statistics,
@@ -36,14 +35,6 @@ from sagan.evaluation.intra_class import (
 
 CACHE_VERSION = 1
 FAST_DEV_RUN_IMAGES = 64  # generated and real images per evaluation under `trainer.fast_dev_run`
-
-
-class _Precomputed(nn.Identity):
-    """The "feature extractor" handed to torchmetrics: features are computed before `update`."""
-
-    def __init__(self, num_features: int):
-        super().__init__()
-        self.num_features = num_features
 
 
 def _rank_world() -> tuple[int, int]:
@@ -224,7 +215,7 @@ class SampleMetrics:
 
         out: dict[str, torch.Tensor] = {}
         device = features.device
-        extractor = _Precomputed(features.shape[1])
+        extractor = PrecomputedFeatures(features.shape[1])
         with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
             warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
             torch.manual_seed(self.seed)
@@ -346,7 +337,7 @@ class SampleQuality(L.Callback):
         self.features.load().to(device)
         fingerprint = getattr(datamodule, "fingerprint", None)
         if fingerprint is None:
-            raise UsageError("sample metrics need a data module with a `fingerprint` (see datamodules/image.py)")
+            raise UsageError("sample metrics need a data module with a `fingerprint` (see datamodules/image/base.py)")
         key = self.cache.key(fingerprint, self.features.fingerprint, self.num_real, self.kid_real, self.seed)
         classes = self._intra_class_classes(datamodule)
         key += f"|classes={classes}" if classes else ""  # per-class sums as well

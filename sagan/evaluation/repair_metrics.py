@@ -10,7 +10,7 @@ Conventions (the same in validation, `make eval` and `sagan bench-quality --only
   range of 2, which equals the usual definitions on images in [0, 1]; PSNR is per image, capped at
   100 dB (an exact image), then averaged. `l1_hole` is the mean absolute error over hole pixels and
   channels in [0, 1] units (per image, then averaged; images without holes are left out).
-- Buckets by hole ratio r (`datamodules.masks.BUCKETS`): small 0 < r <= 0.3, large 0.3 < r <= 0.6.
+- Buckets by hole ratio r (`datamodules.repair.masks.BUCKETS`): small 0 < r <= 0.3, large 0.3 < r <= 0.6.
   Keys: `<prefix><metric>_<bucket>` (`val/psnr_small`, `val/ssim_large`, `val/l1_hole_small`,
   `val/lpips_large`, `val/digits_fid_large`, `val/kid_small`, ...) and, over all images, `<prefix><metric>`
   (`val/psnr`, ...). FID / KID carry the extractor's prefix (`digits_` for the digits classifier, none
@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from datamodules.masks import BUCKETS
+from datamodules.repair.masks import BUCKETS
 from sagan.errors import UsageError
 from sagan.evaluation.features import FeatureExtractor
 from sagan.evaluation.metrics import SampleMetrics, SampleQuality, _gather
@@ -270,7 +270,7 @@ def evaluate_repair(
     repair: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None, data, evaluation: RepairEvaluation,
     device: torch.device | str = "cpu", prefix: str = "", limit: int | None = None,
 ) -> dict[str, float]:
-    """Scores a repair function on the validation split of a `datamodules.repair.RepairDataModule` with
+    """Scores a repair function on the validation split of a `datamodules.repair.damaged.RepairDataModule` with
     its fixed masks / damage (what `make eval` and the repair benchmark report).
 
     Args:

@@ -109,7 +109,7 @@ def train_spoken_digits_classifier(epochs: int = 12, seed: int = 0) -> tuple[Spo
 
 
 def _train(epochs: int, seed: int) -> tuple[SpokenDigitsCNN, float]:
-    from datamodules.spoken_digits import spoken_digits
+    from datamodules.audio.spoken_digits import spoken_digits
 
     x, y = spoken_digits("train")
     held_x, held_y = spoken_digits("val")

@@ -79,7 +79,7 @@ def train_moving_digits_classifier(steps: int, seed: int = 0, batch_size: int = 
     thread (the same weights on every machine); returns it (eval mode), and on as many clips of the held-out
     digits (at most 512) the fraction whose set of digits it names exactly and its velocity error (pixels
     per frame)."""
-    from datamodules.moving_digits import MovingDigitsDataModule
+    from datamodules.video.moving_digits import MovingDigitsDataModule
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -16,6 +16,7 @@ from torch import nn
 from sagan.errors import check_ranges
 from sagan.layers.attention import ATTENTION_BLOCKS
 from sagan.layers.blocks import DiscriminatorBlock, GeneratorBlock, sn_conv
+from sagan.layers.heads import ClassProjection
 from sagan.layers.norm import spectral_norm
 
 # Multipliers of `width`: the generator's 4x4 input, then the output of each up-block.
@@ -178,7 +179,7 @@ class SAGANDiscriminator(nn.Module):
                 self.attention[str(i)] = ATTENTION_BLOCKS[attention](in_channels, num_heads=attn_heads)
                 placed.add(res)
         self.linear = spectral_norm(nn.Linear(in_channels, 1))
-        self.embed = spectral_norm(nn.Embedding(num_classes, in_channels)) if num_classes else None
+        self.embed = spectral_norm(ClassProjection(num_classes, in_channels)) if num_classes else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         # x: [N, channels, image_size, image_size], y: [N] class indices or None -> [N / pack] logits
@@ -195,7 +196,7 @@ class SAGANDiscriminator(nn.Module):
         h = F.relu(h).sum(dim=(2, 3))  # [N, C]
         logits = self.linear(h).squeeze(1)
         if self.embed is not None:
-            logits = logits + (self.embed(y) * h).sum(dim=1)
+            logits = logits + self.embed.project(y, h)
         return logits
 
 

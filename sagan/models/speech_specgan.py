@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sagan.errors import check_ranges
+from sagan.layers.heads import ClassProjection
 from sagan.layers.norm import ModulatedLayerNorm
 from sagan.layers.position import PositionalEncoding2d
 from sagan.layers.stft import InverseSTFT
@@ -331,7 +332,7 @@ class SpectrogramDiscriminator(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.pool = linear(tokens * dim, dim, spectral_norm) if pooling == "flatten" else None
         self.head = linear(dim, 1, spectral_norm)
-        self.embed = lipschitz(nn.Embedding(num_classes, dim), spectral_norm) if num_classes else None
+        self.embed = lipschitz(ClassProjection(num_classes, dim), spectral_norm) if num_classes else None
         self.wave = (MultiScaleWaveDiscriminator(num_samples, sample_rate, num_classes, wave_scales, kernel_size=11,
                                                  spectral_norm=spectral_norm) if wave_scales else None)
 
@@ -344,7 +345,7 @@ class SpectrogramDiscriminator(nn.Module):
         features = h.mean(dim=1) if self.pool is None else F.leaky_relu(self.pool(h.flatten(1)), 0.2)  # [N, dim]
         logits = self.head(features).squeeze(1)
         if self.embed is not None:
-            logits = logits + (self.embed(y) * features).sum(dim=1)
+            logits = logits + self.embed.project(y, features)
         if self.wave is not None:
             logits = (logits + self.wave(x, y)) / 2
         return logits

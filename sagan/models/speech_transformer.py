@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sagan.errors import check_ranges
+from sagan.layers.heads import ClassProjection
 from sagan.layers.norm import ModulatedLayerNorm
 from sagan.layers.position import PositionalEncoding2d
 from sagan.layers.stft import InverseSTFT
@@ -196,7 +197,7 @@ class WaveScaleDiscriminator(nn.Module):
         )
         self.norm = nn.LayerNorm(dim)
         self.head = linear(dim, 1, spectral_norm)
-        self.embed = lipschitz(nn.Embedding(num_classes, dim), spectral_norm) if num_classes else None
+        self.embed = lipschitz(ClassProjection(num_classes, dim), spectral_norm) if num_classes else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         # x: [N, 1, L], y: [N] or None -> [N] logits
@@ -206,7 +207,7 @@ class WaveScaleDiscriminator(nn.Module):
         features = self.norm(h).mean(dim=1)  # [N, dim]
         logits = self.head(features).squeeze(1)
         if self.embed is not None:
-            logits = logits + (self.embed(y) * features).sum(dim=1)
+            logits = logits + self.embed.project(y, features)
         return logits
 
 

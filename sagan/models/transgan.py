@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sagan.errors import check_ranges
+from sagan.layers.heads import ClassProjection
 from sagan.layers.norm import ModulatedLayerNorm, embed_classes
 from sagan.layers.position import PositionalEncoding2d
 from sagan.layers.transformer import (
@@ -250,7 +251,7 @@ class TransGANDiscriminator(nn.Module):
         )
         self.norm = nn.LayerNorm(dim)
         self.head = linear(dim, 1, spectral_norm)
-        self.embed = lipschitz(nn.Embedding(num_classes, dim), spectral_norm) if num_classes else None
+        self.embed = lipschitz(ClassProjection(num_classes, dim), spectral_norm) if num_classes else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         # x: [N, channels, image_size, image_size], y: [N] class indices or None -> [N] logits
@@ -263,7 +264,7 @@ class TransGANDiscriminator(nn.Module):
         features = h[:, 0] if self.cls_token is not None else h.mean(dim=1)  # [N, dim]
         logits = self.head(features).squeeze(1)
         if self.embed is not None:
-            logits = logits + (self.embed(y) * features).sum(dim=1)
+            logits = logits + self.embed.project(y, features)
         return logits
 
 
@@ -343,7 +344,7 @@ class TransGANMultiScaleDiscriminator(nn.Module):
         self.last_block = block(dim, 0)
         self.norm = nn.LayerNorm(dim)
         self.head = linear(dim, 1, spectral_norm)
-        self.embed = lipschitz(nn.Embedding(num_classes, dim), spectral_norm) if num_classes else None
+        self.embed = lipschitz(ClassProjection(num_classes, dim), spectral_norm) if num_classes else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         # x: [N, channels, image_size, image_size], y: [N] class indices or None -> [N] logits
@@ -360,7 +361,7 @@ class TransGANMultiScaleDiscriminator(nn.Module):
         features = self.norm(self.last_block(h))[:, 0]  # [N, dim]
         logits = self.head(features).squeeze(1)
         if self.embed is not None:
-            logits = logits + (self.embed(y) * features).sum(dim=1)
+            logits = logits + self.embed.project(y, features)
         return logits
 
 

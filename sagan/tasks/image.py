@@ -10,14 +10,10 @@ Runs that survive: a step whose loss or gradients are not finite is skipped on t
 `max_nonfinite` consecutive skipped steps of one network the run stops with a checkpoint. Checkpoints
 carry the random generators' states, so a resumed run draws the noise the uninterrupted run would have
 drawn. Under several processes each network has its own DDP wrapper (`distribute`, sagan/training/distributed.py).
-These mechanisms are shared with the text GAN as mixins: `PerNetworkDDP`, `SkipNonFiniteSteps`,
-`TrainingRandomState`.
+These mechanisms, the optimizers, the schedule, step counting and the EMA come from `AdversarialTask`
+(sagan/tasks/base.py), shared with the repair and text GANs.
 """
 
-import copy
-import warnings
-
-import lightning as L
 import torch
 from torch import nn
 
@@ -25,15 +21,13 @@ from sagan.errors import UsageError, check_ranges
 from sagan.layers.attention import SelfAttention2d
 from sagan.layers.norm import frozen_spectral_norm
 from sagan.losses import AdversarialLoss, HingeLoss, Penalty
+from sagan.tasks.base import AdversarialTask
 from sagan.training.checkpoints import data_facts
-from sagan.training.distributed import PerNetworkDDP, check_strategy
-from sagan.training.ema import ema_update
-from sagan.training.nonfinite import NonFiniteSteps, SkipNonFiniteSteps
-from sagan.training.resume import TrainingRandomState
+from sagan.training.distributed import check_strategy
 from sagan.visualization.panels import image_gan_panels
 
 
-class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.LightningModule):
+class ImageGAN(AdversarialTask):
     """Adversarial training of a generator G(z, y) -> image against a discriminator D(image, y) -> logit.
 
     Args:
@@ -86,33 +80,21 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         max_nonfinite: int = 10,
         mode_seeking: float = 0.0,
     ):
-        super().__init__()
-        with warnings.catch_warnings():  # networks built outside the CLI are saved in the state dict
-            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`")
-            self.save_hyperparameters()
-        for name in ("generator", "discriminator", "augment"):
-            if isinstance(self.hparams.get(name), nn.Module):
-                del self.hparams[name]
-        check_ranges(
-            "ImageGAN", lr_g=(lr_g, "[0, inf)"), lr_d=(lr_d, "[0, inf)"), betas=(betas, "[0, 1)"),
-            n_critic=(n_critic, "[1, inf)"), ema_decay=(ema_decay, "[0, 1)"), ema_start=(ema_start, "[0, inf)"),
-            grad_clip=(grad_clip, "[0, inf)"), grid_size=(grid_size, "[1, inf)"),
-            max_nonfinite=(max_nonfinite, "[1, inf)"), mode_seeking=(mode_seeking, "[0, inf)"),
+        super().__init__(
+            generator, discriminator, lr_g=lr_g, lr_d=lr_d, betas=betas, n_critic=n_critic, grad_clip=grad_clip,
+            grid_size=grid_size, max_nonfinite=max_nonfinite, ema_decay=ema_decay, ema_start=ema_start,
+            not_saved=("augment",),
         )
+        check_ranges(type(self).__name__, mode_seeking=(mode_seeking, "[0, inf)"))
         if compile_backend not in torch._dynamo.list_backends(exclude_tags=()):
             raise ValueError(
                 f"ImageGAN: compile_backend must be one of {torch._dynamo.list_backends(exclude_tags=())}, "
                 f"got {compile_backend!r}"
             )
-        self.automatic_optimization = False
         self.mode_seeking = mode_seeking
-        self.generator = generator
-        self.discriminator = discriminator
-        self.generator_ema = copy.deepcopy(generator).requires_grad_(False).eval()
         self.loss = loss
         self.penalty = penalty
         self.augment = augment
-        self.n_critic = n_critic
         self.num_classes = generator.num_classes
         noise = torch.Generator().manual_seed(0)
         self.register_buffer("grid_z", torch.randn(grid_size, generator.z_dim, generator=noise))
@@ -123,17 +105,10 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
             for name, module in net.named_modules()
             if isinstance(module, SelfAttention2d)
         ]
-        self.data_parallel: dict[str, nn.Module] = {}  # per-network DDP wrappers, see sagan/training/distributed.py
-        self.nonfinite = NonFiniteSteps(networks=2, limit=max_nonfinite)  # D: 0, G: 1
         self._compiled: dict = {}  # the compiled step graphs, see `_graph`
         self.data_facts: dict = {}  # the data's class names and fingerprint, kept in checkpoints
 
     # ----------------------------------------------------------------------------------- sampling
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.generator_ema.eval()  # the average is only ever used for inference
-        return self
-
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         # z: [N, z_dim], y: [N] or None -> [N, C, H, W] images in [-1, 1] from the EMA generator
         return self.generator_ema(z, y if self.num_classes else None)
@@ -152,19 +127,9 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         return self(self.grid_z, self.grid_y)
 
     @property
-    def generator_steps(self) -> int:
-        """Generator iterations done so far."""
-        return self.global_step // (self.n_critic + 1)
-
-    @property
     def discriminator_pack(self) -> int:
         """Images per discriminator logit (PacGAN packing; 1 for a plain discriminator)."""
         return getattr(self.discriminator, "pack", 1)
-
-    @staticmethod
-    def optimizer_steps(g_iters: int, config) -> int:
-        """Optimizer steps (`trainer.max_steps`) of a run of `g_iters` generator iterations."""
-        return g_iters * (config.get("n_critic", 1) + 1)
 
     # ------------------------------------------------------------------------------------- losses
     def critic(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -241,13 +206,6 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         return self._compiled.get(name) or getattr(self, name)
 
     # ----------------------------------------------------------------------------------- training
-    def configure_optimizers(self):
-        # Fused Adam: one kernel per step, and it takes `found_inf` to skip a step on the device (`_step`).
-        betas = tuple(self.hparams.betas)
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_g, betas=betas, fused=True)
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr_d, betas=betas, fused=True)
-        return opt_g, opt_d
-
     def setup(self, stage: str) -> None:
         self.data_facts = data_facts(getattr(self.trainer, "datamodule", None)) or self.data_facts
         if stage == "fit":  # validation and tests compute no gradients: any DDP strategy does
@@ -275,32 +233,29 @@ class ImageGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightni
         real, y_real = batch
         y_real = y_real if self.num_classes else None
         n = real.shape[0]
-        opt_g, opt_d = self.optimizers()
-        generator_turn = self.global_step % (self.n_critic + 1) == self.n_critic - 1
+        generator_turn = self.generator_turn()
 
         z, y_fake = self.sample_noise(n)
-        with self.toggled_optimizer(opt_d), frozen_spectral_norm(self.generator):
+        with self.toggled_optimizer(self.optimizer("discriminator")), frozen_spectral_norm(self.generator):
             d_loss, stats, fake = self._graph("_discriminator_forward")(real, y_real, z, y_fake)
             d_loss, stats = self._add_penalty(d_loss, stats, real, fake, y_real, y_fake)
-            self._step(opt_d, d_loss, 0)
+            self.take_step("discriminator", d_loss, "discriminator")
         self.log_dict({"train/d_loss": d_loss.detach(), **stats}, batch_size=n)  # the progress bar shows train/*loss
 
         if generator_turn:
             z, y_fake = self.sample_noise(n, paired=self.mode_seeking > 0)
-            with self.toggled_optimizer(opt_g), frozen_spectral_norm(self.discriminator):
+            with self.toggled_optimizer(self.optimizer("generator")), frozen_spectral_norm(self.discriminator):
                 g_loss = self._graph("_generator_forward")(z, y_fake, real, y_real)
-                self._step(opt_g, g_loss, 1)
-            decay = self.hparams.ema_decay if self.generator_steps > self.hparams.ema_start else 0.0
-            ema_update(self.generator_ema, self.generator, decay)
+                self.take_step("generator", g_loss, "generator")
+            self.update_ema()
             self.log("train/g_loss", g_loss.detach(), batch_size=n)
             self._log_state()
-        self.log("train/skipped_steps", self.nonfinite.total.clone())
+        self.log_skipped_steps()
 
     def _log_state(self) -> None:
         """Learning rates and attention gates (no host sync: the logger reads them when it writes)."""
-        opt_g, opt_d = self.optimizers()
-        self.log("train/lr_g", opt_g.param_groups[0]["lr"])
-        self.log("train/lr_d", opt_d.param_groups[0]["lr"])
+        self.log("train/lr_g", self.optimizer("generator").param_groups[0]["lr"])
+        self.log("train/lr_d", self.optimizer("discriminator").param_groups[0]["lr"])
         for name, gamma in self._gammas:
             self.log(name, gamma.detach())
 

@@ -1,6 +1,6 @@
 """The LightningModule that trains a network to repair damaged images: inpainting and blind restoration.
 
-Batches are `(damaged, mask, clean, label)` (datamodules/repair.py; mask 1 = hole). The generator sees
+Batches are `(damaged, mask, clean, label)` (datamodules/repair/damaged.py; mask 1 = hole). The generator sees
 the damaged image and, for inpainting, the mask; its output is *composited*: known pixels are copied from
 the input, so only the holes are generated (`composite`). Blind restoration (`task="restore"`) gives the
 generator the damaged image alone and keeps its whole output; the mask is then the damage map, used by
@@ -11,15 +11,13 @@ batch also a generator step (`global_step = generator_iterations * (n_critic + 1
 The generator's losses: hinge (or any `AdversarialLoss`) on the SN-PatchGAN's patch logits, L1 to the
 clean image with hole pixels weighted `hole_weight` times the known ones, and feature matching (L1 between
 the discriminator's activations on the repaired and the clean image), which stands in for a perceptual
-loss whose network weights cannot be downloaded here. EMA of the generator, per-network DDP, skipping of
-non-finite steps and exact resume are the shared mixins of sagan/training.
+loss whose network weights cannot be downloaded here. The optimizers, the schedule, step counting, the EMA of
+the generator, per-network DDP, skipping of non-finite steps and exact resume come from `AdversarialTask`
+(sagan/tasks/base.py).
 """
 
-import copy
-import warnings
 from typing import Literal
 
-import lightning as L
 import torch
 from torch import nn
 from torch.utils.data import default_collate
@@ -29,16 +27,14 @@ from sagan.evaluation.metrics import SampleQuality
 from sagan.evaluation.repair_metrics import RepairEvaluation, composite
 from sagan.layers.norm import frozen_spectral_norm
 from sagan.losses import AdversarialLoss, HingeLoss
-from sagan.training.distributed import PerNetworkDDP, check_strategy
-from sagan.training.ema import ema_update
-from sagan.training.nonfinite import NonFiniteSteps, SkipNonFiniteSteps
-from sagan.training.resume import TrainingRandomState
+from sagan.tasks.base import AdversarialTask
+from sagan.training.distributed import check_strategy
 from sagan.training.sample_grid import attention_picture
 
 TASKS = ("inpaint", "restore")
 
 
-class RepairGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.LightningModule):
+class RepairGAN(AdversarialTask):
     """Adversarial training of a repair generator G(damaged, mask) against a patch discriminator D(image, mask).
 
     Args:
@@ -86,13 +82,11 @@ class RepairGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightn
         evaluation: RepairEvaluation | None = None,
         max_nonfinite: int = 10,
     ):
-        super().__init__()
-        with warnings.catch_warnings():  # networks built outside the CLI are saved in the state dict
-            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`")
-            self.save_hyperparameters()
-        for name in ("generator", "discriminator", "evaluation"):
-            if isinstance(self.hparams.get(name), (nn.Module, RepairEvaluation)):
-                del self.hparams[name]
+        super().__init__(
+            generator, discriminator, lr_g=lr_g, lr_d=lr_d, betas=betas, n_critic=n_critic, grad_clip=grad_clip,
+            grid_size=grid_size, max_nonfinite=max_nonfinite, ema_decay=ema_decay, ema_start=ema_start,
+            not_saved=("evaluation",),
+        )
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         for name, net in (("generator", generator), ("discriminator", discriminator)):
@@ -102,28 +96,14 @@ class RepairGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightn
         check_ranges(
             "RepairGAN", adversarial_weight=(adversarial_weight, "[0, inf)"), l1_weight=(l1_weight, "[0, inf)"),
             hole_weight=(hole_weight, "(0, inf)"), feature_matching_weight=(feature_matching_weight, "[0, inf)"),
-            lr_g=(lr_g, "[0, inf)"), lr_d=(lr_d, "[0, inf)"), betas=(betas, "[0, 1)"), n_critic=(n_critic, "[1, inf)"),
-            ema_decay=(ema_decay, "[0, 1)"), ema_start=(ema_start, "[0, inf)"), grad_clip=(grad_clip, "[0, inf)"),
-            grid_size=(grid_size, "[1, inf)"), max_nonfinite=(max_nonfinite, "[1, inf)"),
         )
-        self.automatic_optimization = False
-        self.generator = generator
-        self.discriminator = discriminator
-        self.generator_ema = copy.deepcopy(generator).requires_grad_(False).eval()
-        self.task, self.loss, self.n_critic = task, loss, n_critic
+        self.task, self.loss = task, loss
         self.inpainting = task == "inpaint"
         self.grid_nrow = 3 * min(grid_size, 4)  # damaged | repaired | original, up to 4 images a row
         self._grid: list[torch.Tensor] | None = None  # fixed validation items, fetched on first use
         self.evaluation = evaluation or RepairEvaluation(features=None, lpips=False, buckets=self.inpainting)
-        self.data_parallel: dict[str, nn.Module] = {}
-        self.nonfinite = NonFiniteSteps(networks=2, limit=max_nonfinite)  # D: 0, G: 1
 
     # ----------------------------------------------------------------------------------- repairing
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.generator_ema.eval()
-        return self
-
     def _hole(self, mask: torch.Tensor | None) -> torch.Tensor | None:
         return mask if self.inpainting else None
 
@@ -142,16 +122,6 @@ class RepairGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightn
     def forward(self, damaged: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         # damaged: [N, C, H, W], mask: [N, 1, H, W] or None -> [N, C, H, W] repaired, in [-1, 1]
         return self.repair(damaged, mask)
-
-    @property
-    def generator_steps(self) -> int:
-        """Generator iterations done so far."""
-        return self.global_step // (self.n_critic + 1)
-
-    @staticmethod
-    def optimizer_steps(g_iters: int, config) -> int:
-        """Optimizer steps (`trainer.max_steps`) of a run of `g_iters` generator iterations."""
-        return g_iters * (config.get("n_critic", 1) + 1)
 
     # ------------------------------------------------------------------------------------- losses
     def _output(self, output: torch.Tensor, damaged: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -194,12 +164,6 @@ class RepairGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightn
         return loss, stats
 
     # ----------------------------------------------------------------------------------- training
-    def configure_optimizers(self):
-        betas = tuple(self.hparams.betas)
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_g, betas=betas, fused=True)
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr_d, betas=betas, fused=True)
-        return opt_g, opt_d
-
     def setup(self, stage: str) -> None:
         if stage == "fit":
             check_strategy(getattr(self.trainer, "strategy", None))
@@ -218,29 +182,23 @@ class RepairGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightn
     def training_step(self, batch, batch_idx: int) -> None:
         damaged, mask, clean, _ = batch
         n = clean.shape[0]
-        opt_g, opt_d = self.optimizers()
-        generator_turn = self.global_step % (self.n_critic + 1) == self.n_critic - 1
+        generator_turn = self.generator_turn()
         if generator_turn:  # one forward pass of G serves D's step (detached) and G's own
             output = self._net("generator")(damaged, self._hole(mask))
         else:
             with torch.no_grad():
                 output = self.generator(damaged, self._hole(mask))
-        with self.toggled_optimizer(opt_d):
+        with self.toggled_optimizer(self.optimizer("discriminator")):
             d_loss, stats = self.discriminator_loss(clean, self._output(output, damaged, mask), mask)
-            self._step(opt_d, d_loss, 0)
+            self.take_step("discriminator", d_loss, "discriminator")
         self.log_dict({"train/d_loss": d_loss.detach(), **stats}, batch_size=n)
-        self.log("loss/d", d_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
         if generator_turn:
-            with self.toggled_optimizer(opt_g):
+            with self.toggled_optimizer(self.optimizer("generator")):
                 g_loss, stats = self.generator_loss(output, damaged, mask, clean)
-                self._step(opt_g, g_loss, 1)
-            decay = self.hparams.ema_decay if self.generator_steps > self.hparams.ema_start else 0.0
-            ema_update(self.generator_ema, self.generator, decay)
+                self.take_step("generator", g_loss, "generator")
+            self.update_ema()
             self.log_dict({"train/g_loss": g_loss.detach(), **stats}, batch_size=n)
-            self.log(
-                "loss/g", g_loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True
-            )
-        self.log("train/skipped_steps", self.nonfinite.total.clone())
+        self.log_skipped_steps()
 
     def on_validation_epoch_start(self) -> None:
         super().on_validation_epoch_start()

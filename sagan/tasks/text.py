@@ -26,10 +26,8 @@ with a non-finite loss or gradient skipped on the device and counted in `train/s
 of `max_nonfinite` of them stops with a checkpoint (`SkipNonFiniteSteps`; MLE steps count as G's).
 """
 
-import warnings
 from typing import Literal
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,15 +35,14 @@ from torch import nn
 from sagan.errors import check_ranges
 from sagan.evaluation.text_metrics import text_metrics
 from sagan.losses import AdversarialLoss, RelativisticLoss
-from sagan.training.distributed import PerNetworkDDP, check_strategy
-from sagan.training.nonfinite import NonFiniteSteps, SkipNonFiniteSteps
-from sagan.training.resume import TrainingRandomState
+from sagan.tasks.base import AdversarialTask
+from sagan.training.distributed import check_strategy
 from sagan.training.sample_grid import log_text_table
 from sagan.visualization.panels import text_gan_panels
 from sagan.vocabulary import Vocabulary, check_vocabulary
 
 
-class TextGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.LightningModule):
+class TextGAN(AdversarialTask):
     """MLE pre-training, then adversarial training, of a token-sequence generator.
 
     Args:
@@ -96,32 +93,23 @@ class TextGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightnin
         compile_mode: str | None = None,
         max_nonfinite: int = 10,
     ):
-        super().__init__()
-        with warnings.catch_warnings():  # networks built outside the CLI are saved in the state dict
-            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`")
-            self.save_hyperparameters(ignore=["vocabulary"])  # saved in the checkpoint by on_save_checkpoint
-        for name in ("generator", "discriminator"):
-            if isinstance(self.hparams.get(name), nn.Module):
-                del self.hparams[name]
+        super().__init__(
+            generator, discriminator, lr_g=lr_g, lr_d=lr_d, betas=betas, n_critic=n_critic, grad_clip=grad_clip,
+            grid_size=grid_size, max_nonfinite=max_nonfinite, not_saved=("vocabulary",),  # it has its own checkpoint entry
+        )
         check_ranges(
             "TextGAN", pretrain_steps=(pretrain_steps, "[0, inf)"), lr_mle=(lr_mle, "[0, inf)"),
-            lr_g=(lr_g, "[0, inf)"), lr_d=(lr_d, "[0, inf)"), betas=(betas, "[0, 1)"), n_critic=(n_critic, "[1, inf)"),
-            beta_max=(beta_max, "[1, inf)"), beta_steps=(beta_steps, "[1, inf)"), grad_clip=(grad_clip, "[0, inf)"),
-            num_eval_samples=(num_eval_samples, "[0, inf)"), grid_size=(grid_size, "[1, inf)"),
-            max_nonfinite=(max_nonfinite, "[1, inf)"),
+            beta_max=(beta_max, "[1, inf)"), beta_steps=(beta_steps, "[1, inf)"),
+            num_eval_samples=(num_eval_samples, "[0, inf)"),
         )
-        self.automatic_optimization = False
-        self.generator = generator
-        self.discriminator = discriminator
         self.loss = loss
         self.vocabulary = vocabulary
         self.pretrain_steps = pretrain_steps
-        self.n_critic = n_critic
         self._references: list[torch.Tensor] = []
-        self.data_parallel: dict[str, nn.Module] = {}  # per-network DDP wrappers, see sagan/training/distributed.py
-        self.nonfinite = NonFiniteSteps(networks=2, limit=max_nonfinite)  # D: 0, G (MLE and adversarial): 1
 
     # ------------------------------------------------------------------------------ step counting
+    optimizer_names = ("mle", "generator", "discriminator")  # the generator has two: MLE, then adversarial
+
     @staticmethod
     def optimizer_steps(g_iters: int, config) -> int:
         """Optimizer steps (`trainer.max_steps`) of a run of `g_iters` generator updates."""
@@ -210,12 +198,7 @@ class TextGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightnin
 
     # ----------------------------------------------------------------------------------- training
     def configure_optimizers(self):
-        # Fused Adam: it takes `found_inf` to skip a non-finite step on the device (`_step`).
-        betas, hp = tuple(self.hparams.betas), self.hparams
-        opt_mle = torch.optim.Adam(self.generator.parameters(), lr=hp.lr_mle, betas=betas, fused=True)
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp.lr_g, betas=betas, fused=True)
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr_d, betas=betas, fused=True)
-        return opt_mle, opt_g, opt_d
+        return self.adam(self.generator, self.hparams.lr_mle), *super().configure_optimizers()
 
     def setup(self, stage: str) -> None:
         check_strategy(getattr(self.trainer, "strategy", None))
@@ -229,32 +212,30 @@ class TextGAN(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.Lightnin
             self._mle_step(real)
         else:
             self._adversarial_step(real)
-        self.log("train/skipped_steps", self.nonfinite.total.clone())
+        self.log_skipped_steps()
 
     def _mle_step(self, real: torch.Tensor) -> None:
-        opt_mle, _, _ = self.optimizers()
-        with self.toggled_optimizer(opt_mle):
+        with self.toggled_optimizer(self.optimizer("mle")):
             mle_loss = self.mle_loss(real)
-            self._step(opt_mle, mle_loss, 1)
+            self.take_step("mle", mle_loss, "generator")
         n = real.shape[0]
         self.log_dict({"train/mle_loss": mle_loss.detach(), "train/phase": 0.0}, batch_size=n)
 
     def _adversarial_step(self, real: torch.Tensor) -> None:
-        _, opt_g, opt_d = self.optimizers()
         n = real.shape[0]
-        generator_turn = self.adversarial_steps % (self.n_critic + 1) == self.n_critic - 1
+        generator_turn = self.generator_turn(self.adversarial_steps)
         temperature = 1.0 / self.inverse_temperature()
         with torch.no_grad():
             _, fake = self.generator.sample(n, temperature)
-        with self.toggled_optimizer(opt_d):
+        with self.toggled_optimizer(self.optimizer("discriminator")):
             d_loss, stats = self.discriminator_loss(real, fake)
-            self._step(opt_d, d_loss, 0)
+            self.take_step("discriminator", d_loss, "discriminator")
         self.log_dict({"train/d_loss": d_loss.detach(), "train/phase": 1.0, **stats}, batch_size=n)
         if generator_turn:
-            with self.toggled_optimizer(opt_g):
+            with self.toggled_optimizer(self.optimizer("generator")):
                 _, fake = self._net("generator", "sample")(n, temperature)  # through G's DDP wrapper, if any
                 g_loss = self.generator_loss(fake, real)
-                self._step(opt_g, g_loss, 1)
+                self.take_step("generator", g_loss, "generator")
             self.log_dict({"train/g_loss": g_loss.detach(), "train/beta": 1.0 / temperature}, batch_size=n)
 
     # --------------------------------------------------------------------------------- evaluation

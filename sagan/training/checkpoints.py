@@ -1,8 +1,9 @@
 """Reading `sagan fit` checkpoints back: the module rebuilt from the config saved in it, weights-only.
 
 Checkpoints and run configs name classes by import path. Paths written before the package was grouped
-into `tasks/`, `training/`, `evaluation/` and `commands/` (e.g. `sagan.module.GAN`) are rewritten to
-their current place on reading (`upgrade_config`), so older checkpoints and `config.yaml` files keep
+into `tasks/`, `training/`, `evaluation/` and `commands/` (e.g. `sagan.module.GAN`), or before the data
+modules were grouped by modality (e.g. `datamodules.digits.DigitsDataModule`), are rewritten to their
+current place on reading (`upgrade_config`), so older checkpoints and `config.yaml` files keep
 working; a class path that names nothing importable is refused in one line.
 """
 
@@ -29,9 +30,29 @@ MOVED_MODULES = {
     "sagan.features": "sagan.evaluation.features",
     "sagan.text_metrics": "sagan.evaluation.text_metrics",
     "sagan.augment": "sagan.layers.augment",
+    # datamodules/ grouped by modality
+    "datamodules.image": "datamodules.image.base",
+    "datamodules.imagefiles": "datamodules.image.files",
+    "datamodules.digits": "datamodules.image.digits",
+    "datamodules.stacked_digits": "datamodules.image.stacked_digits",
+    "datamodules.celeba": "datamodules.image.celeba",
+    "datamodules.cifar10": "datamodules.image.cifar10",
+    "datamodules.imagenet": "datamodules.image.imagenet",
+    "datamodules.folder": "datamodules.image.folder",
+    "datamodules.moving_digits": "datamodules.video.moving_digits",
+    "datamodules.videofolder": "datamodules.video.folder",
+    "datamodules.audio": "datamodules.audio.base",
+    "datamodules.audio_folder": "datamodules.audio.folder",
+    "datamodules.spoken_digits": "datamodules.audio.spoken_digits",
+    "datamodules.text": "datamodules.text.base",
+    "datamodules.oracle": "datamodules.text.oracle",
+    "datamodules.repair": "datamodules.repair.damaged",
 }
 # class path (after the module moved) -> its current name
-RENAMED_CLASSES = {"sagan.tasks.image.GAN": "sagan.tasks.image.ImageGAN"}
+RENAMED_CLASSES = {
+    "sagan.tasks.image.GAN": "sagan.tasks.image.ImageGAN",
+    "datamodules.text.base.TextDataModule": "datamodules.text.corpus.TextDataModule",
+}
 
 
 def upgrade_class_path(path: str) -> str:
@@ -52,7 +73,9 @@ def renamed_in(text: str) -> list[tuple[str, str]]:
             while end < len(text) and (text[end].isalnum() or text[end] == "_"):
                 end += 1
             old = text[start:end]
-            if (old, upgrade_class_path(old)) not in found:
+            # a class right after the old module (`datamodules.image.ImageDataModule`), not a module of the
+            # package that took its name (`datamodules.image.digits`)
+            if old[len(module) + 1 : len(module) + 2].isupper() and (old, upgrade_class_path(old)) not in found:
                 found.append((old, upgrade_class_path(old)))
             start = text.find(module + ".", end)
     return found
@@ -77,7 +100,7 @@ def upgrade_config(value: Any) -> Any:
         return value
     if isinstance(value, list):
         return [upgrade_config(item) for item in value]
-    if isinstance(value, str) and value.startswith("sagan."):
+    if isinstance(value, str) and value.startswith(("sagan.", "datamodules.")):
         return upgrade_class_path(value)
     return value
 

@@ -72,7 +72,8 @@ class SkipNonFiniteSteps:
     """Mixin of a LightningModule (manual optimization, fused Adam optimizers) whose optimizer steps go
     through `_step`, and whose `__init__` sets `self.nonfinite = NonFiniteSteps(2, max_nonfinite)`.
 
-    Networks are counted by index: 0 the discriminator, 1 the generator (all of its optimizers). After
+    Networks are counted by index of `network_names`: 0 the discriminator, 1 the generator (all of its optimizers;
+    `AdversarialTask.take_step` names them). After
     `limit` consecutive skipped steps of one network the run saves `last.ckpt` and stops with one line
     and exit status 3. The hooks call `super()`, so a module that overrides one calls `super()` too.
     """

@@ -28,6 +28,8 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from sagan.errors import check_ranges
+
 G_ITER = "trainer/g_iter"  # the x-axis of every logged curve: generator iterations
 
 
@@ -136,11 +138,12 @@ class TrainingProgressBar(TQDMProgressBar):
     GPU no per-step synchronization.
 
     Args:
-        refresh_rate: batches between redraws.
+        refresh_rate: batches between redraws (0: no bar).
         every_s: seconds between readings of the losses and the throughput.
     """
 
     def __init__(self, refresh_rate: int = 1, every_s: float = 1.0):
+        check_ranges("TrainingProgressBar", refresh_rate=(refresh_rate, "[0, inf)"), every_s=(every_s, "[0, inf)"))
         super().__init__(refresh_rate=refresh_rate)
         self.every_s = every_s
         self._samples = 0

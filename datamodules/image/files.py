@@ -19,8 +19,8 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import Dataset
 
 from datamodules.cache import PreparedCache, map_in_threads, to_unit_range
-from datamodules.decode import CropResize, check_image, load_image
-from datamodules.image import ImageDataModule
+from datamodules.image.decode import CropResize, check_image, load_image
+from datamodules.image.base import ImageDataModule
 from sagan.errors import UsageError
 
 NAMED_IN_WARNING = 10  # broken files named in the warning; the rest are counted

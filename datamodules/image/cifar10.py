@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from datamodules.cache import UInt8Images
-from datamodules.image import ImageDataModule
+from datamodules.image.base import ImageDataModule
 from sagan.errors import UsageError
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))

@@ -18,8 +18,8 @@ from typing import Literal
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from datamodules.decode import IMAGE_EXTENSIONS, CropResize, is_image_name
-from datamodules.imagefiles import NAMED_IN_WARNING, ImageFilesDataModule
+from datamodules.image.decode import IMAGE_EXTENSIONS, CropResize, is_image_name
+from datamodules.image.files import NAMED_IN_WARNING, ImageFilesDataModule
 from sagan.errors import UsageError, check_ranges
 
 

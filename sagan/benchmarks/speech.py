@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from sagan.commands.bench_quality import prepare, train
-from sagan.commands.sample import load_gan
+from sagan.benchmarks.harness import prepare, train
+from sagan.evaluation.checkpoint import load_gan
 from sagan.errors import UsageError
 
 EXPERIMENT = "speechgan_spoken_digits"

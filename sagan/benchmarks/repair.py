@@ -22,8 +22,6 @@ experiment's budget). `--baselines_only` skips them. Writes `table.md` and `resu
 """
 
 import argparse
-import importlib
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,71 +29,34 @@ from pathlib import Path
 import torch
 import yaml
 
-from datamodules.digits import DigitsDataModule
-from datamodules.masks import BUCKETS
-from datamodules.repair import RepairDataModule
-from sagan.commands.bench_quality import EXPERIMENTS, train
-from sagan.commands.evaluate import build_data_and_metrics
+from datamodules.image.digits import DigitsDataModule
+from datamodules.repair.masks import BUCKETS
+from datamodules.repair.damaged import RepairDataModule
+from sagan.benchmarks.harness import EXPERIMENTS, train, write_table
 from sagan.errors import UsageError
+from sagan.evaluation.checkpoint import build_features, read_run_config, repair_data
 from sagan.evaluation.repair_baselines import INPAINTING, RESTORATION
 from sagan.evaluation.repair_metrics import RepairEvaluation, evaluate_repair
-from sagan.training.checkpoints import load_module, upgrade_config
+from sagan.training.checkpoints import load_module
 
 EXPERIMENT = {"inpaint": "inpaint_digits", "restore": "restore_digits"}
 COLUMNS = ("fid", "kid", "psnr", "ssim", "l1_hole", "lpips")
 FLOOR = "original images (floor)"
 
 
-def run_data(config_path: Path, task: str | None = None) -> RepairDataModule:
+def run_data(config_path: Path, task: str | None = None):
     """The data module (and so the fixed masks and damage) of a repair run, from its `config.yaml`."""
     if not config_path.is_file():
         raise UsageError(f"no run config at {config_path}: the checkpoint must lie in <run>/checkpoints/")
-    config = upgrade_config(yaml.safe_load(config_path.read_text()))
-    data, _ = build_data_and_metrics(config, {"features": None})
-    if not isinstance(data, RepairDataModule) or task not in (None, data.task):
-        raise UsageError(f"{config_path} is not a {task or 'repair'} run (its data is {type(data).__name__})")
-    return data
-
-
-def is_repair_run(config_path: Path) -> bool:
-    """Whether a run's config names a `RepairDataModule` (`sagan eval` then scores repairs, not samples)."""
-    if not config_path.is_file():
-        return False
-    data = (yaml.safe_load(config_path.read_text()) or {}).get("data") or {}
-    return isinstance(data, dict) and data.get("class_path") == f"{RepairDataModule.__module__}.RepairDataModule"
-
-
-def evaluate_checkpoint(
-    ckpt: Path, config_path: Path, features: str | None, device: str, kid_subsets: int = 100,
-    num_images: int | None = None,
-) -> dict:
-    """`sagan eval` of a repair checkpoint: the metrics of its repairs of the validation split's fixed
-    masks / damage, as a JSON-ready dict."""
-    data = run_data(config_path)
-    spec = "data" if features in (None, "data") else None if features == "none" else {"class_path": features}
-    evaluation = RepairEvaluation(_features(spec), kid_subsets=kid_subsets, buckets=data.task == "inpaint")
-    start = time.perf_counter()
-    evaluation.prepare(data, torch.device(device))
-    values = evaluate_repair(gan(ckpt, device), data, evaluation, device, limit=num_images)
-    extractor = evaluation.features
-    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
-    n_critic = (checkpoint.get("hyper_parameters") or {}).get("n_critic", 1)
-    return {
-        "checkpoint": str(ckpt),
-        "task": data.task,
-        "generator_steps": checkpoint.get("global_step", 0) // (n_critic + 1),
-        "num_samples": min(len(data.val_set), num_images or len(data.val_set)),
-        "features": None if extractor is None else f"{type(extractor).__module__}.{type(extractor).__qualname__}",
-        "data_fingerprint": data.fingerprint,
-        "metrics": values,
-        "seconds": round(time.perf_counter() - start, 1),
-    }
+    return repair_data(read_run_config(config_path), task, config_path)
 
 
 def gan(ckpt: Path, device: str) -> Callable:
-    """The repair function of a checkpoint: its module's `repair(damaged, mask)` (else its forward)."""
+    """The repair function of a checkpoint: its module's `repair(damaged, mask)`."""
     module = load_module(ckpt, map_location=device)
-    return getattr(module, "repair", module)
+    if not callable(getattr(module, "repair", None)):
+        raise UsageError(f"{ckpt} holds a {type(module).__name__}, which repairs nothing (expected a RepairGAN)")
+    return module.repair
 
 
 def gan_name(ckpt: Path) -> str:
@@ -186,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
             data = run_data(ckpt.resolve().parent.parent / "config.yaml", task)
         else:
             data = RepairDataModule(DigitsDataModule(batch_size=64), task=task)
-        evaluation = RepairEvaluation(_features(features), num_real=None, kid_subsets=args.kid_subsets,
+        evaluation = RepairEvaluation(build_features(features), num_real=None, kid_subsets=args.kid_subsets,
                                       buckets=task == "inpaint")
         evaluation.prepare(data, torch.device(args.device))
         methods = {gan_name(ckpt): gan(ckpt, args.device)} if ckpt else {}
@@ -198,16 +159,5 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{table}\n\n({time.perf_counter() - start:.0f} s; FID / KID in the data's features)")
     for note in notes:
         print(f"note: {note}")
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "table.md").write_text(table + "\n")
-    (root / "results.json").write_text(json.dumps(records, indent=2) + "\n")
+    write_table(root, "table", table, records, "results.json")
 
-
-def _features(spec):
-    if not isinstance(spec, dict):
-        return spec
-    module, _, name = spec["class_path"].rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)()
-    except (ImportError, AttributeError, ValueError) as error:
-        raise UsageError(f"--features: cannot build {spec['class_path']} ({error})") from error

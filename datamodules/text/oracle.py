@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datamodules.text import TokenDataModule
+from datamodules.text.base import TokenDataModule
 from sagan.errors import check_ranges
 from sagan.vocabulary import Vocabulary
 

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from datamodules.audio import MAX_SAMPLES, AudioDataModule
+from datamodules.audio.base import MAX_SAMPLES, AudioDataModule
 
-PACKED = Path(__file__).resolve().parent / "embedded" / "spoken_digits_8k.npz"
+PACKED = Path(__file__).resolve().parents[1] / "embedded" / "spoken_digits_8k.npz"  # datamodules/embedded/
 SAMPLE_RATE = 8000
 LONGEST = 7200  # samples: no clip of the packed set is longer (0.9 s)
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")

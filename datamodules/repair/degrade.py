@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms.functional import gaussian_blur
 
-from datamodules.masks import MaskGenerator, _Draws
+from datamodules.repair.masks import MaskGenerator, _Draws
 
 STEPS = ("blur", "gaussian_noise", "speckle", "salt_pepper", "noise", "lowres", "jpeg", "scratches")
 PRESETS: dict[str, dict[str, float]] = {

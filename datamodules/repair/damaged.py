@@ -4,7 +4,7 @@
 batches `(damaged, mask, clean, label)`:
 
 - `damaged` [N, C, H, W] in [-1, 1]: for `task="inpaint"`, `clean * (1 - mask)` (holes hold 0, the
-  middle of the range); for `task="restore"`, the image after `datamodules.degrade.Degradation`.
+  middle of the range); for `task="restore"`, the image after `datamodules.repair.degrade.Degradation`.
 - `mask` [N, 1, H, W] of 0.0 / 1.0, **1 = hole**: the inpainting mask, or for restoration the map of
   pixels that scratches and salt-and-pepper noise overwrote (for metrics and display; a blind model
   must not read it).
@@ -13,7 +13,7 @@ batches `(damaged, mask, clean, label)`:
 Training masks and damage are random, drawn from a generator seeded by (run seed, data epoch, image
 index): the resumable loader hands each item its data epoch (`keyed_by_epoch`, datamodules/resumable.py),
 so a resumed run draws exactly what the uninterrupted run would have, on any number of ranks.
-Validation masks and damage are fixed by (`eval_seed`, image index) alone (`datamodules.masks.fixed_mask`:
+Validation masks and damage are fixed by (`eval_seed`, image index) alone (`datamodules.repair.masks.fixed_mask`:
 even indices get a small mask, odd ones a large one), so numbers compare across runs and machines.
 
 The facts networks are built from (`image_size`, `channels`, `num_classes`) and those of the sample
@@ -28,9 +28,9 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.degrade import Degradation
-from datamodules.image import ImageDataModule
-from datamodules.masks import MaskGenerator, fixed_mask, seed_for
+from datamodules.repair.degrade import Degradation
+from datamodules.image.base import ImageDataModule
+from datamodules.repair.masks import MaskGenerator, fixed_mask, seed_for
 from datamodules.resumable import rank_loader
 
 DAMAGE_TAG = 0x44414D47  # "DAMG": keeps these draws apart from other uses of the same seeds
@@ -81,11 +81,11 @@ class RepairDataModule(L.LightningDataModule):
     Args:
         data: the image data module to wrap (its batch size, workers and splits are used).
         task: "inpaint" (holes from `masks`) or "restore" (damage from `damage`).
-        masks: training mask recipe, a `datamodules.masks.MaskGenerator` kind: strokes, lama_thin,
+        masks: training mask recipe, a `datamodules.repair.masks.MaskGenerator` kind: strokes, lama_thin,
             lama_medium, lama_thick, boxes, scratches or mixed.
         hole_range: (low, high): training masks with a hole ratio in (low, high] only; None: the
             recipe's own range.
-        damage: training and validation damage recipe of restoration, a `datamodules.degrade.Degradation`
+        damage: training and validation damage recipe of restoration, a `datamodules.repair.degrade.Degradation`
             preset: old_photo, blur, noise, speckle, salt_pepper, lowres, jpeg or scratches.
         eval_seed: seed of the fixed validation masks and damage; keep it fixed to compare runs.
     """

@@ -24,9 +24,9 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import Dataset
 
-from datamodules.audio import AudioDataModule, fit_length, resample
+from datamodules.audio.base import AudioDataModule, fit_length, resample
 from datamodules.cache import map_in_threads
-from datamodules.imagefiles import NAMED_IN_WARNING, cpu_threads
+from datamodules.image.files import NAMED_IN_WARNING, cpu_threads
 from sagan.errors import UsageError
 
 AUDIO_EXTENSIONS = (".wav", ".flac")

@@ -26,10 +26,10 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import Dataset
 
 from datamodules.cache import map_in_threads, to_unit_range
-from datamodules.decode import CropResize, is_image_name
-from datamodules.image import ImageDataModule
-from datamodules.imagefiles import NAMED_IN_WARNING, cpu_threads
-from datamodules.videodecode import VIDEO_EXTENSIONS, check_clip, is_video_name, needs_pyav, pyav_available, read_clip
+from datamodules.image.decode import CropResize, is_image_name
+from datamodules.image.base import ImageDataModule
+from datamodules.image.files import NAMED_IN_WARNING, cpu_threads
+from datamodules.video.decode import VIDEO_EXTENSIONS, check_clip, is_video_name, needs_pyav, pyav_available, read_clip
 from sagan.errors import UsageError
 
 

@@ -13,8 +13,8 @@ Training clips use only the training digits and validation clips only the held-o
 import torch
 from torch.utils.data import Dataset
 
-from datamodules.digits import digits_tensors, held_out_split
-from datamodules.image import ImageDataModule
+from datamodules.image.digits import digits_tensors, held_out_split
+from datamodules.image.base import ImageDataModule
 
 DIGITS_PER_CLIP = 2
 

@@ -5,7 +5,7 @@ gradient penalty, SAGAN self-attention on 128x128 feature maps) and each variant
 bf16-mixed, compiled bf16, compiled bf16 with CUDA graphs), one fresh process trains (or runs the layer)
 and reports images per second, milliseconds per generator iteration, peak GPU memory and compile time.
 With `--peers DIR` the peers run in the same script on their own code (checkouts under DIR, see
-`sagan/commands/bench_peers.py`), so every ratio in the table comes from one machine and one run.
+`sagan/benchmarks/peers.py`), so every ratio in the table comes from one machine and one run.
 Prints JSON lines as it goes, then a markdown table; `--out` also writes both.
 
     sagan bench-gpu [--quick] [--peers DIR] [--only NAME ...] [--variants eager_fp32 ...] [--out FILE]
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from sagan.commands.bench import run_benchmark
+from sagan.benchmarks.speed import run_benchmark
 from sagan.errors import UsageError
 
 # name -> (benchmark of `sagan bench`, batch size); "attention_128" is the layer alone (`attention_benchmark`)
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             results.append(result)
             print(json.dumps(result), flush=True)
     if args.peers is not None:
-        from sagan.commands.bench_peers import PEERS
+        from sagan.benchmarks.peers import PEERS
 
         for name, peer in PEERS.items():
             try:

@@ -14,8 +14,8 @@ CelebA has no classes: models trained on it are unconditional.
 from pathlib import Path
 from typing import Literal
 
-from datamodules.decode import CropResize
-from datamodules.imagefiles import ImageFilesDataModule
+from datamodules.image.decode import CropResize
+from datamodules.image.files import ImageFilesDataModule
 from sagan.errors import UsageError, check_range
 
 PARTITIONS = {"train": 0, "valid": 1, "test": 2}

@@ -17,8 +17,8 @@ from typing import Literal
 
 import torch
 
-from datamodules.decode import CropResize, is_image_name
-from datamodules.imagefiles import ImageFilesDataModule
+from datamodules.image.decode import CropResize, is_image_name
+from datamodules.image.files import ImageFilesDataModule
 from sagan.errors import UsageError
 
 

@@ -1,7 +1,7 @@
 """Reading clips: video files (PyAV), animated GIFs (PIL) and folders of frame images, and finding broken ones.
 
 A clip source is a video file or a folder whose image files are the frames of one clip, in name order.
-Every frame goes through the image pipeline of `datamodules/decode.py` (any mode to RGB or gray, a
+Every frame goes through the image pipeline of `datamodules/image/decode.py` (any mode to RGB or gray, a
 centered square crop, a resize), so a frame of a video and a file of an image folder are treated alike.
 GIFs are read with PIL; other video files (mp4, avi, mov, mkv, webm) need PyAV (`pip install av`, the
 `video` extra), imported only when such a file is read.
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from datamodules.decode import CropResize, check_image, is_image_name, load_image, to_channels
+from datamodules.image.decode import CropResize, check_image, is_image_name, load_image, to_channels
 
 PYAV_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 VIDEO_EXTENSIONS = (*PYAV_EXTENSIONS, ".gif")

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from torch.utils.data import TensorDataset
 
-from datamodules.image import ImageDataModule
+from datamodules.image.base import ImageDataModule
 from sagan.errors import check_range
 
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from sagan.commands.bench_quality import measure, train
-from sagan.commands.evaluate import build_data_and_metrics
+from sagan.benchmarks.harness import measure, train
+from sagan.evaluation.checkpoint import build_data_and_metrics
 from sagan.errors import UsageError
 from sagan.evaluation.metrics import SampleMetrics, extract
 from sagan.training.checkpoints import upgrade_config

@@ -42,9 +42,9 @@ import torch
 import yaml
 from PIL import Image
 
-from datamodules.digits import DigitsDataModule
-from datamodules.folder import ImageFolderDataModule
-from datamodules.imagefiles import cpu_threads
+from datamodules.image.digits import DigitsDataModule
+from datamodules.image.folder import ImageFolderDataModule
+from datamodules.image.files import cpu_threads
 from sagan.cli import SaganCLI
 from sagan.errors import UsageError
 from sagan.models.sagan import SAGANDiscriminator, SAGANGenerator
@@ -59,9 +59,9 @@ def _experiment(name: str, batch_size: int | None, *overrides: str) -> tuple[L.L
     config = yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())
     data = config.get("data", {}).get("init_args", {})
     args = ["--config", str(EXPERIMENTS / f"{name}.yaml"), *overrides]
-    if config.get("data", {}).get("class_path") != "datamodules.digits.DigitsDataModule":
+    if config.get("data", {}).get("class_path") != "datamodules.image.digits.DigitsDataModule":
         args += [
-            "--data=datamodules.digits.DigitsDataModule", f"--data.init_args.image_size={data.get('image_size', 32)}",
+            "--data=datamodules.image.digits.DigitsDataModule", f"--data.init_args.image_size={data.get('image_size', 32)}",
             f"--data.init_args.channels={data.get('channels', 3)}",
             f"--data.init_args.use_labels={str(data.get('use_labels', True)).lower()}",
             f"--data.init_args.batch_size={data.get('batch_size', 64)}",

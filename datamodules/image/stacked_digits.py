@@ -10,8 +10,8 @@ often. Each image stacks three digits drawn independently and uniformly from the
 import torch
 from torch.utils.data import Dataset
 
-from datamodules.digits import digits_tensors, held_out_split
-from datamodules.image import ImageDataModule
+from datamodules.image.digits import digits_tensors, held_out_split
+from datamodules.image.base import ImageDataModule
 from sagan.errors import check_ranges
 
 

@@ -1,0 +1,144 @@
+"""What every adversarial task shares: `AdversarialTask`, the base of `ImageGAN`, `RepairGAN` and `TextGAN`
+(and through `ImageGAN` of `VideoGAN` and `SpeechGAN`).
+
+It owns the two named networks (`generator`, `discriminator`) and, where the task keeps one, the exponential
+moving average of the generator (`generator_ema`, used for samples, repairs and metrics); their Adam
+optimizers (fused: a non-finite step is skipped on the device); the discriminator / generator schedule
+(`n_critic` discriminator steps per generator step, `generator_turn`); step counting in generator iterations
+(`generator_steps`, `optimizer_steps` for `--g_iters`); the range checks of the shared options; non-finite
+skipping (`take_step`) and its logged counter; per-network DDP wrappers and exact resume (the mixins). A task
+keeps what is its own: its losses (`discriminator_loss`, `generator_loss`, pure methods), its
+`training_step` (which only toggles, steps and logs), samples and validation.
+
+Logged names are the same for every task: `train/d_loss`, `train/g_loss` (and the task's own `train/...`
+statistics), `train/skipped_steps`.
+"""
+
+import copy
+import warnings
+from abc import ABC, abstractmethod
+
+import lightning as L
+import torch
+from torch import nn
+
+from sagan.errors import check_ranges
+from sagan.training.distributed import PerNetworkDDP
+from sagan.training.ema import ema_update
+from sagan.training.nonfinite import NonFiniteSteps, SkipNonFiniteSteps
+from sagan.training.resume import TrainingRandomState
+
+
+class AdversarialTask(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.LightningModule, ABC):
+    """Base of the adversarial tasks (see the module's docstring). A subclass calls
+    `super().__init__(generator, discriminator, ...)` first, with its shared options, and lists in
+    `not_saved` the constructor arguments that are objects rather than configuration (they are rebuilt
+    from the config the CLI saves, not pickled into the hyper-parameters).
+
+    Args:
+        generator: the generator network.
+        discriminator: the discriminator network.
+        lr_g: generator learning rate, >= 0.
+        lr_d: discriminator learning rate, >= 0.
+        betas: Adam betas of every optimizer, each in [0, 1).
+        n_critic: discriminator steps per generator step, >= 1.
+        grad_clip: clip each network's gradient norm to this value (None or 0: no clipping).
+        grid_size: samples in the fixed sample grid, >= 1.
+        max_nonfinite: stop the run (with a checkpoint) after this many consecutive skipped steps of one network.
+        ema_decay: decay of the generator's moving average, in [0, 1) (None: the task keeps no average).
+        ema_start: generator iterations during which the average simply copies the generator.
+        not_saved: constructor arguments left out of the saved hyper-parameters when they are objects.
+    """
+
+    #: the optimizers `configure_optimizers` returns, by name, in order
+    optimizer_names: tuple[str, ...] = ("generator", "discriminator")
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        *,
+        lr_g: float,
+        lr_d: float,
+        betas: tuple[float, float],
+        n_critic: int,
+        grad_clip: float | None,
+        grid_size: int,
+        max_nonfinite: int,
+        ema_decay: float | None = None,
+        ema_start: int = 0,
+        not_saved: tuple[str, ...] = (),
+    ):
+        super().__init__()
+        with warnings.catch_warnings():  # networks built outside the CLI are saved in the state dict
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`")
+            self.save_hyperparameters(ignore=["not_saved"])  # the arguments of every __init__ up the chain
+        for name in ("generator", "discriminator", *not_saved):  # objects; a config from the CLI stays
+            if name in self.hparams and not isinstance(self.hparams[name], (dict, str, type(None))):
+                del self.hparams[name]
+        check_ranges(
+            type(self).__name__, lr_g=(lr_g, "[0, inf)"), lr_d=(lr_d, "[0, inf)"), betas=(betas, "[0, 1)"),
+            n_critic=(n_critic, "[1, inf)"), grad_clip=(grad_clip, "[0, inf)"), grid_size=(grid_size, "[1, inf)"),
+            max_nonfinite=(max_nonfinite, "[1, inf)"), ema_decay=(ema_decay, "[0, 1)"), ema_start=(ema_start, "[0, inf)"),
+        )
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.generator_ema = None if ema_decay is None else copy.deepcopy(generator).requires_grad_(False).eval()
+        self.n_critic = n_critic
+        self.data_parallel: dict[str, nn.Module] = {}  # per-network DDP wrappers, see sagan/training/distributed.py
+        self.nonfinite = NonFiniteSteps(networks=len(self.network_names), limit=max_nonfinite)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.generator_ema is not None:
+            self.generator_ema.eval()  # the average is only ever used for inference
+        return self
+
+    # ------------------------------------------------------------------------------ step counting
+    @property
+    def generator_steps(self) -> int:
+        """Generator iterations done so far."""
+        return self.global_step // (self.n_critic + 1)
+
+    @staticmethod
+    def optimizer_steps(g_iters: int, config) -> int:
+        """Optimizer steps (`trainer.max_steps`) of a run of `g_iters` generator iterations."""
+        return g_iters * (config.get("n_critic", 1) + 1)
+
+    def generator_turn(self, steps: int | None = None) -> bool:
+        """Whether the batch at optimizer step `steps` (default: `global_step`) also takes a generator step:
+        every `n_critic`-th batch, after its discriminator step."""
+        steps = self.global_step if steps is None else steps
+        return steps % (self.n_critic + 1) == self.n_critic - 1
+
+    # --------------------------------------------------------------------------------- optimizers
+    def adam(self, network: nn.Module, lr: float) -> torch.optim.Adam:
+        """Fused Adam (one kernel per step; it takes `found_inf` to skip a non-finite step on the device)."""
+        return torch.optim.Adam(network.parameters(), lr=lr, betas=tuple(self.hparams.betas), fused=True)
+
+    def configure_optimizers(self):
+        return self.adam(self.generator, self.hparams.lr_g), self.adam(self.discriminator, self.hparams.lr_d)
+
+    def optimizer(self, name: str):
+        """The optimizer called `name` in `optimizer_names` (Lightning's wrapper of it)."""
+        return self.optimizers()[self.optimizer_names.index(name)]
+
+    def take_step(self, optimizer_name: str, loss: torch.Tensor, network: str) -> None:
+        """Backward pass and step of one optimizer of `network` ("generator" or "discriminator"), skipped on the
+        device when the loss or a gradient is not finite."""
+        self._step(self.optimizer(optimizer_name), loss, self.network_names.index(network))
+
+    def update_ema(self) -> None:
+        """The generator's moving average after a generator step (a plain copy for the first `ema_start`)."""
+        decay = self.hparams.ema_decay if self.generator_steps > self.hparams.ema_start else 0.0
+        ema_update(self.generator_ema, self.generator, decay)
+
+    @abstractmethod
+    def training_step(self, batch, batch_idx: int) -> None:
+        """One batch: the discriminator's step and, on the generator's turn, the generator's; only toggles,
+        steps (`take_step`) and logs: the losses are the task's pure methods."""
+
+    def log_skipped_steps(self) -> None:
+        """`train/skipped_steps`: the steps skipped so far (no host sync: the logger reads it when it writes)."""
+        self.log("train/skipped_steps", self.nonfinite.total.clone())
