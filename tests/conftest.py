@@ -170,6 +170,10 @@ NARROW_NETWORKS = {
     "videohybrid_videos": ["--model.init_args.generator.init_args.dims=[32,32,16,16,8]",
                            "--model.init_args.generator.init_args.latent_dim=32",
                            "--model.init_args.discriminator.init_args.dims=[8,16,16,32]"],
+    "speechgan_spoken_digits": ["--model.generator.init_args.dims=[32,32,16,16]",
+                                "--model.discriminator.init_args.widths=[32,32,32]"],
+    "speechgan_sc09": ["--model.generator.init_args.dims=[32,32,16,16]", "--model.discriminator.init_args.widths=[32,32,32]",
+                       "--model.discriminator.init_args.wave_scales=1"],
 }
 # Data modules whose metric classifier takes a minute to train: fast_dev_runs leave their metrics off
 # (tests/test_speech_features.py runs the metric on an untrained classifier instead).

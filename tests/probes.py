@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch.testing import assert_close
 
+from sagan.evaluation.speech_features import SpokenDigitsCNN, SpokenDigitsFeatures
+
 
 class Recorder(L.Callback):
     """Appends, for every training batch, a draw from each global generator (python, numpy, torch) and a
@@ -229,3 +231,19 @@ def fit_two_processes(tmp_path: Path, *args: str) -> tuple[dict, dict]:
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return tuple(torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+
+
+class UntrainedSpokenDigits(SpokenDigitsFeatures):
+    """The extractor with a seeded, untrained network: the metric's arithmetic without a minute of training
+    (used by the speech tests as `--metrics.features=probes.UntrainedSpokenDigits`)."""
+
+    @property
+    def fingerprint(self) -> str:
+        return f"untrained-spoken-digits:{self.sample_rate}"
+
+    def load(self) -> "UntrainedSpokenDigits":
+        if self.net is None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                self.net = SpokenDigitsCNN(self.sample_rate).eval()
+        return self

@@ -17,7 +17,7 @@ the relativistic pairing loss with R1 + R2 of Huang et al., 2024).
                         [--recipe hinge|r3gan]
     sagan bench-quality --only repair ...   the image-repair table (sagan/benchmarks/repair.py)
     sagan bench-quality --only video [...]: the video GAN, see sagan/benchmarks/video.py
-    sagan bench-quality --only speech [--speech_iters 6000]   (the speech GAN, sagan/benchmarks/speech.py)
+    sagan bench-quality --only speech [--speech_iters 2800]   (the speech GAN, sagan/benchmarks/speech.py)
 """
 
 import argparse

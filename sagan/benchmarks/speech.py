@@ -9,7 +9,11 @@
 3. Puts beside them, with as many clips as the held-out split has (330, so every row has the same
    estimator bias): the held-out real clips (the floor), the same clips each labelled with the next digit
    (perfect sound, wrong digit), noise with the training clips' average spectrum, and one real clip
-   repeated (total collapse).
+   repeated (total collapse), and, when the generator has a fixed inverse from magnitudes (`SpecGANGenerator`),
+   the held-out clips' own spectrograms through it (the best that inverse allows).
+4. For every row, where the sound is: the share of a clip's energy in its quietest half (32 ms frames; real
+   clips are silent around the word, so theirs is near 0) and the word's centre (energy-weighted mean time
+   of the frames), its mean and spread over clips (real words sit at random offsets).
 
 Prints a markdown table and writes it, with the numbers as JSON, to `<run_root>/speech_table.md` and
 `speech_results.json`.
@@ -21,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from sagan.benchmarks.harness import prepare, train
 from sagan.evaluation.checkpoint import load_gan
@@ -32,8 +37,10 @@ FEATURES = "sagan.evaluation.speech_features.SpokenDigitsFeatures"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """This bench's options, on `sagan bench-quality`'s parser."""
-    parser.add_argument("--speech_iters", type=int, default=6000, help="generator iterations on the spoken digits")
-    parser.add_argument("--speech_eval_every", type=int, default=2000, help="spoken-digits evaluation interval")
+    parser.add_argument("--speech_iters", type=int, default=2800, help="generator iterations on the spoken digits")
+    parser.add_argument("--speech_eval_every", type=int, default=700, help="spoken-digits evaluation interval")
+    parser.add_argument("--speech_run", default=None,
+                        help="score the checkpoints of this existing run directory of the experiment instead of training")
 
 
 @torch.no_grad()
@@ -75,9 +82,43 @@ def shaped_noise(reference: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor
     return (shaped * (rms / shaped.square().mean().sqrt())).clamp(-1, 1).float()[:, None]
 
 
+def frame_energy(clips: torch.Tensor, frame: int = 256) -> torch.Tensor:
+    """[N, 1, L] clips -> [N, L // frame] energies of consecutive frames (32 ms at 8 kHz)."""
+    n, _, length = clips.shape
+    return clips[:, 0, : length // frame * frame].double().square().reshape(n, -1, frame).sum(2)
+
+
+def placement(clips: torch.Tensor, sample_rate: int, frame: int = 256) -> dict[str, float]:
+    """Where the sound of `[N, 1, L]` clips is: the mean share of a clip's energy in its quietest half of frames
+    (0: silent around the word; 0.5: steady sound), and the mean and standard deviation over clips of the word's
+    centre in seconds (the energy-weighted mean time of the frames; a silent clip counts as centred)."""
+    energy = frame_energy(clips, frame)
+    total = energy.sum(1).clamp_min(1e-20)
+    quiet = energy.sort(1).values[:, : energy.shape[1] // 2].sum(1) / total
+    times = (torch.arange(energy.shape[1], dtype=torch.float64) + 0.5) * frame / sample_rate
+    centre = torch.where(energy.sum(1) > 0, (energy * times).sum(1) / total, times.mean())
+    return {"quiet_half": float(quiet.mean()), "centre_mean": float(centre.mean()), "centre_std": float(centre.std())}
+
+
 def _row(name: str, iters, values: dict) -> str:
     return (f"| {name} | {iters} | {values['samples']} | {values['is']:.2f} | {values['fid']:.2f} | "
-            f"{values['accuracy']:.3f} |")
+            f"{values['accuracy']:.3f} | {values['quiet_half']:.4f} | {values['centre_mean']:.2f} +- "
+            f"{values['centre_std']:.2f} |")
+
+
+@torch.no_grad()
+def resynthesized(ckpt: Path, real: torch.Tensor, device: str) -> torch.Tensor | None:
+    """The clips' own spectrograms through a checkpoint generator's fixed inverse (Griffin-Lim), or None when
+    its generator has none."""
+    generator = load_gan(ckpt, map_location=device).generator_ema
+    if not hasattr(generator, "inverse") or not hasattr(generator, "spectrogram"):
+        return None
+    out = []
+    for s in range(0, len(real), 250):
+        levels = generator.spectrogram(real[s : s + 250].to(device))
+        magnitude = F.pad(generator.spectrogram.magnitude(levels), (0, 0, 0, 1))
+        out.append(generator.inverse(magnitude).clamp(-1, 1).cpu())
+    return torch.cat(out)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -86,19 +127,26 @@ def run(args: argparse.Namespace) -> None:
         raise UsageError("--speech_iters and --speech_eval_every must be >= 1")
     root = Path(args.run_root)
     start = time.perf_counter()
-    run_dir = train(EXPERIMENT, args.speech_iters, root, args.speech_eval_every)
+    if args.speech_run:
+        run_dir = Path(args.speech_run)
+        if not (run_dir / "config.yaml").is_file():
+            raise UsageError(f"--speech_run {run_dir} is not a run directory (no config.yaml in it)")
+    else:
+        run_dir = train(EXPERIMENT, args.speech_iters, root, args.speech_eval_every)
     trained = time.perf_counter() - start
     data, quality = prepare(run_dir, FEATURES, 330, args.device)
     if data.val_set is None:
         data.setup("fit")
     real, labels = data.val_set.tensors
     n = len(real)
-    header = ["| clips | generator iterations | clips scored | IS | FD | digit accuracy |", "|---|---|---|---|---|---|"]
+    rate = data.sample_rate
+    header = ["| clips | generator iterations | clips scored | IS | FD | digit accuracy | energy share of the quietest "
+              "half | word centre, s (mean +- sd) |", "|---|---|---|---|---|---|---|---|"]
     rows, records = [], []
     checkpoints = sorted((run_dir / "checkpoints").glob("epoch=*.ckpt"), key=lambda p: p.stat().st_mtime)
     for ckpt in checkpoints or [run_dir / "checkpoints" / "last.ckpt"]:
         clips, y, g_iters = generated(ckpt, n, args.device)
-        values = score(quality, clips, y, args.device)
+        values = score(quality, clips, y, args.device) | placement(clips, rate)
         records.append({"run": "speechgan", "g_iters": g_iters, **values})
         rows.append(_row("SpeechGAN (EMA generator), digit asked for", g_iters, values))
         print(rows[-1], flush=True)
@@ -108,8 +156,11 @@ def run(args: argparse.Namespace) -> None:
         ("noise with the training clips' mean spectrum", shaped_noise(data.train_set.tensors[0], n), labels),
         ("one real clip repeated", real[:1].expand(n, -1, -1), labels),
     ]
+    inverse = resynthesized(checkpoints[-1] if checkpoints else run_dir / "checkpoints" / "last.ckpt", real, args.device)
+    if inverse is not None:
+        baselines.insert(1, ("real held-out clips through the generator's inverse (Griffin-Lim)", inverse, labels))
     for name, clips, y in baselines:
-        values = score(quality, clips, y, args.device)
+        values = score(quality, clips, y, args.device) | placement(clips, rate)
         records.append({"run": name, **values})
         rows.append(_row(name, "-", values))
         print(rows[-1], flush=True)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import linalg
+from probes import UntrainedSpokenDigits
 from torch.testing import assert_close
 
 from datamodules.audio.spoken_digits import SpokenDigitsDataModule
@@ -19,22 +20,6 @@ from sagan.evaluation.speech_features import (
     mel_filterbank,
     train_spoken_digits_classifier,
 )
-
-
-class UntrainedSpokenDigits(SpokenDigitsFeatures):
-    """The extractor with a seeded, untrained network: the metric's arithmetic without a minute of training
-    (also used by test_speech_task.py as `--metrics.features=test_speech_features.UntrainedSpokenDigits`)."""
-
-    @property
-    def fingerprint(self) -> str:
-        return f"untrained-spoken-digits:{self.sample_rate}"
-
-    def load(self) -> "UntrainedSpokenDigits":
-        if self.net is None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                self.net = SpokenDigitsCNN(self.sample_rate).eval()
-        return self
 
 
 def _tone(frequency: float, rate: int, seconds: float = 0.5) -> torch.Tensor:

@@ -22,11 +22,11 @@ from sagan.training.distributed import GANDDPStrategy
 TINY_SPEECH = [
     "--config", str(EXPERIMENTS / "speechgan_spoken_digits.yaml"),
     "--data.batch_size=4",
-    "--model.generator.init_args.z_dim=8", "--model.generator.init_args.dims=[8, 8, 8, 8]",
-    "--model.generator.init_args.depths=[1, 0, 0, 1]", "--model.generator.init_args.num_heads=2",
-    "--model.generator.init_args.style_dim=8",
-    "--model.discriminator.init_args.scales=2", "--model.discriminator.init_args.widths=[4, 4, 8, 8]",
-    "--model.discriminator.init_args.num_heads=2",
+    "--model.generator.init_args.global_dim=8", "--model.generator.init_args.frame_noise_dim=2",
+    "--model.generator.init_args.dims=[8, 8, 8, 8]", "--model.generator.init_args.attention_depth=1",
+    "--model.generator.init_args.num_heads=2", "--model.generator.init_args.style_dim=8",
+    "--model.generator.init_args.griffin_lim_iters=2",
+    "--model.discriminator.init_args.widths=[8, 8, 8]", "--model.discriminator.init_args.num_heads=2",
     "--model.grid_size=4", "--metrics.features=null",
     "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
 ]
@@ -87,7 +87,7 @@ def test_fit_writes_sounds_logs_speech_metrics_and_sample_reads_the_checkpoint(t
     cli = SaganCLI(args=[
         "fit", *TINY_SPEECH, "--run_root", str(tmp_path / "runs"), "--tracker=csv", "--g_iters=2",
         "--trainer.limit_train_batches=2", "--trainer.check_val_every_n_epoch=1", "--trainer.limit_val_batches=1",
-        "--metrics.features=test_speech_features.UntrainedSpokenDigits", "--metrics.num_samples=16",
+        "--metrics.features=probes.UntrainedSpokenDigits", "--metrics.num_samples=16",
         "--metrics.num_real=32", "--metrics.batch_size=16", "--metrics.is_splits=1",
     ])
     assert {"val/spoken_digits_is", "val/spoken_digits_fid", "val/d_real"} <= set(cli.trainer.callback_metrics)
