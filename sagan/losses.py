@@ -8,10 +8,17 @@ add to the discriminator's loss.
 The modern recipe of R3GAN (Huang et al., NeurIPS 2024, "The GAN is dead; long live the GAN!"):
 `RelativisticLoss` (the relativistic pairing loss, RpGAN) with `R1R2Penalty` (zero-centred gradient
 penalties on real and on generated images).
+
+R1, R2 and R1 + R2 take `approximation="finite_difference"`: the squared gradient norm is replaced by
+(D(x + sigma * e) - D(x))^2 / sigma^2 with e ~ N(0, I), as in GAT (Hyun et al., 2025, "Scalable GANs
+with Transformers"). Its expectation over e is ||grad D(x)||^2 up to O(sigma^2), and training on it needs
+first-order gradients only, so attention runs on the fused kernels (flash, memory-efficient), which have
+no double backward.
 """
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +27,8 @@ from sagan.errors import check_range, check_ranges
 from sagan.layers.attention import math_attention
 
 Critic = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+Approximation = Literal["exact", "finite_difference"]
+APPROXIMATIONS = ("exact", "finite_difference")
 
 
 class AdversarialLoss(ABC):
@@ -122,6 +131,39 @@ def _input_gradient(critic: Critic, x: torch.Tensor, y: torch.Tensor | None) -> 
     return grad.reshape(scores.shape[0], -1)
 
 
+def _finite_difference(critic: Critic, x: torch.Tensor, y: torch.Tensor | None, sigma: float) -> torch.Tensor:
+    """(D(x + sigma * e) - D(x))^2 / sigma^2 per score, e ~ N(0, I): an estimate of ||grad D(x)||^2 whose
+    graph needs first-order gradients only (no math-kernel fallback). Both passes start from the same random
+    state, so a random augmentation in front of D (or dropout inside it) draws the same for x and x + sigma * e."""
+    x = x.detach()
+    noise = torch.randn_like(x)
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # restores the state on exit: the second pass draws the same
+        clean = critic(x, y)
+    perturbed = critic(x + sigma * noise, y)
+    return ((perturbed - clean) / sigma).pow(2).reshape(clean.shape[0], -1).sum(dim=1)
+
+
+def _squared_gradient_norm(
+    critic: Critic, x: torch.Tensor, y: torch.Tensor | None, approximation: str, sigma: float
+) -> torch.Tensor:
+    """||grad D(x)||^2 per score ([S]): exact (double backward, math kernel) or by finite difference."""
+    if approximation == "finite_difference":
+        return _finite_difference(critic, x, y, sigma)
+    return _input_gradient(critic, x, y).pow(2).sum(dim=1)
+
+
+def _approximation_repr(penalty) -> str:
+    exact = penalty.approximation == "exact"
+    return "" if exact else f", approximation={penalty.approximation!r}, sigma={penalty.sigma}"
+
+
+def _check_approximation(owner: str, gamma: float, approximation: str, sigma: float) -> None:
+    check_ranges(owner, gamma=(gamma, "[0, inf)"), sigma=(sigma, "(0, inf)"))
+    if approximation not in APPROXIMATIONS:
+        raise ValueError(f"{owner}: approximation must be one of {', '.join(APPROXIMATIONS)}, got {approximation!r}")
+
+
 class Penalty(ABC):
     """Base class of discriminator regularizers: `penalty(critic, real, fake, y, y_fake)` -> scalar.
 
@@ -169,21 +211,26 @@ class R1Penalty(Penalty):
 
     Args:
         gamma: the penalty's coefficient.
+        approximation: "exact" (autograd's double backward, attention on the math kernel) or
+            "finite_difference" ((D(x + sigma * e) - D(x))^2 / sigma^2, e ~ N(0, I): first-order gradients
+            only, attention on the fused kernels; equal to the exact penalty in expectation up to O(sigma^2)).
+        sigma: the finite difference's noise scale, in input units (images in [-1, 1]); unused when exact.
     """
 
-    def __init__(self, gamma: float = 10.0):
-        check_range("R1Penalty", "gamma", gamma, "[0, inf)")
+    def __init__(self, gamma: float = 10.0, approximation: Approximation = "exact", sigma: float = 0.01):
+        _check_approximation("R1Penalty", gamma, approximation, sigma)
         self.gamma = gamma
+        self.approximation = approximation
+        self.sigma = sigma
 
     def __call__(
         self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None,
         y_fake: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        grad = _input_gradient(critic, real, y)
-        return 0.5 * self.gamma * grad.pow(2).sum(dim=1).mean()
+        return 0.5 * self.gamma * _squared_gradient_norm(critic, real, y, self.approximation, self.sigma).mean()
 
     def __repr__(self) -> str:
-        return f"R1Penalty(gamma={self.gamma})"
+        return f"R1Penalty(gamma={self.gamma}{_approximation_repr(self)})"
 
 
 class R2Penalty(Penalty):
@@ -191,21 +238,26 @@ class R2Penalty(Penalty):
 
     Args:
         gamma: the penalty's coefficient.
+        approximation: "exact" (autograd's double backward, attention on the math kernel) or
+            "finite_difference" ((D(x + sigma * e) - D(x))^2 / sigma^2, e ~ N(0, I): first-order gradients
+            only, attention on the fused kernels; equal to the exact penalty in expectation up to O(sigma^2)).
+        sigma: the finite difference's noise scale, in input units (images in [-1, 1]); unused when exact.
     """
 
-    def __init__(self, gamma: float = 10.0):
-        check_range("R2Penalty", "gamma", gamma, "[0, inf)")
+    def __init__(self, gamma: float = 10.0, approximation: Approximation = "exact", sigma: float = 0.01):
+        _check_approximation("R2Penalty", gamma, approximation, sigma)
         self.gamma = gamma
+        self.approximation = approximation
+        self.sigma = sigma
 
     def __call__(
         self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None,
         y_fake: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        grad = _input_gradient(critic, fake, y_fake)
-        return 0.5 * self.gamma * grad.pow(2).sum(dim=1).mean()
+        return 0.5 * self.gamma * _squared_gradient_norm(critic, fake, y_fake, self.approximation, self.sigma).mean()
 
     def __repr__(self) -> str:
-        return f"R2Penalty(gamma={self.gamma})"
+        return f"R2Penalty(gamma={self.gamma}{_approximation_repr(self)})"
 
 
 class R1R2Penalty(Penalty):
@@ -218,11 +270,17 @@ class R1R2Penalty(Penalty):
 
     Args:
         gamma: the coefficient of each of the two penalties.
+        approximation: "exact" (autograd's double backward, attention on the math kernel) or
+            "finite_difference" ((D(x + sigma * e) - D(x))^2 / sigma^2, e ~ N(0, I): first-order gradients
+            only, attention on the fused kernels; equal to the exact penalty in expectation up to O(sigma^2)).
+        sigma: the finite difference's noise scale, in input units (images in [-1, 1]); unused when exact.
     """
 
-    def __init__(self, gamma: float = 10.0):
-        check_range("R1R2Penalty", "gamma", gamma, "[0, inf)")
+    def __init__(self, gamma: float = 10.0, approximation: Approximation = "exact", sigma: float = 0.01):
+        _check_approximation("R1R2Penalty", gamma, approximation, sigma)
         self.gamma = gamma
+        self.approximation = approximation
+        self.sigma = sigma
 
     def __call__(
         self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None,
@@ -231,9 +289,10 @@ class R1R2Penalty(Penalty):
         if real.shape[0] != fake.shape[0]:
             raise ValueError(f"R1R2Penalty: real and generated batches differ in size: {real.shape[0]}, {fake.shape[0]}")
         labels = None if y is None else torch.cat([y, y if y_fake is None else y_fake])
-        squared = _input_gradient(critic, torch.cat([real.detach(), fake.detach()]), labels).pow(2).sum(dim=1)
+        both = torch.cat([real.detach(), fake.detach()])
+        squared = _squared_gradient_norm(critic, both, labels, self.approximation, self.sigma)
         r1, r2 = squared.chunk(2)
         return 0.5 * self.gamma * (r1.mean() + r2.mean())
 
     def __repr__(self) -> str:
-        return f"R1R2Penalty(gamma={self.gamma})"
+        return f"R1R2Penalty(gamma={self.gamma}{_approximation_repr(self)})"

@@ -1,9 +1,10 @@
 """`sagan bench-gpu`: the speed table of the README's GPU section, from one run on one machine.
 
 For each benchmark (SAGAN-64 at batch 64 and 256, TransGAN CIFAR-10 at batch 64 with and without the
-gradient penalty, SAGAN self-attention on 128x128 feature maps) and each variant (eager fp32, eager
-bf16-mixed, compiled bf16, compiled bf16 with CUDA graphs), one fresh process trains (or runs the layer)
-and reports images per second, milliseconds per generator iteration, peak GPU memory and compile time.
+gradient penalty, SAGAN-64 with R1 + R2 exact and by finite difference, SAGAN self-attention on 128x128
+feature maps) and each variant (eager fp32, eager bf16-mixed, compiled bf16, compiled bf16 with CUDA
+graphs), one fresh process trains (or runs the layer) and reports images per second, milliseconds per
+generator iteration, peak GPU memory and compile time.
 With `--peers DIR` the peers run in the same script on their own code (checkouts under DIR, see
 `sagan/benchmarks/peers.py`), so every ratio in the table comes from one machine and one run.
 Prints JSON lines as it goes, then a markdown table; `--out` also writes both.
@@ -29,6 +30,8 @@ SUITE = {
     "sagan_64_b256": ("sagan_64", 256),
     "transgan_cifar10_gp": ("transgan_cifar10", 64),
     "transgan_cifar10_nogp": ("transgan_cifar10_nogp", 64),
+    "sagan_64_r1r2_b64": ("sagan_64_r1r2", 64),  # R1 + R2 exact: double backward, attention on the math kernel
+    "sagan_64_r1r2_fd_b64": ("sagan_64_r1r2_fd", 64),  # by finite difference: attention on the fused kernels
     "attention_128": (None, 16),
 }
 # variant -> (precision, compile, compile mode)

@@ -30,6 +30,8 @@ RECIPES = {
     "r3gan": ["--model.loss=sagan.losses.RelativisticLoss", "--model.penalty=sagan.losses.R1R2Penalty",
               "--model.penalty.init_args.gamma=1.0", "--model.init_args.mode_seeking=0"],
 }
+# the same with R1 + R2 by finite difference (first-order gradients only, attention on the fused kernels)
+RECIPES["r3gan_fd"] = [*RECIPES["r3gan"], "--model.penalty.init_args.approximation=finite_difference"]
 
 
 def train(experiment: str, g_iters: int, run_root: Path, every: int | None, recipe: str = "hinge") -> Path:

@@ -10,11 +10,12 @@
 3. The floor: the same metrics of held-out real images against the same training statistics.
 
 Prints a markdown table and writes it, with the numbers as JSON, to `<run_root>/`. `--recipe` trains
-both with another objective at the same budget (`RECIPES`: "hinge", the experiments' own, or "r3gan",
-the relativistic pairing loss with R1 + R2 of Huang et al., 2024).
+both with another objective at the same budget (`RECIPES`: "hinge", the experiments' own, "r3gan",
+the relativistic pairing loss with R1 + R2 of Huang et al., 2024, or "r3gan_fd", the same with R1 + R2 by
+finite difference).
 
     sagan bench-quality [--digits_iters 1200] [--stacked_iters 6000] [--eval_every 1000] [--only digits|stacked]
-                        [--recipe hinge|r3gan]
+                        [--recipe hinge|r3gan|r3gan_fd]
     sagan bench-quality --only repair ...   the image-repair table (sagan/benchmarks/repair.py)
     sagan bench-quality --only video [...]: the video GAN, see sagan/benchmarks/video.py
     sagan bench-quality --only speech [--speech_iters 2800]   (the speech GAN, sagan/benchmarks/speech.py)

@@ -11,7 +11,15 @@ After `--warmup` generator iterations the clock runs for `--iters` more. Printed
   graphs, and `compile_s`: the warm-up's time beyond what the same iterations take once warm.
 
 `transgan_cifar10` (and `_nogp`, without the gradient penalty) are the CIFAR-10 experiment's networks
-on CIFAR-sized tensors (the digits in RGB): GPU benchmarks, run by `sagan bench-gpu`.
+on CIFAR-sized tensors (the digits in RGB): GPU benchmarks, run by `sagan bench-gpu`, like
+`sagan_64_r1r2` (SAGAN-64 with R3GAN's loss and R1 + R2) and `sagan_64_r1r2_fd` (the same penalty by
+finite difference). `r3gan_digits_fd` is `r3gan_digits` with its R1 + R2 by finite difference.
+
+The penalty benchmark (`penalty_r3gan_digits`) times the discriminator's regularizer alone, forward and
+backward, on `r3gan_digits`'s networks and one batch of real and generated digits: once exact (double
+backward, attention on the math kernel) and once by finite difference (first-order gradients, attention
+on the default fused kernel). Printed per variant: `approximation`, `ms_per_step` (wall) and
+`cpu_ms_per_step` (the process's CPU time, which a busy machine does not inflate).
 
 Each training benchmark runs in a fresh process, so its peak memory is its own (a process's peak
 resident memory never goes down) and no benchmark inherits another's allocator or compile caches.
@@ -47,6 +55,8 @@ from datamodules.image.folder import ImageFolderDataModule
 from datamodules.image.files import cpu_threads
 from sagan.cli import SaganCLI
 from sagan.errors import UsageError
+from sagan.layers.norm import frozen_spectral_norm
+from sagan.losses import R1R2Penalty, RelativisticLoss
 from sagan.models.sagan import SAGANDiscriminator, SAGANGenerator
 from sagan.tasks.image import ImageGAN
 
@@ -80,6 +90,13 @@ def _sagan_64(batch_size: int | None) -> tuple[L.LightningModule, L.LightningDat
     return ImageGAN(generator, discriminator), data
 
 
+def _sagan_64_r1r2(approximation: str, batch_size: int | None) -> tuple[L.LightningModule, L.LightningDataModule]:
+    """`_sagan_64` with R3GAN's objective: the relativistic pairing loss and R1 + R2 (gamma 1)."""
+    model, data = _sagan_64(batch_size)
+    penalty = R1R2Penalty(gamma=1.0, approximation=approximation)
+    return ImageGAN(model.generator, model.discriminator, loss=RelativisticLoss(), penalty=penalty), data
+
+
 # name -> builder(batch_size or None) of (module, data); `GPU_ONLY` ones are too large for a CPU run
 BENCHMARKS = {
     "sagan_digits": lambda batch: _experiment("sagan_digits", batch),
@@ -88,9 +105,16 @@ BENCHMARKS = {
     "transgan_digits": lambda batch: _experiment("transgan_digits", batch),
     "transgan_cifar10": lambda batch: _experiment("transgan_cifar10", batch),
     "transgan_cifar10_nogp": lambda batch: _experiment("transgan_cifar10", batch, "--model.init_args.penalty=null"),
+    "r3gan_digits_fd": lambda batch: _experiment(
+        "r3gan_digits", batch, "--model.init_args.penalty.init_args.approximation=finite_difference"
+    ),
+    "sagan_64_r1r2": lambda batch: _sagan_64_r1r2("exact", batch),
+    "sagan_64_r1r2_fd": lambda batch: _sagan_64_r1r2("finite_difference", batch),
 }
-GPU_ONLY = ("transgan_cifar10", "transgan_cifar10_nogp")
+GPU_ONLY = ("transgan_cifar10", "transgan_cifar10_nogp", "sagan_64_r1r2", "sagan_64_r1r2_fd")
 DEFAULT = ("sagan_digits", "sagan_64", "transgan_digits")
+# penalty benchmark -> the training benchmark whose networks, data and penalty it times
+PENALTY_BENCHMARKS = {"penalty_r3gan_digits": "r3gan_digits"}
 
 
 class _Clock(L.Callback):
@@ -230,11 +254,61 @@ def loader_benchmark(images: int, workers: int, epochs: int, batch_size: int = 6
 LOADER_BENCHMARKS = ("loader_jpeg64",)
 
 
+def penalty_benchmark(
+    name: str, iters: int, warmup: int, accelerator: str = "auto", batch_size: int | None = None
+) -> list[dict]:
+    """Milliseconds of D's penalty alone (forward and backward into D's parameters), exact and by finite
+    difference, on the networks, data and penalty of `PENALTY_BENCHMARKS[name]`."""
+    model, data = BENCHMARKS[PENALTY_BENCHMARKS[name]](batch_size)
+    use_cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    device = torch.device("cuda" if use_cuda else "cpu")
+    data.prepare_data()
+    data.setup("fit")
+    real, y_real = (t.to(device) for t in next(iter(data.train_dataloader())))
+    model.to(device)
+    y_real = y_real if model.num_classes else None
+    z, y_fake = model.sample_noise(real.shape[0])
+    with torch.no_grad():
+        fake = model.generator(z, y_fake)
+    results = []
+    for approximation in ("exact", "finite_difference"):
+        base = model.penalty
+        penalty = type(base)(gamma=base.gamma, approximation=approximation, sigma=base.sigma)
+
+        def step():
+            model.discriminator.zero_grad(set_to_none=True)
+            with frozen_spectral_norm(model.discriminator):
+                penalty(model.critic, real, fake, y_real, y_fake).backward()
+
+        for _ in range(warmup):
+            step()
+        if use_cuda:
+            torch.cuda.synchronize()
+        start, cpu_start = time.perf_counter(), time.process_time()
+        for _ in range(iters):
+            step()
+        if use_cuda:
+            torch.cuda.synchronize()
+        cpu_ms = 1000 * (time.process_time() - cpu_start) / iters
+        results.append({
+            "bench": name,
+            "device": torch.cuda.get_device_name(device) if use_cuda else f"cpu ({torch.get_num_threads()} threads)",
+            "penalty": repr(penalty),
+            "approximation": approximation,
+            "batch_size": real.shape[0],
+            "image_size": real.shape[-1],
+            "iters": iters,
+            "ms_per_step": round(1000 * (time.perf_counter() - start) / iters, 2),
+            "cpu_ms_per_step": round(cpu_ms, 2),  # the process's CPU time: the idle wall time of a 1-thread run
+        })
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sagan bench", description="Training speed, as JSON lines.")
     parser.add_argument(
-        "--only", action="append", choices=sorted(BENCHMARKS) + list(LOADER_BENCHMARKS),
-        help=f"run only these benchmarks (default: {', '.join(DEFAULT + LOADER_BENCHMARKS)})",
+        "--only", action="append", choices=sorted(BENCHMARKS) + list(PENALTY_BENCHMARKS) + list(LOADER_BENCHMARKS),
+        help=f"run only these benchmarks (default: {', '.join((*DEFAULT, *PENALTY_BENCHMARKS, *LOADER_BENCHMARKS))})",
     )
     parser.add_argument("--iters", type=int, default=5, help="timed generator iterations (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed generator iterations first (default 2)")
@@ -258,9 +332,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.compile_backend not in torch._dynamo.list_backends(exclude_tags=()):
         raise UsageError(f"--compile_backend must be one of {torch._dynamo.list_backends(exclude_tags=())}")
     mode = None if args.compile_mode == "default" else args.compile_mode
-    for name in args.only or [*DEFAULT, *LOADER_BENCHMARKS]:
+    default = [*DEFAULT, *PENALTY_BENCHMARKS, *LOADER_BENCHMARKS]
+    for name in args.only or default:
         if name in LOADER_BENCHMARKS:
             results = loader_benchmark(args.loader_images, args.loader_workers, args.loader_epochs)
+        elif name in PENALTY_BENCHMARKS:
+            results = penalty_benchmark(name, args.iters, args.warmup, args.accelerator, args.batch_size)
         else:
             results = [run_isolated(
                 name, args.iters, args.warmup, args.precision, args.compile, args.accelerator, args.batch_size,

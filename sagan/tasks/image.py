@@ -34,7 +34,8 @@ class ImageGAN(AdversarialTask):
         generator: network with attributes `z_dim` and `num_classes`, called as `generator(z, y)`.
         discriminator: network called as `discriminator(x, y)`, returning one logit per sample.
         loss: the adversarial objective.
-        penalty: optional regularizer of the discriminator (`GradientPenalty`, `R1Penalty`, `R1R2Penalty`).
+        penalty: optional regularizer of the discriminator (`GradientPenalty`, `R1Penalty`, `R2Penalty`,
+            `R1R2Penalty`; the R penalties also by `approximation: finite_difference`, no double backward).
         augment: optional differentiable augmentation applied to real and fake images before D.
         lr_g: generator learning rate, >= 0 (two time-scale update rule: D learns faster).
         lr_d: discriminator learning rate, >= 0.
@@ -162,7 +163,8 @@ class ImageGAN(AdversarialTask):
         return self.loss.discriminator(d_real, d_fake), stats
 
     def _add_penalty(self, loss, stats, real, fake, y_real, y_fake) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """`loss` plus D's regularizer, if any: its own pass, on the math attention kernel (double backward)."""
+        """`loss` plus D's regularizer, if any: its own passes (exact gradient penalties on the math attention
+        kernel, for their double backward; `approximation="finite_difference"` on the fused kernels)."""
         if self.penalty is None:
             return loss, stats
         with frozen_spectral_norm(self.discriminator):

@@ -55,3 +55,24 @@ def test_attention_benchmark_runs_the_layer_forward_and_backward():
     result = attention_benchmark(2, "32", False, None, iters=1, warmup=1, channels=16, size=16)
     assert result["bench"] == "attention_128" and result["image_size"] == 16 and result["ms_per_iter"] > 0
     assert result["layer"] == "SAGANSelfAttention2d"  # the default block of the SAGAN experiments
+
+
+def test_penalty_bench_times_exact_and_finite_difference(capsys):
+    main(["bench", "--only", "penalty_r3gan_digits", "--iters", "1", "--warmup", "1", "--batch_size", "8"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [line["approximation"] for line in lines] == ["exact", "finite_difference"]
+    for line in lines:
+        assert line["bench"] == "penalty_r3gan_digits" and line["batch_size"] == 8 and line["image_size"] == 32
+        assert line["ms_per_step"] > 0 and line["cpu_ms_per_step"] > 0
+    assert lines[1]["penalty"] == "R1R2Penalty(gamma=1.0, approximation='finite_difference', sigma=0.01)"
+
+
+def test_finite_difference_benchmarks_differ_from_their_baselines_only_in_the_penalty():
+    from sagan.benchmarks.harness import RECIPES
+    from sagan.benchmarks.speed import BENCHMARKS
+
+    exact, approximated = BENCHMARKS["r3gan_digits"](None)[0], BENCHMARKS["r3gan_digits_fd"](None)[0]
+    assert (exact.penalty.approximation, approximated.penalty.approximation) == ("exact", "finite_difference")
+    assert exact.penalty.gamma == approximated.penalty.gamma == 1.0
+    assert RECIPES["r3gan_fd"][:-1] == RECIPES["r3gan"]
+    assert RECIPES["r3gan_fd"][-1] == "--model.penalty.init_args.approximation=finite_difference"
