@@ -32,8 +32,9 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from sagan.errors import UsageError
 from sagan.errors import one_line as _one_line  # moved to sagan.errors; the old name stays
 from sagan.evaluation.metrics import SampleQuality
-from sagan.training.checkpoints import check_resumable, renamed_in, upgrade_config
+from sagan.training.checkpoints import check_checkpoint, check_resumable, renamed_in, upgrade_config
 from sagan.training.distributed import plain_ddp_is_gan_ddp
+from sagan.training.init_from import init_from
 from sagan.training.predictions import ImagePredictionWriter
 from sagan.training.resume import AtomicCheckpointIO, RunCheckpoint, SignalCheckpoint
 from sagan.training.sample_grid import SampleGrid
@@ -194,6 +195,12 @@ class SaganCLI(LightningCLI):
             'for jobs that restart themselves) or a checkpoint path; continues that run.',
         )
         parser.add_argument(
+            "--init_from", type=str | None, default=None,
+            help="A `sagan fit` checkpoint whose generator, discriminator and EMA generator this new run starts "
+            "from (fine-tuning): fresh optimizers, counters and run directory; class embeddings are re-initialized "
+            "when the data's number of classes differs, any other mismatch is refused. Not with --resume.",
+        )
+        parser.add_argument(
             "--tracker", type=Literal["wandb", "csv", "none"], default="wandb",
             help="Where metrics go: wandb (W&B and metrics.csv), csv (metrics.csv only) or none.",
         )
@@ -267,6 +274,11 @@ class SaganCLI(LightningCLI):
         configs = cfg.get("config") or []
         cfg.name = cfg.name or (Path(str(configs[0])).stem if configs else "sagan")
         self._checkpoint_dir_given = cfg.checkpoint.dirpath is not None
+        if cfg.init_from:
+            if cfg.resume or cfg.get("ckpt_path"):
+                raise UsageError("--init_from starts a new run from a checkpoint's weights, --resume continues a run: give one of them")
+            check_checkpoint(cfg.init_from)  # missing, truncated or foreign: refused before anything is built
+            cfg.init_from = str(Path(cfg.init_from).resolve())  # config.yaml records the source
         resume = self._resolve_resume(cfg.resume, Path(cfg.run_root) / cfg.name) if cfg.resume else None
         if resume is not None:
             cfg.ckpt_path = str(resume)
@@ -310,6 +322,10 @@ class SaganCLI(LightningCLI):
         if self.subcommand == "fit":
             if cfg.get("ckpt_path"):  # a resume that would fail is refused before its run directory is touched
                 check_resumable(Path(cfg.ckpt_path), self.model, self.config[self.subcommand].model.class_path)
+            if cfg.get("init_from"):  # a checkpoint that does not fit is refused before the run directory exists
+                line = init_from(cfg.init_from, self.model, self.config[self.subcommand].model.class_path)
+                if rank_zero_only.rank == 0:
+                    print(line, file=sys.stderr, flush=True)
             if self.run_dir is None and rank_zero_only.rank == 0:  # other ranks write nothing
                 self.run_dir = reserve_run_dir(Path(cfg.run_root) / cfg.name, self._stamp)
                 self._new_run_dir = True
