@@ -2,6 +2,9 @@
 from another run's weights; class embeddings re-initialized for another number of classes; anything else
 that does not fit refused in one line before a run directory exists."""
 
+import importlib
+import inspect
+import pkgutil
 import re
 from pathlib import Path
 
@@ -12,9 +15,10 @@ from conftest import TINY_DIGITS, fit, fit_repair
 from datafixtures import make_class_folder
 from torch.testing import assert_close
 
+import sagan.models
 from sagan.commands import main
 from sagan.errors import UsageError
-from sagan.training.init_from import init_from
+from sagan.training.init_from import _class_embedding, init_from
 
 FROZEN = ["--model.lr_g=0", "--model.lr_d=0"]  # Adam with a zero learning rate leaves every weight as it is
 NETWORKS = ("generator.", "discriminator.", "generator_ema.")
@@ -107,3 +111,24 @@ def test_repair_networks_start_from_a_repair_checkpoint(tmp_path):
     source = fit_repair(tmp_path / "a", "--g_iters=1") / "checkpoints" / "last.ckpt"
     run = fit_repair(tmp_path / "b", "--init_from", str(source), "--g_iters=1", *FROZEN)
     assert_close(_weights(run / "checkpoints" / "last.ckpt"), _weights(source), rtol=0, atol=0)
+
+
+CONDITIONAL = [
+    pytest.param(cls, kwargs, id=f"{module.name}.{name}")
+    for module in pkgutil.iter_modules(sagan.models.__path__)
+    for name, (cls, kwargs) in getattr(importlib.import_module(f"sagan.models.{module.name}"), "TINY", {}).items()
+    if "num_classes" in inspect.signature(cls).parameters and getattr(cls, "num_classes", None) != 0
+    and kwargs.get("pack", 1) == 1  # a packed discriminator is unconditional
+]
+
+
+@pytest.mark.parametrize(("cls", "kwargs"), CONDITIONAL)
+def test_every_tensor_that_depends_on_the_number_of_classes_is_a_class_embedding(cls, kwargs):
+    """What another number of classes changes in a network is exactly what `--init_from` re-initializes."""
+    three, five = torch.nn.Module(), torch.nn.Module()
+    three.generator, five.generator = cls(**{**kwargs, "num_classes": 3}), cls(**{**kwargs, "num_classes": 5})
+    old, new = three.generator.state_dict(), five.generator.state_dict()
+    assert old.keys() == new.keys()
+    differ = [key for key in new if old[key].shape != new[key].shape]
+    assert differ
+    assert all(_class_embedding(five, f"generator.{key}") is not None for key in differ)
