@@ -201,6 +201,11 @@ class SaganCLI(LightningCLI):
             "when the data's number of classes differs, any other mismatch is refused. Not with --resume.",
         )
         parser.add_argument(
+            "--init_classes", type=list[int] | None, default=None,
+            help="With --init_from and another number of classes: for each class of this data, the checkpoint's "
+            "class whose embeddings it starts from (e.g. [3,5,8]); default: re-initialized.",
+        )
+        parser.add_argument(
             "--tracker", type=Literal["wandb", "csv", "none"], default="wandb",
             help="Where metrics go: wandb (W&B and metrics.csv), csv (metrics.csv only) or none.",
         )
@@ -274,6 +279,8 @@ class SaganCLI(LightningCLI):
         configs = cfg.get("config") or []
         cfg.name = cfg.name or (Path(str(configs[0])).stem if configs else "sagan")
         self._checkpoint_dir_given = cfg.checkpoint.dirpath is not None
+        if cfg.init_classes is not None and not cfg.init_from:
+            raise UsageError("--init_classes maps the classes of an --init_from checkpoint: give --init_from too")
         if cfg.init_from:
             if cfg.resume or cfg.get("ckpt_path"):
                 raise UsageError("--init_from starts a new run from a checkpoint's weights, --resume continues a run: give one of them")
@@ -323,7 +330,8 @@ class SaganCLI(LightningCLI):
             if cfg.get("ckpt_path"):  # a resume that would fail is refused before its run directory is touched
                 check_resumable(Path(cfg.ckpt_path), self.model, self.config[self.subcommand].model.class_path)
             if cfg.get("init_from"):  # a checkpoint that does not fit is refused before the run directory exists
-                line = init_from(cfg.init_from, self.model, self.config[self.subcommand].model.class_path)
+                class_path = self.config[self.subcommand].model.class_path
+                line = init_from(cfg.init_from, self.model, class_path, cfg.get("init_classes"))
                 if rank_zero_only.rank == 0:
                     print(line, file=sys.stderr, flush=True)
             if self.run_dir is None and rank_zero_only.rank == 0:  # other ranks write nothing

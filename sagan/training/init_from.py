@@ -7,7 +7,8 @@ as in any new run. The checkpoint must hold the task class this config trains, a
 the networks this config builds, with one exception: class embeddings (an `nn.Embedding` with one row per
 class of the data: conditional batch norm, projection heads, class codes) whose number of rows is the old
 data's number of classes are left as this config initialized them when the new data has another number
-of classes. Anything else that does not fit is refused in one line naming the first tensor that differs,
+of classes, or, given `class_map` (`--init_classes`), take for each new class the rows of the old class it
+names. Anything else that does not fit is refused in one line naming the first tensor that differs,
 before anything is written.
 """
 
@@ -38,9 +39,12 @@ def _class_embedding(module: L.LightningModule, key: str) -> nn.Embedding | None
     return None
 
 
-def initial_state(path: Path, module: L.LightningModule, class_path: str) -> tuple[dict, str]:
+def initial_state(
+    path: Path, module: L.LightningModule, class_path: str, class_map: list[int] | None = None
+) -> tuple[dict, str]:
     """The state dict that `module` (built by this config, class `class_path`) starts from when initialized
-    from the checkpoint at `path`, and one line that says what was taken.
+    from the checkpoint at `path`, and one line that says what was taken. `class_map[i]`: the checkpoint's
+    class whose embedding rows new class i takes (None: new classes get this config's initialization).
 
     Raises:
         UsageError: (one line) a file that is no `sagan fit` checkpoint, another task class, a checkpoint
@@ -77,8 +81,11 @@ def initial_state(path: Path, module: L.LightningModule, class_path: str) -> tup
         if tuple(saved.shape) != tuple(tensor.shape):
             embedding = _class_embedding(module, key)
             if embedding is not None and saved.dim() >= 1 and tuple(saved.shape[1:]) == tuple(tensor.shape[1:]):
-                fresh.append(key)  # this config's own initialization stays
+                fresh.append(key)  # this config's own initialization stays, or the mapped rows
                 classes = classes or (saved.shape[0], tensor.shape[0])
+                if class_map is not None:
+                    _check_class_map(path, class_map, saved.shape[0], tensor.shape[0])
+                    new[key] = saved[torch.as_tensor(class_map)]
                 continue
             raise UsageError(
                 f"cannot initialize from {path}: {key} is {list(saved.shape)} in the checkpoint and "
@@ -94,16 +101,27 @@ def initial_state(path: Path, module: L.LightningModule, class_path: str) -> tup
     taken = "generator, discriminator" + (" and EMA generator" if module.generator_ema is not None else "")
     line = f"initialized from {path}: {taken} weights ({len(ours) - len(fresh)} tensors)"
     if fresh:
+        how = f"taken from classes {class_map} of the checkpoint" if class_map is not None else "re-initialized"
         line += (
-            f"; class embeddings re-initialized ({classes[0]} classes in the checkpoint, {classes[1]} in this "
+            f"; class embeddings {how} ({classes[0]} classes in the checkpoint, {classes[1]} in this "
             f"data: {len(fresh)} tensors)"
         )
+    elif class_map is not None:
+        raise UsageError(f"cannot initialize from {path}: --init_classes maps classes, and the checkpoint has as many as this data")
     return new, line
 
 
-def init_from(path: str | Path, module: L.LightningModule, class_path: str) -> str:
+def _check_class_map(path: Path, class_map: list[int], old: int, new: int) -> None:
+    if len(class_map) != new or not all(0 <= c < old for c in class_map):
+        raise UsageError(
+            f"cannot initialize from {path}: --init_classes needs {new} classes of the checkpoint (one per class "
+            f"of this data, each in [0, {old - 1}]), got {class_map}"
+        )
+
+
+def init_from(path: str | Path, module: L.LightningModule, class_path: str, class_map: list[int] | None = None) -> str:
     """Loads the networks of `module` from the checkpoint at `path` (see the module's docstring); returns
     the one line that says what was taken. Raises UsageError (one line) for what does not fit."""
-    state, line = initial_state(Path(path), module, class_path)
+    state, line = initial_state(Path(path), module, class_path, class_map)
     module.load_state_dict(state, strict=True)
     return line

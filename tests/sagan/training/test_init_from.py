@@ -52,16 +52,20 @@ def test_a_new_run_starts_from_the_checkpoints_networks_with_fresh_optimizers_an
     assert_close(_weights(run / "checkpoints" / "last.ckpt"), _weights(source), rtol=0, atol=0)
 
 
-def test_another_number_of_classes_reinitializes_the_class_embeddings_only(trained_run, tmp_path, capsys):
+def _three_classes(tmp_path: Path) -> list[str]:
+    """Command-line options that train on a folder of three classes (the source checkpoint has ten)."""
     folder = make_class_folder(tmp_path / "shapes", {"a": 3, "b": 3, "c": 3}, size=(32, 32))
-    source = trained_run / "checkpoints" / "last.ckpt"
-    run = fit(
-        tmp_path, "--init_from", str(source), "--g_iters=1", *FROZEN,
+    return [
         "--data=datamodules.image.folder.ImageFolderDataModule", f"--data.init_args.root={folder}",
         "--data.init_args.image_size=32", "--data.init_args.channels=1", "--data.init_args.use_labels=true",
         "--data.init_args.batch_size=4", "--data.init_args.num_workers=0", "--data.init_args.val_fraction=0.3",
         "--metrics.features=null",
-    )
+    ]
+
+
+def test_another_number_of_classes_reinitializes_the_class_embeddings_only(trained_run, tmp_path, capsys):
+    source = trained_run / "checkpoints" / "last.ckpt"
+    run = fit(tmp_path, "--init_from", str(source), "--g_iters=1", *FROZEN, *_three_classes(tmp_path))
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("initialized from")]
     assert len(lines) == 1 and "class embeddings re-initialized (10 classes in the checkpoint, 3 in this data" in lines[0]
     new, old = _weights(run / "checkpoints" / "last.ckpt"), _weights(source)
@@ -69,6 +73,16 @@ def test_another_number_of_classes_reinitializes_the_class_embeddings_only(train
     assert resized and all(".gain." in key or ".bias.weight" in key or ".embed." in key for key in resized), resized
     assert {new[key].shape[0] for key in resized} == {3}
     assert_close({k: v for k, v in new.items() if k not in resized}, {k: v for k, v in old.items() if k not in resized}, rtol=0, atol=0)
+
+
+def test_init_classes_maps_each_new_class_to_an_old_ones_embeddings(trained_run, tmp_path, capsys):
+    source = trained_run / "checkpoints" / "last.ckpt"
+    run = fit(tmp_path, "--init_from", str(source), "--init_classes=[3,5,8]", "--g_iters=1", *FROZEN, *_three_classes(tmp_path))
+    assert "class embeddings taken from classes [3, 5, 8] of the checkpoint (10 classes in the checkpoint, 3" in capsys.readouterr().err
+    new, old = _weights(run / "checkpoints" / "last.ckpt"), _weights(source)
+    resized = [key for key in new if new[key].shape != old[key].shape]
+    assert resized
+    assert_close({key: new[key] for key in resized}, {key: old[key][[3, 5, 8]] for key in resized}, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(
