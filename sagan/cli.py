@@ -159,6 +159,7 @@ class SaganCLI(LightningCLI):
 
     run_dir: Path | None = None
     _new_run_dir = False  # this process created `run_dir` (a new run, not a resumed one)
+    _init_from_recorded = False  # `init_from` came from a resumed run's config.yaml: a record, nothing to load
 
     def __init__(self, args: list[str] | None = None, run: bool = True):
         super().__init__(
@@ -291,6 +292,11 @@ class SaganCLI(LightningCLI):
             cfg.ckpt_path = str(resume)
             if resume.parent.name == "checkpoints":
                 self.run_dir = resume.parent.parent
+        self._init_from_recorded = False
+        if self.run_dir is not None and not cfg.init_from:  # a resumed fine-tuning run keeps its source recorded
+            saved = self.run_dir / "config.yaml"
+            recorded = (yaml.safe_load(saved.read_text()) or {}).get("init_from") if saved.is_file() else None
+            cfg.init_from, self._init_from_recorded = recorded, recorded is not None
         # a new run's directory is made (exclusively) once everything is built, see instantiate_trainer
         self._stamp = run_stamp()
         run_dir = self.run_dir or Path(cfg.run_root) / cfg.name / self._stamp
@@ -329,7 +335,7 @@ class SaganCLI(LightningCLI):
         if self.subcommand == "fit":
             if cfg.get("ckpt_path"):  # a resume that would fail is refused before its run directory is touched
                 check_resumable(Path(cfg.ckpt_path), self.model, self.config[self.subcommand].model.class_path)
-            if cfg.get("init_from"):  # a checkpoint that does not fit is refused before the run directory exists
+            if cfg.get("init_from") and not self._init_from_recorded:  # refused before the run directory exists
                 class_path = self.config[self.subcommand].model.class_path
                 line = init_from(cfg.init_from, self.model, class_path, cfg.get("init_classes"))
                 if rank_zero_only.rank == 0:

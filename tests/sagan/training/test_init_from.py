@@ -50,6 +50,9 @@ def test_a_new_run_starts_from_the_checkpoints_networks_with_fresh_optimizers_an
     for optimizer in new["optimizer_states"]:  # one step each: Adam's moments are this run's own
         assert {float(s["step"]) for s in optimizer["state"].values()} == {1.0}
     assert_close(_weights(run / "checkpoints" / "last.ckpt"), _weights(source), rtol=0, atol=0)
+    resumed = fit(tmp_path, "--resume", "last", "--g_iters=2")  # continuing the fine-tuning run keeps the record
+    assert resumed == run
+    assert yaml.safe_load((run / "config.yaml").read_text())["init_from"] == str(source.resolve())
 
 
 def _three_classes(tmp_path: Path) -> list[str]:
