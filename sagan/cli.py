@@ -295,7 +295,10 @@ class SaganCLI(LightningCLI):
         self._init_from_recorded = False
         if self.run_dir is not None and not cfg.init_from:  # a resumed fine-tuning run keeps its source recorded
             saved = self.run_dir / "config.yaml"
-            recorded = (yaml.safe_load(saved.read_text()) or {}).get("init_from") if saved.is_file() else None
+            try:
+                recorded = (yaml.safe_load(saved.read_text()) or {}).get("init_from") if saved.is_file() else None
+            except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+                recorded = None  # the resume's own checks say what is wrong with the run, if anything
             cfg.init_from, self._init_from_recorded = recorded, recorded is not None
         # a new run's directory is made (exclusively) once everything is built, see instantiate_trainer
         self._stamp = run_stamp()
