@@ -88,6 +88,17 @@ def test_init_classes_maps_each_new_class_to_an_old_ones_embeddings(trained_run,
     assert_close({key: new[key] for key in resized}, {key: old[key][[3, 5, 8]] for key in resized}, rtol=0, atol=0)
 
 
+def test_a_class_map_that_does_not_fit_is_one_line_before_any_run_directory(trained_run, tmp_path, capsys):
+    source = trained_run / "checkpoints" / "last.ckpt"
+    with pytest.raises(SystemExit) as exit_info:
+        fit(tmp_path, "--init_from", str(source), "--init_classes=[3,10]", *_three_classes(tmp_path))
+    assert exit_info.value.code == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and lines[0].endswith(
+        "--init_classes needs 3 classes of the checkpoint (one per class of this data, each in [0, 9]), got [3, 10]"), lines
+    assert not list((tmp_path / "runs").glob("*/*"))
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
