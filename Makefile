@@ -11,6 +11,7 @@ TEXT ?=
 ARGS ?=
 DATA_DIR ?=
 RESUME ?=
+INIT ?=
 DEVICES ?=
 NODES ?=
 CKPT ?=
@@ -39,7 +40,8 @@ PARALLEL := $(if $(DEVICES),--trainer.devices=$(DEVICES)) $(if $(NODES),--traine
 	$(if $(filter-out 0 1 auto -1,$(DEVICES) $(NODES)),--trainer.strategy=ddp)
 
 ## make train [MODEL=sagan] [DATA=digits|celeba|cifar10|folder] [DATA_DIR=data] [DEVICES=N] [NODES=M]
-##            [RESUME=last|auto|path] [ARGS="--model.n_critic=2 ..."]
+##            [RESUME=last|auto|path] [INIT=path/to/last.ckpt] [ARGS="--model.n_critic=2 ..."]
+## INIT: a new run (fine-tuning) whose G, D and EMA weights come from that checkpoint (docs/training.md)
 ## DATA_DIR (the datamodule's root) defaults to the experiment's own, ./data for celeba and cifar10.
 ## make train MODEL=inpaint|restore [DATA=digits|celeba|cifar10|folder]: image repair (inpainting, blind restoration)
 ## make train DATA=oracle: the text GAN on the synthetic oracle benchmark
@@ -50,7 +52,7 @@ PARALLEL := $(if $(DEVICES),--trainer.devices=$(DEVICES)) $(if $(NODES),--traine
 ## make train DATA=spoken_digits: the speech GAN on the embedded spoken digits (DATA=sc09 DATA_DIR=...: SC09)
 train: install
 	@test -f $(EXPERIMENT) || { echo "error: no experiment $(EXPERIMENT) for MODEL=$(MODEL) DATA=$(DATA); expected one of: $$(cd experiments && ls *.yaml | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
-	$(BIN)/sagan fit --config $(EXPERIMENT) $(if $(DATA_DIR),$(DATA_ROOT_ARG)=$(DATA_DIR)) $(if $(TEXT),--data.init_args.path=$(TEXT)) $(PARALLEL) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
+	$(BIN)/sagan fit --config $(EXPERIMENT) $(if $(DATA_DIR),$(DATA_ROOT_ARG)=$(DATA_DIR)) $(if $(TEXT),--data.init_args.path=$(TEXT)) $(PARALLEL) $(if $(RESUME),--resume $(RESUME)) $(if $(INIT),--init_from $(INIT)) $(ARGS)
 
 ## make test: the whole suite on CPU, no network
 test: install

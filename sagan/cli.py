@@ -32,8 +32,9 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from sagan.errors import UsageError
 from sagan.errors import one_line as _one_line  # moved to sagan.errors; the old name stays
 from sagan.evaluation.metrics import SampleQuality
-from sagan.training.checkpoints import check_resumable, renamed_in, upgrade_config
+from sagan.training.checkpoints import check_checkpoint, check_resumable, renamed_in, upgrade_config
 from sagan.training.distributed import plain_ddp_is_gan_ddp
+from sagan.training.init_from import init_from
 from sagan.training.predictions import ImagePredictionWriter
 from sagan.training.resume import AtomicCheckpointIO, RunCheckpoint, SignalCheckpoint
 from sagan.training.sample_grid import SampleGrid
@@ -158,6 +159,7 @@ class SaganCLI(LightningCLI):
 
     run_dir: Path | None = None
     _new_run_dir = False  # this process created `run_dir` (a new run, not a resumed one)
+    _init_from_recorded = False  # `init_from` came from a resumed run's config.yaml: a record, nothing to load
 
     def __init__(self, args: list[str] | None = None, run: bool = True):
         super().__init__(
@@ -192,6 +194,17 @@ class SaganCLI(LightningCLI):
             "--resume", type=str | None, default=None,
             help='"last" (the newest checkpoint of this run name), "auto" (the same, or a new run if there is none: '
             'for jobs that restart themselves) or a checkpoint path; continues that run.',
+        )
+        parser.add_argument(
+            "--init_from", type=str | None, default=None,
+            help="A `sagan fit` checkpoint whose generator, discriminator and EMA generator this new run starts "
+            "from (fine-tuning): fresh optimizers, counters and run directory; class embeddings are re-initialized "
+            "when the data's number of classes differs, any other mismatch is refused. Not with --resume.",
+        )
+        parser.add_argument(
+            "--init_classes", type=list[int] | None, default=None,
+            help="With --init_from and another number of classes: for each class of this data, the checkpoint's "
+            "class whose embeddings it starts from (e.g. [3,5,8]); default: re-initialized.",
         )
         parser.add_argument(
             "--tracker", type=Literal["wandb", "csv", "none"], default="wandb",
@@ -267,11 +280,26 @@ class SaganCLI(LightningCLI):
         configs = cfg.get("config") or []
         cfg.name = cfg.name or (Path(str(configs[0])).stem if configs else "sagan")
         self._checkpoint_dir_given = cfg.checkpoint.dirpath is not None
+        if cfg.init_classes is not None and not cfg.init_from:
+            raise UsageError("--init_classes maps the classes of an --init_from checkpoint: give --init_from too")
+        if cfg.init_from:
+            if cfg.resume or cfg.get("ckpt_path"):
+                raise UsageError("--init_from starts a new run from a checkpoint's weights, --resume continues a run: give one of them")
+            check_checkpoint(cfg.init_from)  # missing, truncated or foreign: refused before anything is built
+            cfg.init_from = str(Path(cfg.init_from).resolve())  # config.yaml records the source
         resume = self._resolve_resume(cfg.resume, Path(cfg.run_root) / cfg.name) if cfg.resume else None
         if resume is not None:
             cfg.ckpt_path = str(resume)
             if resume.parent.name == "checkpoints":
                 self.run_dir = resume.parent.parent
+        self._init_from_recorded = False
+        if self.run_dir is not None and not cfg.init_from:  # a resumed fine-tuning run keeps its source recorded
+            saved = self.run_dir / "config.yaml"
+            try:
+                recorded = (yaml.safe_load(saved.read_text()) or {}).get("init_from") if saved.is_file() else None
+            except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+                recorded = None  # the resume's own checks say what is wrong with the run, if anything
+            cfg.init_from, self._init_from_recorded = recorded, recorded is not None
         # a new run's directory is made (exclusively) once everything is built, see instantiate_trainer
         self._stamp = run_stamp()
         run_dir = self.run_dir or Path(cfg.run_root) / cfg.name / self._stamp
@@ -310,6 +338,11 @@ class SaganCLI(LightningCLI):
         if self.subcommand == "fit":
             if cfg.get("ckpt_path"):  # a resume that would fail is refused before its run directory is touched
                 check_resumable(Path(cfg.ckpt_path), self.model, self.config[self.subcommand].model.class_path)
+            if cfg.get("init_from") and not self._init_from_recorded:  # refused before the run directory exists
+                class_path = self.config[self.subcommand].model.class_path
+                line = init_from(cfg.init_from, self.model, class_path, cfg.get("init_classes"))
+                if rank_zero_only.rank == 0:
+                    print(line, file=sys.stderr, flush=True)
             if self.run_dir is None and rank_zero_only.rank == 0:  # other ranks write nothing
                 self.run_dir = reserve_run_dir(Path(cfg.run_root) / cfg.name, self._stamp)
                 self._new_run_dir = True

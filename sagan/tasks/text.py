@@ -307,6 +307,13 @@ class TextGAN(AdversarialTask):
         if self.vocabulary is not None:
             checkpoint["vocabulary"] = self.vocabulary.to_dict()
 
+    def check_init_source(self, checkpoint: dict) -> None:
+        """`sagan fit --init_from`: refuses a checkpoint trained on another vocabulary (its token rows would
+        mean other tokens)."""
+        saved = checkpoint.get("vocabulary")
+        if saved is not None and self.vocabulary is not None:
+            check_vocabulary(Vocabulary.from_dict(saved), self.vocabulary, "the checkpoint")
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Refuses, before any weight is loaded, a checkpoint trained on another vocabulary; a module built
         without one (`sagan sample`) takes the checkpoint's."""
