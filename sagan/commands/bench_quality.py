@@ -18,6 +18,7 @@ the relativistic pairing loss with R1 + R2 of Huang et al., 2024).
     sagan bench-quality --only repair ...   the image-repair table (sagan/commands/bench_repair.py)
     sagan bench-quality --only video [...]: the video GAN, see sagan/commands/bench_video.py
     sagan bench-quality --only speech [--speech_iters 6000]   (the speech GAN, commands/bench_speech.py)
+    sagan bench-quality --only text [--text_run RUN]   (the text GAN's temperature sweep, commands/bench_text.py)
 """
 
 import argparse
@@ -127,15 +128,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--digits_samples", type=int, default=10_000, help="samples for digits FID / IS / KID")
     parser.add_argument("--stacked_samples", type=int, default=26_000, help="samples for modes and KL")
     parser.add_argument("--run_root", default="runs/bench_quality", help="where the two runs and the table go")
-    parser.add_argument("--only", choices=["digits", "stacked", "repair", "video", "speech"], default=None,
+    parser.add_argument("--only", choices=["digits", "stacked", "repair", "video", "speech", "text"], default=None,
                         help="run one part; repair: the image-repair table (sagan/commands/bench_repair.py); "
                         "video: the moving-digits video GAN (sagan/commands/bench_video.py); speech: the "
-                        "spoken-digits speech GAN (sagan/commands/bench_speech.py)")
+                        "spoken-digits speech GAN (sagan/commands/bench_speech.py); text: the oracle text GAN's "
+                        "quality-diversity sweep (sagan/commands/bench_text.py)")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="hinge", help="training objective of both runs")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     from sagan.commands import bench_speech  # it imports this module's train and prepare
 
     bench_speech.add_arguments(parser)
+    from sagan.commands import bench_text
+
+    bench_text.add_arguments(parser)
     args, rest = parser.parse_known_args(argv)
     if args.only == "repair":  # its own options and table
         from sagan.commands.bench_repair import main as bench_repair
@@ -149,6 +154,10 @@ def main(argv: list[str] | None = None) -> None:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return bench_speech.run(args)
+    if args.only == "text":
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return bench_text.run(args)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if min(args.digits_iters, args.stacked_iters, args.eval_every, args.digits_samples, args.stacked_samples) < 1:

@@ -1,0 +1,129 @@
+"""`sagan bench-quality --only text`: the text GAN's quality against its diversity, on the oracle benchmark.
+
+A lower NLL-oracle alone can be a lower temperature in disguise (Caccia et al., ICLR 2020, "Language GANs
+falling short"): a generator that draws from softmax(logits / t) with t < 1 has better samples and less
+diversity. So this benchmark samples both models of one run, the maximum-likelihood generator where
+pre-training ended and the generator after the adversarial phase, at a range of softmax temperatures,
+and for each reports
+
+- NLL-oracle: the oracle's NLL per token of `--text_samples` generated sequences (quality; lower is better),
+- NLL-test: the generator's NLL per token of the held-out test sequences with its logits divided by the
+  same temperature (diversity, or coverage of the real distribution; lower is better).
+
+The GAN earns its adversarial phase only where its curve lies below the MLE model's, i.e. it reaches a
+lower NLL-oracle at the same NLL-test. Without `--text_run` it first trains `experiments/textgan_oracle.yaml`
+(= `make train DATA=oracle`), with a checkpoint where pre-training ends. Prints a markdown table and writes it
+with the numbers as JSON (`text_table.md`, `text_results.json`) and the chart (`text_quality_diversity.png`,
+or `--text_png`) under `--run_root`.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+import yaml
+from jsonargparse import ArgumentParser
+
+from sagan.errors import UsageError
+from sagan.training.checkpoints import load_module, upgrade_config
+from sagan.visualization.line_plot import Curve, line_chart
+
+EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "textgan_oracle.yaml"
+TEMPERATURES = (0.6, 0.7, 0.8, 0.9, 1.0, 1.2, 1.4)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This bench's options, on `sagan bench-quality`'s parser."""
+    parser.add_argument("--text_run", default=None, help="a finished `make train DATA=oracle` run directory "
+                        "(default: train experiments/textgan_oracle.yaml first)")
+    parser.add_argument("--text_temperatures", type=float, nargs="+", default=list(TEMPERATURES),
+                        help="softmax temperatures of the sweep")
+    parser.add_argument("--text_samples", type=int, default=2000, help="generated sequences per point")
+    parser.add_argument("--text_png", default=None, help="where the chart goes (default: under --run_root)")
+
+
+def train(run_root: Path) -> Path:
+    """`sagan fit` of the oracle experiment, with a checkpoint at the end of pre-training; its run directory."""
+    from sagan.cli import SaganCLI
+
+    pretrain = yaml.safe_load(EXPERIMENT.read_text())["model"]["init_args"]["pretrain_steps"]
+    args = ["fit", "--config", str(EXPERIMENT), "--tracker=csv", "--run_root", str(run_root),
+            f"--checkpoint.every_n_train_steps={pretrain}", "--trainer.enable_progress_bar=false"]
+    return SaganCLI(args=args).run_dir
+
+
+def run_checkpoints(run_dir: Path) -> tuple[Path, Path]:
+    """The run's checkpoint where pre-training ended (the MLE model) and its last one (the GAN)."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise UsageError(f"no checkpoints/last.ckpt in {run_dir}: pass a finished `sagan fit` text run")
+    pretrain = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["hyper_parameters"]["pretrain_steps"]
+    for path in sorted((run_dir / "checkpoints").glob("*.ckpt")):
+        if torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"] == pretrain:
+            return path, last
+    raise UsageError(f"no checkpoint of {run_dir} at the end of pre-training (step {pretrain}): train with "
+                     f"--checkpoint.every_n_train_steps dividing {pretrain}")
+
+
+def oracle_data(run_dir: Path) -> L.LightningDataModule:
+    """The run's data module, set up; it must have an oracle."""
+    config = upgrade_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(L.LightningDataModule, "data", required=True)
+    data = parser.instantiate_classes(parser.parse_object({"data": config["data"]})).data
+    if getattr(data, "oracle", None) is None:
+        raise UsageError(f"{run_dir} was not trained on the oracle benchmark: the sweep needs its NLL-oracle")
+    data.setup("test")
+    return data
+
+
+@torch.no_grad()
+def sweep(generator, oracle, test: torch.Tensor, temperatures, n: int, seed: int = 0) -> list[dict[str, float]]:
+    """NLL-oracle of `n` samples and NLL-test of the test sequences at each softmax temperature."""
+    points = []
+    logits = torch.cat([generator(test[s : s + 500]) for s in range(0, len(test), 500)])  # [M, T, V]
+    for t in temperatures:
+        rng = torch.Generator().manual_seed(seed)
+        samples = torch.cat([generator.sample(min(500, n - s), generator=rng, softmax_temperature=t)[0]
+                             for s in range(0, n, 500)])
+        nll_test = F.cross_entropy((logits / t).flatten(0, 1), test.flatten()).item()
+        points.append({"temperature": t, "nll_oracle": oracle.nll(samples).mean().item(), "nll_test": nll_test})
+    return points
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.text_samples < 1 or min(args.text_temperatures) <= 0:
+        raise UsageError("--text_samples must be >= 1 and every temperature > 0")
+    root = Path(args.run_root)
+    start = time.perf_counter()
+    run_dir = Path(args.text_run) if args.text_run else train(root)
+    mle_ckpt, gan_ckpt = run_checkpoints(run_dir)
+    data = oracle_data(run_dir)
+    test = data.test_set.tensors[0]
+    records, curves = [], []
+    for name, ckpt in (("MLE", mle_ckpt), ("GAN", gan_ckpt)):
+        model = load_module(ckpt)
+        points = sweep(model.generator, data.oracle, test, args.text_temperatures, args.text_samples)
+        records += [{"model": name, "checkpoint": str(ckpt), **p} for p in points]
+        curves.append(Curve(name, [(p["nll_test"], p["nll_oracle"], f"{p['temperature']:g}") for p in points]))
+    rows = ["| softmax temperature | MLE NLL-oracle | MLE NLL-test | GAN NLL-oracle | GAN NLL-test |",
+            "|---|---|---|---|---|"]
+    mle, gan = records[: len(args.text_temperatures)], records[len(args.text_temperatures) :]
+    for a, b in zip(mle, gan):
+        rows.append(f"| {a['temperature']:g} | {a['nll_oracle']:.3f} | {a['nll_test']:.3f} | {b['nll_oracle']:.3f} "
+                    f"| {b['nll_test']:.3f} |")
+    table = "\n".join(rows)
+    print(f"\n{table}\n\n({run_dir}; {args.text_samples} samples per point; {time.perf_counter() - start:.0f} s)")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "text_table.md").write_text(table + "\n")
+    (root / "text_results.json").write_text(json.dumps(records, indent=2) + "\n")
+    png = Path(args.text_png) if args.text_png else root / "text_quality_diversity.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    chart = line_chart(curves, "Oracle benchmark: quality (NLL-oracle) against diversity (NLL-test), "
+                       "labels: softmax temperature", "NLL-test (nats per token)", "NLL-oracle")
+    chart.save(png)
+    print(f"chart: {png}")

@@ -1,0 +1,82 @@
+"""The text GAN's quality-diversity sweep (`sagan bench-quality --only text`), its softmax temperature and chart."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import fit_text
+from torch.testing import assert_close
+
+from sagan.commands import bench_text, main
+from sagan.errors import UsageError
+from sagan.models.text_transformer import TINY, gumbel_noise
+from sagan.visualization.line_plot import COLOURS, Curve, line_chart
+
+
+def _generator():
+    cls, kwargs = TINY["text-generator-2-layers"]
+    torch.manual_seed(0)
+    return cls(**kwargs)
+
+
+def test_softmax_temperature_draws_from_the_tempered_logits():
+    g = _generator()
+    tokens, soft = g.sample(6, temperature=0.5, generator=torch.Generator().manual_seed(3), softmax_temperature=0.7)
+    gumbel = gumbel_noise((6, g.seq_len, g.vocab_size), torch.device("cpu"), torch.Generator().manual_seed(3))
+    logits = g(tokens) / 0.7
+    assert torch.equal((logits + gumbel).argmax(-1), tokens)
+    assert_close(soft, torch.softmax((logits + gumbel) / 0.5, dim=-1))
+    plain, _ = g.sample(6, generator=torch.Generator().manual_seed(3))
+    same, _ = g.sample(6, generator=torch.Generator().manual_seed(3), softmax_temperature=1.0)
+    assert torch.equal(plain, same)  # temperature 1 is the model itself, draw for draw
+    with pytest.raises(ValueError, match="softmax_temperature"):
+        g.sample(2, softmax_temperature=0.0)
+
+
+def test_lower_softmax_temperature_concentrates_the_samples():
+    g = _generator()
+    with torch.no_grad():
+        g.head.bias.copy_(torch.linspace(0, 2, g.vocab_size))  # a clear favourite token
+    cold, _ = g.sample(2000, generator=torch.Generator().manual_seed(0), softmax_temperature=0.25)
+    warm, _ = g.sample(2000, generator=torch.Generator().manual_seed(0), softmax_temperature=4.0)
+    favourite = g.vocab_size - 1
+    assert (cold == favourite).float().mean() > 2 * (warm == favourite).float().mean()
+
+
+def test_line_chart_draws_each_curve_in_its_colour():
+    curves = [Curve("MLE", [(7.8, 9.8, "1"), (7.9, 9.1, "0.8")]), Curve("GAN", [(8.1, 8.2, "1")])]
+    image = line_chart(curves, "title", "x", "y", size=(400, 300))
+    assert image.size == (400, 300)
+    colours = {colour for _, colour in image.getcolors(400 * 300)}
+    assert COLOURS[0] in colours and COLOURS[1] in colours
+    with pytest.raises(ValueError, match="at least one point"):
+        line_chart([Curve("empty")], "t", "x", "y")
+
+
+def test_sweep_scores_the_mle_checkpoint_and_the_gan_at_each_temperature(tmp_path, capsys):
+    run = fit_text(tmp_path, "--g_iters=5", "--model.pretrain_steps=3", "--checkpoint.every_n_train_steps=3")
+    out = tmp_path / "bench"
+    main(["bench-quality", "--only", "text", "--text_run", str(run), "--text_samples", "16",
+          "--text_temperatures", "0.5", "1.0", "--run_root", str(out)])
+    assert "| 0.5 |" in capsys.readouterr().out
+    records = json.loads((out / "text_results.json").read_text())
+    assert [(r["model"], r["temperature"]) for r in records] == [("MLE", 0.5), ("MLE", 1.0), ("GAN", 0.5), ("GAN", 1.0)]
+    mle = torch.load(records[0]["checkpoint"], weights_only=True)
+    assert mle["global_step"] == 3 and records[2]["checkpoint"].endswith("last.ckpt")
+    # NLL-test at temperature 1 is the generator's own NLL of the test split
+    data = bench_text.oracle_data(run)
+    from sagan.training.checkpoints import load_module
+
+    generator = load_module(records[2]["checkpoint"]).generator
+    test = data.test_set.tensors[0]
+    with torch.no_grad():
+        expected = F.cross_entropy(generator(test).flatten(0, 1), test.flatten()).item()
+    assert records[3]["nll_test"] == pytest.approx(expected, rel=1e-5)
+    assert (out / "text_quality_diversity.png").stat().st_size > 0
+
+
+def test_a_run_without_a_checkpoint_at_the_end_of_pretraining_is_refused(tmp_path):
+    run = fit_text(tmp_path, "--g_iters=5", "--model.pretrain_steps=3", "--checkpoint.every_n_train_steps=4")
+    with pytest.raises(UsageError, match="end of pre-training"):
+        bench_text.run_checkpoints(run)
