@@ -55,24 +55,27 @@ def test_line_chart_draws_each_curve_in_its_colour():
 
 
 def test_sweep_scores_the_mle_checkpoint_and_the_gan_at_each_temperature(tmp_path, capsys):
-    run = fit_text(tmp_path, "--g_iters=5", "--model.pretrain_steps=3", "--checkpoint.every_n_train_steps=3")
+    # 3 MLE steps, then 6 iterations of D + G: optimizer steps 3, 5, 7, ..., 15 after each batch
+    run = fit_text(tmp_path, "--g_iters=9", "--model.pretrain_steps=3", "--checkpoint.every_n_train_steps=3")
     out = tmp_path / "bench"
     main(["bench-quality", "--only", "text", "--text_run", str(run), "--text_samples", "16",
           "--text_temperatures", "0.5", "1.0", "--run_root", str(out)])
-    assert "| 0.5 |" in capsys.readouterr().out
+    assert "| model | t = 0.5 | t = 1 |" in capsys.readouterr().out
     records = json.loads((out / "text_results.json").read_text())
-    assert [(r["model"], r["temperature"]) for r in records] == [("MLE", 0.5), ("MLE", 1.0), ("GAN", 0.5), ("GAN", 1.0)]
+    # checkpoints at steps 3 (pre-training's end), 9 (3 iterations of D + G) and 15 (6, the last)
+    names = ["MLE", "GAN, 3 it.", "GAN, 6 it."]
+    assert [(r["model"], r["temperature"]) for r in records] == [(m, t) for m in names for t in (0.5, 1.0)]
     mle = torch.load(records[0]["checkpoint"], weights_only=True)
-    assert mle["global_step"] == 3 and records[2]["checkpoint"].endswith("last.ckpt")
+    assert mle["global_step"] == 3 and records[4]["checkpoint"].endswith("last.ckpt")
     # NLL-test at temperature 1 is the generator's own NLL of the test split
     data = bench_text.oracle_data(run)
     from sagan.training.checkpoints import load_module
 
-    generator = load_module(records[2]["checkpoint"]).generator
+    generator = load_module(records[4]["checkpoint"]).generator
     test = data.test_set.tensors[0]
     with torch.no_grad():
         expected = F.cross_entropy(generator(test).flatten(0, 1), test.flatten()).item()
-    assert records[3]["nll_test"] == pytest.approx(expected, rel=1e-5)
+    assert records[5]["nll_test"] == pytest.approx(expected, rel=1e-5)
     assert (out / "text_quality_diversity.png").stat().st_size > 0
 
 

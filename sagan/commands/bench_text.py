@@ -2,9 +2,9 @@
 
 A lower NLL-oracle alone can be a lower temperature in disguise (Caccia et al., ICLR 2020, "Language GANs
 falling short"): a generator that draws from softmax(logits / t) with t < 1 has better samples and less
-diversity. So this benchmark samples both models of one run, the maximum-likelihood generator where
-pre-training ended and the generator after the adversarial phase, at a range of softmax temperatures,
-and for each reports
+diversity. So this benchmark samples the generators of one run, the maximum-likelihood one where
+pre-training ended and the adversarial one at each later checkpoint (the last included), at a range of
+softmax temperatures, and for each reports
 
 - NLL-oracle: the oracle's NLL per token of `--text_samples` generated sequences (quality; lower is better),
 - NLL-test: the generator's NLL per token of the held-out test sequences with its logits divided by the
@@ -56,17 +56,24 @@ def train(run_root: Path) -> Path:
     return SaganCLI(args=args).run_dir
 
 
-def run_checkpoints(run_dir: Path) -> tuple[Path, Path]:
-    """The run's checkpoint where pre-training ended (the MLE model) and its last one (the GAN)."""
+def run_checkpoints(run_dir: Path) -> list[tuple[str, Path]]:
+    """(name, path) of the run's checkpoint where pre-training ended ("MLE") and of every later one, by step
+    ("GAN, <i> it.": after i adversarial generator iterations), the last one (last.ckpt) included."""
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():
         raise UsageError(f"no checkpoints/last.ckpt in {run_dir}: pass a finished `sagan fit` text run")
-    pretrain = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["hyper_parameters"]["pretrain_steps"]
-    for path in sorted((run_dir / "checkpoints").glob("*.ckpt")):
-        if torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"] == pretrain:
-            return path, last
-    raise UsageError(f"no checkpoint of {run_dir} at the end of pre-training (step {pretrain}): train with "
-                     f"--checkpoint.every_n_train_steps dividing {pretrain}")
+    hparams = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["hyper_parameters"]
+    pretrain, n_critic = hparams["pretrain_steps"], hparams["n_critic"]
+    steps: dict[int, Path] = {}
+    for path in sorted((run_dir / "checkpoints").glob("*.ckpt"), key=lambda p: p.name != "last.ckpt"):
+        steps.setdefault(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"], path)
+    if pretrain not in steps:
+        raise UsageError(f"no checkpoint of {run_dir} at the end of pre-training (step {pretrain}): train with "
+                         f"--checkpoint.every_n_train_steps dividing {pretrain}")
+    named = [("MLE", steps[pretrain])]
+    for step in sorted(s for s in steps if s > pretrain):
+        named.append((f"GAN, {(step - pretrain) // (n_critic + 1)} it.", steps[step]))
+    return named
 
 
 def oracle_data(run_dir: Path) -> L.LightningDataModule:
@@ -101,23 +108,24 @@ def run(args: argparse.Namespace) -> None:
     root = Path(args.run_root)
     start = time.perf_counter()
     run_dir = Path(args.text_run) if args.text_run else train(root)
-    mle_ckpt, gan_ckpt = run_checkpoints(run_dir)
     data = oracle_data(run_dir)
     test = data.test_set.tensors[0]
     records, curves = [], []
-    for name, ckpt in (("MLE", mle_ckpt), ("GAN", gan_ckpt)):
+    for name, ckpt in run_checkpoints(run_dir):
         model = load_module(ckpt)
         points = sweep(model.generator, data.oracle, test, args.text_temperatures, args.text_samples)
         records += [{"model": name, "checkpoint": str(ckpt), **p} for p in points]
         curves.append(Curve(name, [(p["nll_test"], p["nll_oracle"], f"{p['temperature']:g}") for p in points]))
-    rows = ["| softmax temperature | MLE NLL-oracle | MLE NLL-test | GAN NLL-oracle | GAN NLL-test |",
-            "|---|---|---|---|---|"]
-    mle, gan = records[: len(args.text_temperatures)], records[len(args.text_temperatures) :]
-    for a, b in zip(mle, gan):
-        rows.append(f"| {a['temperature']:g} | {a['nll_oracle']:.3f} | {a['nll_test']:.3f} | {b['nll_oracle']:.3f} "
-                    f"| {b['nll_test']:.3f} |")
+        print(f"{name}: " + ", ".join(f"t={p['temperature']:g} {p['nll_oracle']:.3f} / {p['nll_test']:.3f}"
+                                      for p in points), flush=True)
+    temperatures = args.text_temperatures
+    rows = ["| model | " + " | ".join(f"t = {t:g}" for t in temperatures) + " |", "|---" * (len(temperatures) + 1) + "|"]
+    for i, curve in enumerate(curves):
+        cells = records[i * len(temperatures) : (i + 1) * len(temperatures)]
+        rows.append(f"| {curve.name} | " + " | ".join(f"{r['nll_oracle']:.3f} / {r['nll_test']:.3f}" for r in cells) + " |")
     table = "\n".join(rows)
-    print(f"\n{table}\n\n({run_dir}; {args.text_samples} samples per point; {time.perf_counter() - start:.0f} s)")
+    print(f"\n{table}\n\n(NLL-oracle / NLL-test per token at each softmax temperature t; {run_dir}; "
+          f"{args.text_samples} samples per point; {time.perf_counter() - start:.0f} s)")
     root.mkdir(parents=True, exist_ok=True)
     (root / "text_table.md").write_text(table + "\n")
     (root / "text_results.json").write_text(json.dumps(records, indent=2) + "\n")
