@@ -77,6 +77,7 @@ def test_sweep_scores_the_mle_checkpoint_and_the_gan_at_each_temperature(tmp_pat
         expected = F.cross_entropy(generator(test).flatten(0, 1), test.flatten()).item()
     assert records[5]["nll_test"] == pytest.approx(expected, rel=1e-5)
     assert (out / "text_quality_diversity.png").stat().st_size > 0
+    assert "GAN, 6 it., samples at temperature 1" in (out / "text_samples.md").read_text()
 
 
 def test_a_run_without_a_checkpoint_at_the_end_of_pretraining_is_refused(tmp_path):

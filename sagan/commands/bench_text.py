@@ -102,6 +102,14 @@ def sweep(generator, oracle, test: torch.Tensor, temperatures, n: int, seed: int
     return points
 
 
+def _examples(title: str, tokens: torch.Tensor, oracle) -> str:
+    """A few token sequences `[n, T]` as text lines, each with its NLL-oracle."""
+    lines = [f"{title} (NLL-oracle per token, then the tokens):"]
+    for row, nll in zip(tokens.tolist(), oracle.nll(tokens).tolist()):
+        lines.append(f"    {nll:6.3f}  " + " ".join(map(str, row)))
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> None:
     if args.text_samples < 1 or min(args.text_temperatures) <= 0:
         raise UsageError("--text_samples must be >= 1 and every temperature > 0")
@@ -111,8 +119,13 @@ def run(args: argparse.Namespace) -> None:
     data = oracle_data(run_dir)
     test = data.test_set.tensors[0]
     records, curves = [], []
-    for name, ckpt in run_checkpoints(run_dir):
+    examples = [_examples("held-out oracle sequences (test split)", test[:3], data.oracle)]
+    checkpoints = run_checkpoints(run_dir)
+    for i, (name, ckpt) in enumerate(checkpoints):
         model = load_module(ckpt)
+        if i in (0, len(checkpoints) - 1):  # the MLE model and the final GAN: a few samples at temperature 1
+            tokens, _ = model.generator.sample(3, generator=torch.Generator().manual_seed(0))
+            examples.append(_examples(f"{name}, samples at temperature 1", tokens, data.oracle))
         points = sweep(model.generator, data.oracle, test, args.text_temperatures, args.text_samples)
         records += [{"model": name, "checkpoint": str(ckpt), **p} for p in points]
         curves.append(Curve(name, [(p["nll_test"], p["nll_oracle"], f"{p['temperature']:g}") for p in points]))
@@ -129,6 +142,8 @@ def run(args: argparse.Namespace) -> None:
     root.mkdir(parents=True, exist_ok=True)
     (root / "text_table.md").write_text(table + "\n")
     (root / "text_results.json").write_text(json.dumps(records, indent=2) + "\n")
+    (root / "text_samples.md").write_text("\n\n".join(examples) + "\n")
+    print("\n" + "\n\n".join(examples))
     png = Path(args.text_png) if args.text_png else root / "text_quality_diversity.png"
     png.parent.mkdir(parents=True, exist_ok=True)
     chart = line_chart(curves, "Oracle benchmark: quality (NLL-oracle) against diversity (NLL-test), "
