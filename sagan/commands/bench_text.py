@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: train experiments/textgan_oracle.yaml first)")
     parser.add_argument("--text_temperatures", type=float, nargs="+", default=list(TEMPERATURES),
                         help="softmax temperatures of the sweep")
-    parser.add_argument("--text_samples", type=int, default=2000, help="generated sequences per point")
+    parser.add_argument("--text_samples", type=int, default=1000, help="generated sequences per point")
     parser.add_argument("--text_png", default=None, help="where the chart goes (default: under --run_root)")
 
 
