@@ -84,3 +84,27 @@ def test_a_run_without_a_checkpoint_at_the_end_of_pretraining_is_refused(tmp_pat
     run = fit_text(tmp_path, "--g_iters=5", "--model.pretrain_steps=3", "--checkpoint.every_n_train_steps=4")
     with pytest.raises(UsageError, match="end of pre-training"):
         bench_text.run_checkpoints(run)
+
+
+def test_relgan_discriminator_reads_ids_as_one_hot_and_trains_in_the_text_gan(tmp_path):
+    import lightning as L
+
+    from datamodules.oracle import OracleDataModule
+    from sagan.models.text_relgan_discriminator import TINY as RELGAN_TINY
+    from sagan.tasks.text import TextGAN
+
+    d_cls, d_kwargs = RELGAN_TINY["relgan-discriminator"]
+    torch.manual_seed(0)
+    d = d_cls(**d_kwargs)
+    ids = torch.randint(0, d.vocab_size, (5, d.seq_len))
+    assert_close(d(ids), d(F.one_hot(ids, d.vocab_size).float()))  # token ids are their one-hot vectors
+    data = OracleDataModule(num_train=64, num_valid=16, num_test=8, seq_len=6, vocab_size=11, batch_size=8)
+    model = TextGAN(_generator().__class__(**TINY["text-generator"][1]), d, vocabulary=data.vocabulary,
+                    pretrain_steps=1, n_critic=1, num_eval_samples=8)
+    before = {k: v.detach().clone() for k, v in d.named_parameters()}
+    trainer = L.Trainer(default_root_dir=str(tmp_path), max_steps=5, accelerator="cpu", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0)
+    trainer.fit(model, datamodule=data)
+    unmoved = [k for k, v in d.named_parameters() if torch.equal(before[k], v)]
+    assert unmoved == ["head.2.bias"]  # every D parameter moved but the last bias, which cancels in D(real) - D(fake)
