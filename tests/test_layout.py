@@ -16,6 +16,7 @@ ALLOWED = {
     },
     "benchmarks": {
         "cli", "tasks", "training", "evaluation", "evaluation.checkpoint", "losses", "models", "layers", "latent",
+        "visualization",
     },
     "cli": {"training", "evaluation"},
     # scoring a checkpoint dispatches on its task's type: a layer above the tasks

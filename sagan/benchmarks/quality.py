@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from sagan.benchmarks import repair, speech, video
+from sagan.benchmarks import repair, speech, text, video
 from sagan.benchmarks.harness import COLUMNS, RECIPES, floor, measure, prepare, train, write_table
 from sagan.errors import UsageError
 
@@ -49,13 +49,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--digits_samples", type=int, default=10_000, help="samples for digits FID / IS / KID")
     parser.add_argument("--stacked_samples", type=int, default=26_000, help="samples for modes and KL")
     parser.add_argument("--run_root", default="runs/bench_quality", help="where the two runs and the table go")
-    parser.add_argument("--only", choices=["digits", "stacked", "repair", "video", "speech"], default=None,
+    parser.add_argument("--only", choices=["digits", "stacked", "repair", "video", "speech", "text"], default=None,
                         help="run one part; repair: the image-repair table (sagan/benchmarks/repair.py); "
                         "video: the moving-digits video GAN (sagan/benchmarks/video.py); speech: the "
-                        "spoken-digits speech GAN (sagan/benchmarks/speech.py)")
+                        "spoken-digits speech GAN (sagan/benchmarks/speech.py); text: the oracle text GAN's "
+                        "quality-diversity sweep (sagan/benchmarks/text.py)")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="hinge", help="training objective of both runs")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     speech.add_arguments(parser)
+    text.add_arguments(parser)
     args, rest = parser.parse_known_args(argv)
     if args.only == "repair":  # its own options and table
         return repair.main(sys.argv[1:] if argv is None else argv)
@@ -65,6 +67,10 @@ def main(argv: list[str] | None = None) -> None:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return speech.run(args)
+    if args.only == "text":
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return text.run(args)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if min(args.digits_iters, args.stacked_iters, args.eval_every, args.digits_samples, args.stacked_samples) < 1:

@@ -90,9 +90,17 @@ class TextTransformerGenerator(nn.Module):
         return self._logits(x + self.pos[:t])
 
     def sample(
-        self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
+        self,
+        n: int,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        softmax_temperature: float = 1.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`n` sequences: tokens `[n, seq_len]` and their relaxed one-hot vectors `[n, seq_len, V]`.
+
+        `temperature` is the Gumbel-softmax relaxation's (what the discriminator sees);
+        `softmax_temperature` divides the logits before drawing, so tokens are drawn from
+        softmax(logits / softmax_temperature) (below 1: sharper, less diverse; the quality-diversity sweep).
 
         Tokens are drawn one at a time (with a key/value cache) without gradient. When gradients are
         enabled, one teacher-forced pass over the drawn tokens recomputes the same logits with a graph,
@@ -102,11 +110,15 @@ class TextTransformerGenerator(nn.Module):
         training = self.training
         self.eval()
         try:
-            return self._sample(n, temperature, generator)
+            return self._sample(n, temperature, generator, softmax_temperature)
         finally:
             self.train(training)
 
-    def _sample(self, n: int, temperature: float, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _sample(
+        self, n: int, temperature: float, generator: torch.Generator | None, softmax_temperature: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if softmax_temperature <= 0:
+            raise ValueError(f"softmax_temperature must be positive, got {softmax_temperature}")
         device = self.head.weight.device
         gumbel = gumbel_noise((n, self.seq_len, self.vocab_size), device, generator)
         tokens, step_logits = [], []
@@ -114,14 +126,14 @@ class TextTransformerGenerator(nn.Module):
             cache = KVCache()
             x = (self.start + self.pos[0]).expand(n, 1, -1)
             for t in range(self.seq_len):
-                logits = self._logits(x, cache)[:, -1]  # [n, V]
+                logits = self._logits(x, cache)[:, -1] / softmax_temperature  # [n, V]
                 token = (logits + gumbel[:, t]).argmax(dim=-1)  # Gumbel-max: a sample of softmax(logits)
                 tokens.append(token)
                 step_logits.append(logits)
                 if t + 1 < self.seq_len:
                     x = (self.embed(token) + self.pos[t + 1]).unsqueeze(1)
         tokens = torch.stack(tokens, dim=1)
-        logits = self(tokens) if torch.is_grad_enabled() else torch.stack(step_logits, dim=1)
+        logits = self(tokens) / softmax_temperature if torch.is_grad_enabled() else torch.stack(step_logits, dim=1)
         return tokens, torch.softmax((logits + gumbel) / temperature, dim=-1)
 
 
