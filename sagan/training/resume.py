@@ -149,7 +149,7 @@ class RunCheckpoint(ModelCheckpoint):
     (`every_n_train_steps`, ...). A run resumed with other settings would otherwise see the `last.ckpt`
     already there as someone else's file and write `last-v1.ckpt` beside it, and the next `--resume last`
     would continue from the older one. Here the `last.ckpt` in the checkpoint folder is taken as this
-    run's own, and overwritten.
+    run's own, and overwritten; and the state a run ends with is always saved as `last.ckpt`.
     """
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -158,6 +158,15 @@ class RunCheckpoint(ModelCheckpoint):
             last = Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
             if last.is_file():
                 self.last_model_path = str(last)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """`last.ckpt` holds the state the run ended with, also when its budget is no multiple of
+        `every_n_train_steps` (Lightning saves at the end only when no `last.ckpt` was written before)."""
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            if self._last_global_step_saved != trainer.global_step:
+                self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+                return
+        super().on_train_end(trainer, pl_module)
 
 
 def save_last(trainer: L.Trainer) -> Path:

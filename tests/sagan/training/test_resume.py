@@ -197,3 +197,18 @@ def test_a_resume_with_another_checkpoint_interval_keeps_last_ckpt_the_newest(tm
     checkpoints = run / "checkpoints"
     assert sorted(p.name for p in checkpoints.glob("last*")) == ["last.ckpt"]
     assert torch.load(checkpoints / "last.ckpt", weights_only=True, map_location="cpu")["global_step"] == 12
+
+
+@pytest.mark.parametrize("which", ["image", "text"])
+def test_last_checkpoint_holds_the_state_the_run_ended_with(which, tmp_path):
+    """A budget that is no multiple of the checkpoint interval still ends with last.ckpt at the final step
+    (Lightning's own end-of-training save is skipped once any last.ckpt was written)."""
+    budget = ["--g_iters=5", "--checkpoint.every_n_train_steps=4"]
+    if which == "image":
+        run = fit(tmp_path, *budget, "--trainer.val_check_interval=3", "--trainer.check_val_every_n_epoch=null")
+        expected = 10  # 5 generator iterations of 1 D + 1 G step
+    else:
+        run = fit_text(tmp_path, *budget, "--model.pretrain_steps=3", "--model.n_critic=1")
+        expected = 3 + 2 * 2  # 3 MLE steps, then 2 adversarial iterations of 1 D + 1 G step
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == expected
