@@ -6,7 +6,7 @@ moving average of the generator (`generator_ema`, used for samples, repairs and 
 optimizers (fused: a non-finite step is skipped on the device); the discriminator / generator schedule
 (`n_critic` discriminator steps per generator step, `generator_turn`); step counting in generator iterations
 (`generator_steps`, `optimizer_steps` for `--g_iters`); the range checks of the shared options; non-finite
-skipping (`take_step`) and its logged counter; per-network DDP wrappers and exact resume (the mixins). A task
+skipping (`take_step`) and its logged counter; compiling the task's step functions (`compiled_steps`); per-network DDP wrappers and exact resume (the mixins). A task
 keeps what is its own: its losses (`discriminator_loss`, `generator_loss`, pure methods), its
 `training_step` (which only toggles, steps and logs), samples and validation.
 
@@ -52,6 +52,8 @@ class AdversarialTask(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.
 
     #: the optimizers `configure_optimizers` returns, by name, in order
     optimizer_names: tuple[str, ...] = ("generator", "discriminator")
+    #: the task's step functions that its `compile` option turns into one torch.compile graph each (`_graph`)
+    compiled_steps: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -88,6 +90,7 @@ class AdversarialTask(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.
         self.n_critic = n_critic
         self.data_parallel: dict[str, nn.Module] = {}  # per-network DDP wrappers, see sagan/training/distributed.py
         self.nonfinite = NonFiniteSteps(networks=len(self.network_names), limit=max_nonfinite)
+        self._compiled: dict = {}  # the compiled step graphs, see `compile_steps`
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -111,6 +114,32 @@ class AdversarialTask(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.
         every `n_critic`-th batch, after its discriminator step."""
         steps = self.global_step if steps is None else steps
         return steps % (self.n_critic + 1) == self.n_critic - 1
+
+    # ------------------------------------------------------------------------------------ compile
+    @staticmethod
+    def check_compile_backend(owner: str, backend: str) -> None:
+        """Refuses a torch.compile backend this PyTorch does not have (at construction, in one line)."""
+        if backend not in torch._dynamo.list_backends(exclude_tags=()):
+            raise ValueError(
+                f"{owner}: compile_backend must be one of {torch._dynamo.list_backends(exclude_tags=())}, got {backend!r}"
+            )
+
+    def compile_steps(self) -> None:
+        """With the task's `compile` option on, each of `compiled_steps` becomes one torch.compile graph
+        (fullgraph: a graph break is an error, not a silent slowdown), compiled once per run; the training step
+        runs them through `_graph(name)`. Options: `compile_mode` (inductor's mode, e.g. "reduce-overhead" for
+        CUDA graphs) and `compile_backend` ("inductor", or "aot_eager" / "eager" to check graph capture)."""
+        if not self.hparams.get("compile") or self._compiled:
+            return
+        backend = self.hparams.get("compile_backend", "inductor")
+        options = dict(fullgraph=True, backend=backend)
+        if backend == "inductor":
+            options["mode"] = self.hparams.get("compile_mode")
+        self._compiled = {name: torch.compile(getattr(self, name), **options) for name in self.compiled_steps}
+
+    def _graph(self, name: str):
+        """Step function `name`: its compiled graph under `compile`, else the method itself."""
+        return self._compiled.get(name) or getattr(self, name)
 
     # --------------------------------------------------------------------------------- optimizers
     def adam(self, network: nn.Module, lr: float) -> torch.optim.Adam:

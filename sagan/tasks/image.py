@@ -59,6 +59,8 @@ class ImageGAN(AdversarialTask):
             mean |z1 - z2| + 1e-5), which rewards samples of one class that differ (0: off).
     """
 
+    compiled_steps = ("_discriminator_forward", "_generator_forward")  # with `compile`: one graph each
+
     def __init__(
         self,
         generator: nn.Module,
@@ -87,11 +89,7 @@ class ImageGAN(AdversarialTask):
             not_saved=("augment",),
         )
         check_ranges(type(self).__name__, mode_seeking=(mode_seeking, "[0, inf)"))
-        if compile_backend not in torch._dynamo.list_backends(exclude_tags=()):
-            raise ValueError(
-                f"ImageGAN: compile_backend must be one of {torch._dynamo.list_backends(exclude_tags=())}, "
-                f"got {compile_backend!r}"
-            )
+        self.check_compile_backend(type(self).__name__, compile_backend)
         self.mode_seeking = mode_seeking
         self.loss = loss
         self.penalty = penalty
@@ -106,7 +104,6 @@ class ImageGAN(AdversarialTask):
             for name, module in net.named_modules()
             if isinstance(module, SelfAttention2d)
         ]
-        self._compiled: dict = {}  # the compiled step graphs, see `_graph`
         self.data_facts: dict = {}  # the data's class names and fingerprint, kept in checkpoints
 
     # ----------------------------------------------------------------------------------- sampling
@@ -204,9 +201,6 @@ class ImageGAN(AdversarialTask):
         loss = self._adversarial_generator_loss(fake, y_fake, real, y_real)
         return loss + self.mode_seeking_loss(fake, z) if self.mode_seeking > 0 else loss
 
-    def _graph(self, name: str):
-        return self._compiled.get(name) or getattr(self, name)
-
     # ----------------------------------------------------------------------------------- training
     def setup(self, stage: str) -> None:
         self.data_facts = data_facts(getattr(self.trainer, "datamodule", None)) or self.data_facts
@@ -222,14 +216,8 @@ class ImageGAN(AdversarialTask):
             if self.device.type == "cpu":  # torch's SyncBatchNorm would fail at the first forward pass
                 raise UsageError("--model.sync_batchnorm=true needs GPUs; it cannot synchronize CPU processes")
             self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
-        if self.hparams.compile and stage == "fit" and not self._compiled:
-            options = dict(fullgraph=True, backend=self.hparams.compile_backend)
-            if self.hparams.compile_backend == "inductor":
-                options["mode"] = self.hparams.compile_mode
-            self._compiled = {
-                name: torch.compile(getattr(self, name), **options)
-                for name in ("_discriminator_forward", "_generator_forward")
-            }
+        if stage == "fit":
+            self.compile_steps()
 
     def training_step(self, batch, batch_idx: int) -> None:
         real, y_real = batch

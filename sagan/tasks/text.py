@@ -65,8 +65,11 @@ class TextGAN(AdversarialTask):
         grad_clip: clip each optimizer's gradient norm to this value (None or 0: no clipping).
         num_eval_samples: generated sequences scored at each validation (16 under `fast_dev_run`).
         grid_size: sentences in the fixed-noise sample table that callbacks write.
-        compile: compile both networks with torch.compile in `setup`.
-        compile_mode: torch.compile mode.
+        compile: compile the MLE loss and the discriminator's loss with torch.compile, one graph each
+            (fullgraph), compiled once per run (`AdversarialTask.compile_steps`); the generator's
+            autoregressive sampling stays eager.
+        compile_mode: torch.compile mode of the inductor backend.
+        compile_backend: torch.compile backend: "inductor" (default), or "aot_eager" / "eager".
         max_nonfinite: stop the run (with a checkpoint) after this many consecutive skipped steps of one
             network; a step is skipped when its loss or gradients are not finite.
     """
@@ -91,6 +94,7 @@ class TextGAN(AdversarialTask):
         grid_size: int = 16,
         compile: bool = False,
         compile_mode: str | None = None,
+        compile_backend: str = "inductor",
         max_nonfinite: int = 10,
     ):
         super().__init__(
@@ -102,6 +106,7 @@ class TextGAN(AdversarialTask):
             beta_max=(beta_max, "[1, inf)"), beta_steps=(beta_steps, "[1, inf)"),
             num_eval_samples=(num_eval_samples, "[0, inf)"),
         )
+        self.check_compile_backend("TextGAN", compile_backend)
         self.loss = loss
         self.vocabulary = vocabulary
         self.pretrain_steps = pretrain_steps
@@ -109,6 +114,7 @@ class TextGAN(AdversarialTask):
 
     # ------------------------------------------------------------------------------ step counting
     optimizer_names = ("mle", "generator", "discriminator")  # the generator has two: MLE, then adversarial
+    compiled_steps = ("mle_loss", "discriminator_loss")  # with `compile`: one graph each
 
     @staticmethod
     def optimizer_steps(g_iters: int, config) -> int:
@@ -202,9 +208,8 @@ class TextGAN(AdversarialTask):
 
     def setup(self, stage: str) -> None:
         check_strategy(getattr(self.trainer, "strategy", None))
-        if self.hparams.compile:
-            self.generator.compile(mode=self.hparams.compile_mode)
-            self.discriminator.compile(mode=self.hparams.compile_mode)
+        if stage == "fit":
+            self.compile_steps()
 
     def training_step(self, batch, batch_idx: int) -> None:
         (real,) = batch
@@ -216,7 +221,7 @@ class TextGAN(AdversarialTask):
 
     def _mle_step(self, real: torch.Tensor) -> None:
         with self.toggled_optimizer(self.optimizer("mle")):
-            mle_loss = self.mle_loss(real)
+            mle_loss = self._graph("mle_loss")(real)
             self.take_step("mle", mle_loss, "generator")
         n = real.shape[0]
         self.log_dict({"train/mle_loss": mle_loss.detach(), "train/phase": 0.0}, batch_size=n)
@@ -228,7 +233,7 @@ class TextGAN(AdversarialTask):
         with torch.no_grad():
             _, fake = self.generator.sample(n, temperature)
         with self.toggled_optimizer(self.optimizer("discriminator")):
-            d_loss, stats = self.discriminator_loss(real, fake)
+            d_loss, stats = self._graph("discriminator_loss")(real, fake)
             self.take_step("discriminator", d_loss, "discriminator")
         self.log_dict({"train/d_loss": d_loss.detach(), "train/phase": 1.0, **stats}, batch_size=n)
         if generator_turn:

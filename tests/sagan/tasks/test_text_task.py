@@ -164,3 +164,25 @@ def test_attention_panels_draw_both_networks_without_touching_the_random_stream(
     panels = model.attention_panels()
     assert sorted(panels) == ["discriminator.blocks.0.attention", "generator.blocks.0.attention"]
     assert model.training and torch.equal(torch.get_rng_state(), state)
+
+
+def test_compiled_text_steps_train_as_eager(tmp_path):
+    """`compile`: the MLE loss and the discriminator's loss run as one graph each (the base's compile_steps),
+    compiled once, and train to the weights the eager steps give."""
+    import torch._dynamo
+
+    results = []
+    for compile in (False, True):
+        torch.manual_seed(0)
+        data = _data()
+        model = _gan(data, pretrain_steps=2, n_critic=1, compile=compile, compile_backend="eager")
+        torch._dynamo.reset()
+        _fit(model, max_steps=6, data=data)
+        assert set(model._compiled) == ({"mle_loss", "discriminator_loss"} if compile else set())
+        results.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    assert_close(results[1], results[0], rtol=0, atol=0)
+
+
+def test_an_unknown_text_compile_backend_is_refused():
+    with pytest.raises(ValueError, match="compile_backend must be one of"):
+        _gan(compile_backend="no-such-backend")
