@@ -20,14 +20,13 @@ Prints a markdown table and writes it, with the numbers as JSON, to `<run_root>/
 """
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from sagan.benchmarks.harness import prepare, train
+from sagan.benchmarks.harness import prepare, train, write_table
 from sagan.evaluation.checkpoint import load_gan
 from sagan.errors import UsageError
 
@@ -170,5 +169,4 @@ def run(args: argparse.Namespace) -> None:
     print(f"\n{table}\n\n(training {trained:.0f} s, in all {time.perf_counter() - start:.0f} s; IS and FD in the spoken-digit "
           f"classifier's features, held-out voice accuracy {heard}: not comparable with SC09 papers)")
     root.mkdir(parents=True, exist_ok=True)
-    (root / "speech_table.md").write_text(table + "\n")
-    (root / "speech_results.json").write_text(json.dumps(records, indent=2) + "\n")
+    write_table(root, "speech_table", table, records, "speech_results.json")

@@ -18,7 +18,6 @@ or `--text_png`) under `--run_root`.
 """
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 import yaml
 from jsonargparse import ArgumentParser
 
+from sagan.benchmarks.harness import write_table
 from sagan.errors import UsageError
 from sagan.training.checkpoints import load_module, upgrade_config
 from sagan.visualization.line_plot import Curve, line_chart
@@ -140,8 +140,7 @@ def run(args: argparse.Namespace) -> None:
     print(f"\n{table}\n\n(NLL-oracle / NLL-test per token at each softmax temperature t; {run_dir}; "
           f"{args.text_samples} samples per point; {time.perf_counter() - start:.0f} s)")
     root.mkdir(parents=True, exist_ok=True)
-    (root / "text_table.md").write_text(table + "\n")
-    (root / "text_results.json").write_text(json.dumps(records, indent=2) + "\n")
+    write_table(root, "text_table", table, records, "text_results.json")
     (root / "text_samples.md").write_text("\n\n".join(examples) + "\n")
     print("\n" + "\n\n".join(examples))
     png = Path(args.text_png) if args.text_png else root / "text_quality_diversity.png"

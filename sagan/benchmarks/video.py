@@ -23,7 +23,6 @@ Prints a markdown table and writes it, with the numbers as JSON, to `<run_root>/
 """
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +30,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from sagan.benchmarks.harness import train
+from sagan.benchmarks.harness import EXPERIMENTS, train, write_table
 from sagan.evaluation.checkpoint import build_data_and_metrics, load_gan
 from sagan.errors import UsageError
 from sagan.evaluation.features import DigitsFeatures
@@ -200,14 +199,11 @@ def main(argv: list[str], run_root: str = "runs/bench_quality", device: str = "c
           f"not FVD; frame digits FID over {FRAMES_PER_CLIP} frames a clip; changes in pixel values of [0, 1])\n"
           f"samples of the last checkpoint: {strip} and {gif}")
     root.mkdir(parents=True, exist_ok=True)
-    (root / "video_table.md").write_text(table + "\n")
-    (root / "video_results.json").write_text(json.dumps(records, indent=2) + "\n")
+    write_table(root, "video_table", table, records, "video_results.json")
 
 
 def experiment_iters() -> int:
     """The default experiment's `g_iters` (what `make train DATA=moving_digits` trains)."""
-    from sagan.benchmarks.harness import EXPERIMENTS
-
     return int(yaml.safe_load((EXPERIMENTS / f"{EXPERIMENT}.yaml").read_text())["g_iters"])
 
 
