@@ -5,6 +5,7 @@ import hashlib
 import importlib.metadata
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -16,7 +17,8 @@ from sagan.commands import main
 from sagan.evaluation import recipe as recipe_module
 from sagan.evaluation.features import FeatureExtractor
 from sagan.evaluation.recipe import (
-    NOT_INSTALLED, Recipe, library_versions, make_recipe, real_set_fingerprint, tensor_fingerprint, weights_sha256,
+    NOT_INSTALLED, Recipe, library_versions, make_recipe, real_set_fingerprint, record_recipe, tensor_fingerprint,
+    weights_sha256,
 )
 
 
@@ -166,3 +168,21 @@ def test_the_digest_of_a_file_is_computed_once_per_version(weights, monkeypatch)
     first = recipe_module.file_sha256(weights)
     monkeypatch.setattr(recipe_module.hashlib, "sha256", None)  # a second hash would fail
     assert recipe_module.file_sha256(weights) == first
+
+
+def test_a_recipe_is_recorded_beside_the_csv_and_in_the_wandb_config(weights, tmp_path):
+    from lightning.pytorch.loggers import WandbLogger
+
+    from sagan.training.tracking import CSVTracker
+
+    wandb = WandbLogger(save_dir=str(tmp_path), offline=True, project="recipe-test")
+    trainer = SimpleNamespace(global_rank=0, loggers=[CSVTracker(str(tmp_path)), wandb])
+    recipe = _base(weights)
+    try:
+        record_recipe(trainer, "val_recipe", recipe)
+        assert json.loads((tmp_path / "val_recipe.json").read_text()) == recipe.to_dict()
+        assert dict(wandb.experiment.config["val_recipe"]) == recipe.to_dict()  # a config entry, not a curve
+    finally:
+        wandb.experiment.finish()
+    record_recipe(SimpleNamespace(global_rank=1, loggers=[CSVTracker(str(tmp_path / "other"))]), "val_recipe", recipe)
+    assert not (tmp_path / "other" / "val_recipe.json").exists()  # rank 0 writes it
