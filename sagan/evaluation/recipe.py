@@ -189,7 +189,7 @@ def compare_lines(a: dict, b: dict, names: tuple[str, str]) -> list[str]:
     rows += [(f"recipe.{k}", ra.get(k), rb.get(k)) for k in dict.fromkeys([*ra, *rb])]
     ma, mb = a.get("metrics", {}), b.get("metrics", {})
     rows += [(k, ma.get(k, "-"), mb.get(k, "-")) for k in dict.fromkeys([*ma, *mb])]
-    text = [[str(v) for v in row] for row in rows]
+    text = [[v if isinstance(v, str) else json.dumps(v) for v in row] for row in rows]  # None: null
     widths = [max(len(row[i]) for row in text) for i in range(3)]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in text]
 
