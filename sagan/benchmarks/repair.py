@@ -83,7 +83,8 @@ def measure(
         buckets = [f"_{name}" for name in BUCKETS] if task == "inpaint" else [""]
         for suffix in buckets:
             row = {"task": task, "method": method, "masks": suffix.lstrip("_") or data.degradation.preset,
-                   "images": int(values.get(f"images{suffix}", 0)), "seconds": round(seconds, 2), "score_recipe": recipe}
+                   "images": int(values.get(f"images{suffix}", 0)), "seconds": round(seconds, 2),
+                   "score_recipe": recipe}
             for column in COLUMNS:
                 key = f"{tag if column in ('fid', 'kid') else ''}{column}{suffix}"
                 if key in values:

@@ -184,7 +184,8 @@ def main(argv: list[str], run_root: str = "runs/bench_quality", device: str = "c
         g_iters, clips = generate(ckpt, args.video_samples, device, quality.seed)
         values = score(clips, quality, frame_fid, device)
         recipe = quality.recipe(generated=values["samples"]).to_dict()
-        records.append({"run": "video GAN", "checkpoint": ckpt.name, "g_iters": g_iters, **values, "score_recipe": recipe})
+        records.append({"run": "video GAN", "checkpoint": ckpt.name, "g_iters": g_iters, **values,
+                        "score_recipe": recipe})
         rows.append(_row(f"Video GAN ({model_name(run_dir)}), moving digits", g_iters, values))
         print(rows[-1], flush=True)
     strip, gif = write_strip(clips, root)  # the last checkpoint's first clips

@@ -58,9 +58,9 @@ class Recipe:
     @classmethod
     def from_dict(cls, values: dict, where: str = "the recipe") -> "Recipe":
         names = [f.name for f in fields(cls)]
-        missing = [n for n in names if n not in values]
-        if not isinstance(values, dict) or missing:
-            raise UsageError(f"{where} is no recipe: it lacks {', '.join(missing) if isinstance(values, dict) else names}")
+        missing = [n for n in names if n not in values] if isinstance(values, dict) else names
+        if missing:
+            raise UsageError(f"{where} is no recipe: it lacks {', '.join(missing)}")
         return cls(**{n: values[n] for n in names})
 
     def first_difference(self, other: "Recipe") -> str | None:
@@ -115,21 +115,24 @@ def weights_sha256(extractor) -> str:
 
 def real_set_fingerprint(data, split: str = "train") -> str:
     """16 hex digits of SHA-256 over the real side of `split`: the data module's fingerprint with its root
-    folder written `<root>`, and for image folders (`split_files`) the split's relative paths and classes."""
+    folder written `<root>`, and for image folders (`split_files`) the split's relative paths and classes
+    (streamed into the hash: ImageNet's 1.28M paths are never one string)."""
     inner = getattr(data, "data", None)  # a wrapping data module (repair's) describes its images by the inner one
     data = inner if hasattr(inner, "fingerprint") else data
     description = str(getattr(data, "fingerprint", type(data).__qualname__))
     root = getattr(data, "root", None)
-    parts = [split]
+    digest = hashlib.sha256()
     if root is not None:
         description = description.replace(str(Path(root).resolve()), "<root>").replace(str(root), "<root>")
-        split_files = getattr(data, "split_files", None)
-        if callable(split_files):
-            splits = getattr(data, "splits", ("train", "valid"))  # the data module's names of train and val
-            paths, labels = split_files({"train": splits[0], "val": splits[1]}.get(split, split))
-            prefix = str(root).rstrip("/") + "/"
-            parts.append(json.dumps([[str(p).removeprefix(prefix) for p in paths], labels]))
-    return hashlib.sha256("\n".join([description, *parts]).encode()).hexdigest()[:16]
+    digest.update(f"{split}\n{description}\n".encode())
+    split_files = getattr(data, "split_files", None)
+    if root is not None and callable(split_files):
+        splits = getattr(data, "splits", ("train", "valid"))  # the data module's names of train and val
+        paths, labels = split_files({"train": splits[0], "val": splits[1]}.get(split, split))
+        prefix = str(root).rstrip("/") + "/"
+        for i, path in enumerate(paths):
+            digest.update(f"{str(path).removeprefix(prefix)}\t{None if labels is None else labels[i]}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def make_recipe(

@@ -186,3 +186,13 @@ def test_a_recipe_is_recorded_beside_the_csv_and_in_the_wandb_config(weights, tm
         wandb.experiment.finish()
     record_recipe(SimpleNamespace(global_rank=1, loggers=[CSVTracker(str(tmp_path / "other"))]), "val_recipe", recipe)
     assert not (tmp_path / "other" / "val_recipe.json").exists()  # rank 0 writes it
+
+
+def test_compare_names_what_a_partial_recipe_lacks(weights, tmp_path, capsys):
+    a = _write(tmp_path / "a.json", _base(weights), 12.5)
+    partial = _base(weights).to_dict()
+    del partial["seed"]
+    (tmp_path / "b.json").write_text(json.dumps({"metrics": {"fid": 1.0}, "recipe": partial}))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--compare", a, str(tmp_path / "b.json")])
+    assert exit_info.value.code == 2 and "recipe is no recipe: it lacks seed" in capsys.readouterr().err
