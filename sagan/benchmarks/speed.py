@@ -368,7 +368,9 @@ def penalty_benchmark(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="sagan bench", description="Training speed, as JSON lines.")
+    parser = argparse.ArgumentParser(
+        prog="sagan bench", description="Training speed, and the time to each experiment's budget on this device."
+    )
     parser.add_argument(
         "--only", action="append", metavar="NAME",
         choices=sorted({*BENCHMARKS, *image_experiments()}) + list(PENALTY_BENCHMARKS) + list(LOADER_BENCHMARKS),
