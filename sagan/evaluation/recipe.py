@@ -2,7 +2,7 @@
 
 Every score the project writes carries one (`Recipe.to_dict()`): validation (`val_recipe.json` beside
 `metrics.csv`, the W&B run's config entry `val_recipe`), `sagan eval`'s JSON (`"recipe"`) and the quality
-benchmarks' JSON. `sagan eval --compare A.json B.json` puts two side by side and refuses to call them
+benchmarks' JSON (`"score_recipe"`). `sagan eval --compare A.json B.json` puts two side by side and refuses to call them
 comparable, naming the first field in which their recipes differ.
 
 Fields, in the order they are compared:
