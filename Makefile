@@ -15,6 +15,7 @@ INIT ?=
 DEVICES ?=
 NODES ?=
 CKPT ?=
+COMPARE ?=
 N ?= 64
 LABEL ?= all
 FORMAT ?= torchscript
@@ -64,10 +65,13 @@ sample: install
 	@test -n "$(CKPT)" || { echo "error: make sample needs CKPT=<path to a .ckpt written by make train>" >&2; exit 2; }
 	$(BIN)/sagan sample --ckpt $(CKPT) --n $(N) --label $(LABEL) $(ARGS)
 
-## make eval CKPT=runs/.../last.ckpt [ARGS="--num_samples 50000 --is_splits 10"]: metrics as JSON beside CKPT
+## make eval CKPT=runs/.../last.ckpt [ARGS="--num_samples 50000 --is_splits 10"]: metrics as JSON beside CKPT,
+##   with the recipe that makes them comparable
+## make eval COMPARE="A.json B.json": two scores side by side; exit status 2, naming the first differing field,
+##   when their recipes differ
 eval: install
-	@test -n "$(CKPT)" || { echo "error: make eval needs CKPT=<path to a .ckpt written by make train>" >&2; exit 2; }
-	$(BIN)/sagan eval --ckpt $(CKPT) $(ARGS)
+	@test -n "$(CKPT)$(COMPARE)" || { echo "error: make eval needs CKPT=<path to a .ckpt written by make train> (or COMPARE=\"A.json B.json\")" >&2; exit 2; }
+	$(BIN)/sagan eval $(if $(COMPARE),--compare $(COMPARE),--ckpt $(CKPT)) $(ARGS)
 
 ## make attention CKPT=runs/.../last.ckpt [ARGS="--points 6 --label 3 --layer generator.attention.0 --seed 1"]:
 ##   attention panels (PNG per layer) of G and D, or a text GAN's token heat maps, in <ckpt>_attention/
@@ -94,7 +98,9 @@ predict: install
 	@test -n "$(CKPT)" || { echo "error: make predict needs CKPT=<path to a .ckpt written by make train>" >&2; exit 2; }
 	$(BIN)/sagan predict --config $(dir $(CKPT))../config.yaml --ckpt_path $(CKPT) $(ARGS)
 
-## make bench [ARGS="--precision bf16-mixed --compile"]: training and data-loading speed as JSON lines
+## make bench [ARGS="--precision bf16-mixed --compile"]: training and data-loading speed as JSON lines, with each
+##   experiment's img/s on this device and the wall time to its own budget (ARGS="--only sagan_celeba": any
+##   image-GAN experiment by name)
 bench: install
 	$(BIN)/sagan bench $(ARGS)
 

@@ -5,6 +5,7 @@ checkpoints, measure the real-data floor, and write the table.
     data, quality = prepare(run_dir, features, num_samples, device)
     g_iters, values = measure(quality, ckpt, device)             # the EMA generator's samples
     values = floor(data, quality, device)                        # held-out real images
+    (values carry `score_recipe`: what the score is comparable by, `sagan.evaluation.recipe`)
     write_table(root, "table", table, records)                   # <root>/table.md and table's JSON
 """
 
@@ -71,7 +72,7 @@ def measure(quality, ckpt: Path, device: str) -> tuple[int, dict[str, float]]:
     if model.num_classes:  # within-class variety: pixel std across 100 samples of each class, mean over classes
         results["class_std"] = generated_class_pixel_std(model, model.generator.z_dim, model.num_classes).mean()
     g_iters = torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] // (model.n_critic + 1)
-    return g_iters, {k: float(v) for k, v in results.items()}
+    return g_iters, {k: float(v) for k, v in results.items()} | {"score_recipe": quality.recipe().to_dict()}
 
 
 def floor(data, quality, device: str) -> dict[str, float]:
@@ -87,6 +88,7 @@ def floor(data, quality, device: str) -> dict[str, float]:
     metrics = SampleMetrics(m.fid, m.inception_score, m.kid, m.modes, is_splits, m.kid_subsets,
                             min(m.kid_subset_size, len(features)), m.seed)
     values = {k: float(v) for k, v in metrics(features, logits, quality.real).items()} | {"samples": len(features)}
+    values["score_recipe"] = quality.recipe(ema=False, generated=len(features)).to_dict()  # held-out real images
     if data.num_classes:  # the held-out images' intra-class FID and their own within-class pixel std
         images, labels = zip(*(data.val_set[i] for i in range(len(data.val_set))))
         labels = torch.as_tensor(labels)

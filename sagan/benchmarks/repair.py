@@ -78,10 +78,13 @@ def measure(
         start = time.perf_counter()
         values = evaluate_repair(repair, data, evaluation, device, limit=limit)
         seconds = time.perf_counter() - start
+        recipe = evaluation.recipe(data, int(values["images"])).to_dict()
+        recipe["ema"] = method.startswith("GAN")  # a GAN's repairs are its EMA generator's (`gan_name`)
         buckets = [f"_{name}" for name in BUCKETS] if task == "inpaint" else [""]
         for suffix in buckets:
             row = {"task": task, "method": method, "masks": suffix.lstrip("_") or data.degradation.preset,
-                   "images": int(values.get(f"images{suffix}", 0)), "seconds": round(seconds, 2)}
+                   "images": int(values.get(f"images{suffix}", 0)), "seconds": round(seconds, 2),
+                   "score_recipe": recipe}
             for column in COLUMNS:
                 key = f"{tag if column in ('fid', 'kid') else ''}{column}{suffix}"
                 if key in values:

@@ -146,7 +146,8 @@ def run(args: argparse.Namespace) -> None:
     for ckpt in checkpoints or [run_dir / "checkpoints" / "last.ckpt"]:
         clips, y, g_iters = generated(ckpt, n, args.device)
         values = score(quality, clips, y, args.device) | placement(clips, rate)
-        records.append({"run": "speechgan", "g_iters": g_iters, **values})
+        recipe = quality.recipe(generated=values["samples"]).to_dict()
+        records.append({"run": "speechgan", "g_iters": g_iters, **values, "score_recipe": recipe})
         rows.append(_row("SpeechGAN (EMA generator), digit asked for", g_iters, values))
         print(rows[-1], flush=True)
     baselines = [
@@ -160,7 +161,8 @@ def run(args: argparse.Namespace) -> None:
         baselines.insert(1, ("real held-out clips through the generator's inverse (Griffin-Lim)", inverse, labels))
     for name, clips, y in baselines:
         values = score(quality, clips, y, args.device) | placement(clips, rate)
-        records.append({"run": name, **values})
+        recipe = quality.recipe(ema=False, generated=values["samples"]).to_dict()  # no generator
+        records.append({"run": name, **values, "score_recipe": recipe})
         rows.append(_row(name, "-", values))
         print(rows[-1], flush=True)
     table = "\n".join(header + rows)

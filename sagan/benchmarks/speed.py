@@ -4,8 +4,12 @@ For each benchmark a module and its data (the default experiment's, SAGAN at 64x
 digits experiment's) run through Lightning's `Trainer.fit` with no logger, checkpoints or progress bar.
 After `--warmup` generator iterations the clock runs for `--iters` more. Printed per benchmark:
 
-- `ms_per_iter`: wall time of one generator iteration (n_critic D steps + 1 G step);
+- `ms_per_iter`: wall time of one generator iteration (n_critic D steps + 1 G step), and
+  `cpu_ms_per_iter`: the process's CPU time per iteration (a 1-thread run's idle wall time on a busy machine);
 - `img_per_s`: real training images consumed per second (batch_size * n_critic per iteration);
+- `budget_from`, `budget_g_iters`, `budget_images`, `time_to_budget_h` (and `_days`): the experiment the
+  benchmark stands for, its budget (`g_iters`, and g_iters * its batch size * n_critic real images that D
+  sees), and the wall time to that budget at the measured `img_per_s` on this device (`BUDGET_OF`);
 - `peak_mem_mb`: peak CUDA memory allocated (GPU) or the process's peak resident memory (CPU);
 - `first_iter_s`: the first generator iteration, which with `--compile` includes compiling both step
   graphs, and `compile_s`: the warm-up's time beyond what the same iterations take once warm.
@@ -21,6 +25,10 @@ backward, attention on the math kernel) and once by finite difference (first-ord
 on the default fused kernel). Printed per variant: `approximation`, `ms_per_step` (wall) and
 `cpu_ms_per_step` (the process's CPU time, which a busy machine does not inflate).
 
+`--only NAME` also takes any experiment whose task is the image GAN (`experiments/<NAME>.yaml`, e.g.
+`sagan_celeba`, `sagan_imagenet`): its networks on digits of its resolution and channels, timed against its
+own budget.
+
 Each training benchmark runs in a fresh process, so its peak memory is its own (a process's peak
 resident memory never goes down) and no benchmark inherits another's allocator or compile caches.
 
@@ -30,7 +38,7 @@ batches of 64, `--loader_workers` DataLoader workers), once decoding the JPEGs a
 cache. Printed per variant: `setup_s` (the start-up check of every file, or the cache build),
 `first_epoch_img_per_s` (worker start-up included) and `img_per_s` (the last epoch: what feeds the GPU).
 
-    sagan bench [--only NAME] [--iters 5] [--warmup 2] [--batch_size N] [--precision 32|bf16-mixed]
+    sagan bench [--only NAME|EXPERIMENT] [--iters 5] [--warmup 2] [--batch_size N] [--precision 32|bf16-mixed]
                 [--compile [--compile_mode reduce-overhead] [--compile_backend inductor]]
                 [--loader_images 2048] [--loader_workers N] [--loader_epochs 2]
 """
@@ -112,9 +120,54 @@ BENCHMARKS = {
     "sagan_64_r1r2_fd": lambda batch: _sagan_64_r1r2("finite_difference", batch),
 }
 GPU_ONLY = ("transgan_cifar10", "transgan_cifar10_nogp", "sagan_64_r1r2", "sagan_64_r1r2_fd")
+# benchmark -> the experiment whose budget (`g_iters`) it is timed against; an experiment benchmarked by name
+# (`--only sagan_celeba`) is its own. sagan_64 is no experiment: sagan_celeba's 64x64 budget.
+BUDGET_OF = {
+    "sagan_digits": "sagan_digits", "r3gan_digits": "r3gan_digits", "r3gan_digits_fd": "r3gan_digits",
+    "sagan_64": "sagan_celeba", "sagan_64_r1r2": "sagan_celeba", "sagan_64_r1r2_fd": "sagan_celeba",
+    "transgan_digits": "transgan_digits", "transgan_cifar10": "transgan_cifar10",
+    "transgan_cifar10_nogp": "transgan_cifar10",
+}
+IMAGE_TASK = "sagan.tasks.image.ImageGAN"
 DEFAULT = ("sagan_digits", "sagan_64", "transgan_digits")
 # penalty benchmark -> the training benchmark whose networks, data and penalty it times
 PENALTY_BENCHMARKS = {"penalty_r3gan_digits": "r3gan_digits"}
+
+
+def image_experiments() -> list[str]:
+    """The experiments `sagan bench --only NAME` can time: those whose task is the image GAN itself."""
+    names = []
+    for path in sorted(EXPERIMENTS.glob("*.yaml")):
+        config = yaml.safe_load(path.read_text()) or {}
+        if (config.get("model") or {}).get("class_path") == IMAGE_TASK:
+            names.append(path.stem)
+    return names
+
+
+def builder(name: str):
+    """The (module, data) builder of a benchmark, or of an image-GAN experiment timed by its own name."""
+    if name in BENCHMARKS:
+        return BENCHMARKS[name]
+    return lambda batch: _experiment(name, batch)
+
+
+def experiment_budget(name: str) -> tuple[str, int | None, int | None]:
+    """(experiment, its `g_iters`, its batch size) that benchmark `name` is timed against (None where unset)."""
+    experiment = BUDGET_OF.get(name, name)
+    config = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text()) or {}
+    batch_size = ((config.get("data") or {}).get("init_args") or {}).get("batch_size")
+    return experiment, config.get("g_iters"), batch_size
+
+
+def time_to_budget(g_iters: int | None, batch_size: int, n_critic: int, img_per_s: float) -> dict:
+    """An experiment's budget in generator iterations and in real images D sees (g_iters x batch_size x
+    n_critic), and the wall time to it at `img_per_s`: hours, and days."""
+    if g_iters is None:
+        return {"budget_g_iters": None, "budget_images": None, "time_to_budget_h": None, "time_to_budget_days": None}
+    images = g_iters * batch_size * n_critic
+    hours = images / img_per_s / 3600
+    return {"budget_g_iters": g_iters, "budget_images": images, "time_to_budget_h": round(hours, 2),
+            "time_to_budget_days": round(hours / 24, 2)}
 
 
 class _Clock(L.Callback):
@@ -129,6 +182,7 @@ class _Clock(L.Callback):
         self.start_iter = 0
         self.end: float | None = None
         self.end_iter = 0
+        self.cpu_start = self.cpu_end = 0.0  # the process's CPU time over the timed iterations
 
     def _now(self, device: torch.device) -> float:
         if device.type == "cuda":
@@ -143,11 +197,13 @@ class _Clock(L.Callback):
             self.first = self._now(pl_module.device)
         if self.start is None and pl_module.generator_steps == self.warmup:
             self.start, self.start_iter = self._now(pl_module.device), pl_module.generator_steps
+            self.cpu_start = time.process_time()
             if pl_module.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(pl_module.device)
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.end, self.end_iter = self._now(pl_module.device), pl_module.generator_steps
+        self.cpu_end = time.process_time()
 
 
 def run_benchmark(
@@ -155,7 +211,7 @@ def run_benchmark(
     batch_size: int | None = None, compile_mode: str | None = None, compile_backend: str = "inductor",
 ) -> dict:
     """Trains `warmup + iters` generator iterations of one benchmark and returns its measurements."""
-    model, data = BENCHMARKS[name](batch_size)
+    model, data = builder(name)(batch_size)
     model.hparams.compile = compile
     model.hparams.compile_mode = compile_mode
     model.hparams.compile_backend = compile_backend
@@ -176,6 +232,8 @@ def run_benchmark(
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         device_name = f"cpu ({torch.get_num_threads()} threads)"
+    experiment, g_iters, budget_batch = experiment_budget(name)
+    img_per_s = data.batch_size * model.n_critic / steady
     return {
         "bench": name,
         "device": device_name,
@@ -186,12 +244,17 @@ def run_benchmark(
         "n_critic": model.n_critic,
         "iters": done,
         "ms_per_iter": round(1000 * steady, 2),
-        "img_per_s": round(data.batch_size * model.n_critic / steady, 1),
+        "img_per_s": round(img_per_s, 1),
         "first_iter_s": round(clock.first - clock.fit_start, 2),  # includes compiling both step graphs
         # warm-up time beyond what the same iterations take once warm: compilation, autotuning, graph capture
         "compile_s": round(max(clock.start - clock.fit_start - warmup * steady, 0.0), 2) if compile else 0.0,
         "peak_mem_mb": round(peak, 1),
         "peak_mem_kind": "cuda_allocated" if device.type == "cuda" else "cpu_max_rss",
+        # the process's CPU time per iteration: on a busy machine, a 1-thread run's idle wall time
+        "cpu_ms_per_iter": round(1000 * (clock.cpu_end - clock.cpu_start) / done, 2),
+        "budget_from": experiment,  # whose g_iters the time to budget is for
+        # at the experiment's own batch size (with --batch_size: assuming this img/s holds there)
+        **time_to_budget(g_iters, budget_batch or data.batch_size, model.n_critic, img_per_s),
     }
 
 
@@ -305,10 +368,15 @@ def penalty_benchmark(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="sagan bench", description="Training speed, as JSON lines.")
+    parser = argparse.ArgumentParser(
+        prog="sagan bench", description="Training speed, and the time to each experiment's budget on this device."
+    )
     parser.add_argument(
-        "--only", action="append", choices=sorted(BENCHMARKS) + list(PENALTY_BENCHMARKS) + list(LOADER_BENCHMARKS),
-        help=f"run only these benchmarks (default: {', '.join((*DEFAULT, *PENALTY_BENCHMARKS, *LOADER_BENCHMARKS))})",
+        "--only", action="append", metavar="NAME",
+        choices=sorted({*BENCHMARKS, *image_experiments()}) + list(PENALTY_BENCHMARKS) + list(LOADER_BENCHMARKS),
+        help="run only these benchmarks, or image-GAN experiments by name (e.g. sagan_celeba, sagan_imagenet): "
+        f"{', '.join(sorted({*BENCHMARKS, *image_experiments()}))}, {', '.join(PENALTY_BENCHMARKS)}, "
+        f"{', '.join(LOADER_BENCHMARKS)} (default: {', '.join((*DEFAULT, *PENALTY_BENCHMARKS, *LOADER_BENCHMARKS))})",
     )
     parser.add_argument("--iters", type=int, default=5, help="timed generator iterations (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed generator iterations first (default 2)")

@@ -29,6 +29,7 @@ from jsonargparse import ArgumentParser
 
 from sagan.benchmarks.harness import write_table
 from sagan.errors import UsageError
+from sagan.evaluation.recipe import make_recipe, tensor_fingerprint
 from sagan.training.checkpoints import load_module, upgrade_config
 from sagan.visualization.line_plot import Curve, line_chart
 
@@ -119,6 +120,9 @@ def run(args: argparse.Namespace) -> None:
     data = oracle_data(run_dir)
     test = data.test_set.tensors[0]
     records, curves = [], []
+    # NLL-test over the test split, NLL-oracle over `text_samples` samples per temperature (seed 0; G has no EMA)
+    recipe = make_recipe(None, data, "test", len(test), args.text_samples, seed=0, ema=False,
+                         real_set=tensor_fingerprint(test)).to_dict()
     examples = [_examples("held-out oracle sequences (test split)", test[:3], data.oracle)]
     checkpoints = run_checkpoints(run_dir)
     for i, (name, ckpt) in enumerate(checkpoints):
@@ -127,7 +131,7 @@ def run(args: argparse.Namespace) -> None:
             tokens, _ = model.generator.sample(3, generator=torch.Generator().manual_seed(0))
             examples.append(_examples(f"{name}, samples at temperature 1", tokens, data.oracle))
         points = sweep(model.generator, data.oracle, test, args.text_temperatures, args.text_samples)
-        records += [{"model": name, "checkpoint": str(ckpt), **p} for p in points]
+        records += [{"model": name, "checkpoint": str(ckpt), **p, "score_recipe": recipe} for p in points]
         curves.append(Curve(name, [(p["nll_test"], p["nll_oracle"], f"{p['temperature']:g}") for p in points]))
         print(f"{name}: " + ", ".join(f"t={p['temperature']:g} {p['nll_oracle']:.3f} / {p['nll_test']:.3f}"
                                       for p in points), flush=True)

@@ -183,14 +183,17 @@ def main(argv: list[str], run_root: str = "runs/bench_quality", device: str = "c
     for ckpt in checkpoints or [run_dir / "checkpoints" / "last.ckpt"]:
         g_iters, clips = generate(ckpt, args.video_samples, device, quality.seed)
         values = score(clips, quality, frame_fid, device)
-        records.append({"run": "video GAN", "checkpoint": ckpt.name, "g_iters": g_iters, **values})
+        recipe = quality.recipe(generated=values["samples"]).to_dict()
+        records.append({"run": "video GAN", "checkpoint": ckpt.name, "g_iters": g_iters, **values,
+                        "score_recipe": recipe})
         rows.append(_row(f"Video GAN ({model_name(run_dir)}), moving digits", g_iters, values))
         print(rows[-1], flush=True)
     strip, gif = write_strip(clips, root)  # the last checkpoint's first clips
     for name, change in (("real held-out clips (floor)", None), ("held-out clips, one frame repeated (no motion)", static),
                          ("held-out clips, frames shuffled (incoherent motion)", shuffled)):
         values = score(reference(data, change), quality, frame_fid, device)
-        records.append({"run": name, **values})
+        recipe = quality.recipe(ema=False, generated=values["samples"]).to_dict()  # no generator
+        records.append({"run": name, **values, "score_recipe": recipe})
         rows.append(_row(name, "-", values))
         print(rows[-1], flush=True)
     table = "\n".join(rows)

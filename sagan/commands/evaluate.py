@@ -3,6 +3,12 @@ within-class pixel spread) of a checkpoint's EMA generator, written as JSON besi
 
     sagan eval --ckpt runs/<name>/<run>/checkpoints/last.ckpt [--num_samples 50000] [--is_splits 10]
                [--truncation 0.7]
+    sagan eval --compare A.json B.json
+
+Every JSON carries the score's `recipe` (`sagan.evaluation.recipe`: sample counts, the real set's
+fingerprint and split, the extractor and the SHA-256 of its weights, truncation, EMA, seed, library
+versions). `--compare` prints two score files side by side and exits 0 when their recipes match, else
+refuses in one line (exit status 2) naming the first field that differs.
 
 The data set and the feature extractor come from the run's `config.yaml` (`data` and `metrics`), so the
 numbers are in the same feature space as the run's `val/...` metrics and reuse its cached real
@@ -28,13 +34,27 @@ import yaml
 
 from sagan.errors import UsageError
 from sagan.evaluation.checkpoint import EvalOptions, evaluate_checkpoint
+from sagan.evaluation.recipe import check_comparable, compare_lines, read_scores
 from sagan.training.checkpoints import check_checkpoint, upgrade_config
 from sagan.training.tracking import add_to_wandb_summary
 
 
+def compare(a: str, b: str) -> None:
+    """Prints two score files side by side; raises `UsageError` when their recipes differ."""
+    first, second = read_scores(a), read_scores(b)
+    print("\n".join(compare_lines(first, second, (a, b))))
+    check_comparable(first, second, (a, b))
+    print("comparable: the recipes match")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sagan eval", description="FID / IS / KID of a checkpoint, as JSON.")
-    parser.add_argument("--ckpt", required=True, help="checkpoint written by `sagan fit`")
+    parser.add_argument("--ckpt", default=None, help="checkpoint written by `sagan fit`")
+    parser.add_argument(
+        "--compare", nargs=2, metavar=("A.json", "B.json"), default=None,
+        help="print two score files (this command's JSON) side by side and exit 0 when their recipes match; "
+        "refuse (exit 2) naming the first field that differs",
+    )
     parser.add_argument("--config", default=None, help="the run's config.yaml (default: <run dir>/config.yaml)")
     parser.add_argument("--num_samples", type=int, default=50_000, help="generated images (default 50000)")
     parser.add_argument("--is_splits", type=int, default=10, help="Inception Score splits (default 10)")
@@ -50,6 +70,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
+    if args.compare:
+        if args.ckpt:
+            raise UsageError("--compare reads two score files: give it without --ckpt")
+        compare(*args.compare)
+        return
+    if not args.ckpt:
+        raise UsageError("sagan eval needs --ckpt CKPT (a checkpoint) or --compare A.json B.json")
     ckpt = Path(args.ckpt)
     if not ckpt.is_file():
         raise UsageError(f"checkpoint not found: {ckpt} (expected a .ckpt file written by `sagan fit`)")
@@ -68,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(result["metrics"]))
     print(f"wrote {out}")
     summary = {f"eval/{name}": value for name, value in result["metrics"].items()}
-    summary.update({"eval/num_samples": result["num_samples"], "eval/g_iter": result["generator_steps"]})
+    summary.update({"eval/num_samples": result["num_samples"], "eval/g_iter": result["generator_steps"],
+                    "eval/recipe": result["recipe"]})
     try:
         where = add_to_wandb_summary(config.parent, upgrade_config(yaml.safe_load(config.read_text())), summary)
     except Exception as error:  # e.g. an online run evaluated without a network: the JSON file is what counts

@@ -150,6 +150,7 @@ def _(model: ImageGAN, ckpt: Path, config: dict, options: EvalOptions) -> dict:
         "data_fingerprint": data.fingerprint,
         "real_images": int(quality.real["n"]),
         "metrics": {quality.features.metric_key(name): float(value) for name, value in results.items()},
+        "recipe": quality.recipe(options.truncation, ema=True).to_dict(),
         **variety,
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -169,14 +170,17 @@ def evaluate_repair_module(model: RepairGAN, ckpt: Path, config: dict, options: 
     evaluation.prepare(data, torch.device(options.device))
     values = evaluate_repair(model.repair, data, evaluation, options.device, limit=options.num_images)
     extractor = evaluation.features
+    scored = min(len(data.val_set), options.num_images or len(data.val_set))
+    recipe = evaluation.recipe(data, scored)
     return {
         "checkpoint": str(ckpt),
         "task": data.task,
         "generator_steps": _generator_steps(ckpt, model),
-        "num_samples": min(len(data.val_set), options.num_images or len(data.val_set)),
+        "num_samples": scored,
         "features": None if extractor is None else f"{type(extractor).__module__}.{type(extractor).__qualname__}",
         "data_fingerprint": data.fingerprint,
         "metrics": values,
+        "recipe": recipe.to_dict(),
         "seconds": round(time.perf_counter() - start, 1),
     }
 

@@ -32,6 +32,7 @@ from sagan.evaluation.intra_class import (
     class_statistics_bytes,
     intra_class_fid,
 )
+from sagan.evaluation.recipe import Recipe, make_recipe, real_set_fingerprint, record_recipe
 
 CACHE_VERSION = 1
 FAST_DEV_RUN_IMAGES = 64  # generated and real images per evaluation under `trainer.fast_dev_run`
@@ -313,6 +314,8 @@ class SampleQuality(L.Callback):
         self.intra_class_fid = intra_class_fid
         self.real: dict[str, torch.Tensor] | None = None
         self.real_computed = 0  # real images put through the extractor by this process (0 when cached)
+        self.recipe_recorded = False
+        self.real_set: str | None = None  # the real side's fingerprint (`sagan.evaluation.recipe`), set by `prepare`
 
     @property
     def enabled(self) -> bool:
@@ -338,6 +341,7 @@ class SampleQuality(L.Callback):
         fingerprint = getattr(datamodule, "fingerprint", None)
         if fingerprint is None:
             raise UsageError("sample metrics need a data module with a `fingerprint` (see datamodules/image/base.py)")
+        self.real_set = real_set_fingerprint(datamodule, "train")  # for the recipe of every score
         key = self.cache.key(fingerprint, self.features.fingerprint, self.num_real, self.kid_real, self.seed)
         classes = self._intra_class_classes(datamodule)
         key += f"|classes={classes}" if classes else ""  # per-class sums as well
@@ -383,6 +387,12 @@ class SampleQuality(L.Callback):
             results["ifid"] = intra_class_fid(features, labels, self.real)
         return results
 
+    def recipe(self, truncation: float | None = None, ema: bool = True, generated: int | None = None) -> Recipe:
+        """What these metrics' numbers are comparable by (`sagan.evaluation.recipe`), after `prepare`:
+        `generated` samples (default `num_samples`) against the real statistics of the training split."""
+        return make_recipe(self.features, None, "train", int(self.real["n"]), generated or self.num_samples, self.seed,
+                           truncation, ema, real_set=self.real_set)
+
     # ------------------------------------------------------------------------- Lightning hooks
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if trainer.fast_dev_run and self.enabled:  # a smoke run: the whole path, on a few images
@@ -403,3 +413,6 @@ class SampleQuality(L.Callback):
         for name, value in results.items():
             if not name.endswith("_std"):
                 pl_module.log(f"val/{self.features.metric_key(name)}", value.float(), sync_dist=True)
+        if not self.recipe_recorded:  # once per run: the run's config, not a column per step
+            record_recipe(trainer, "val_recipe", self.recipe())
+            self.recipe_recorded = True

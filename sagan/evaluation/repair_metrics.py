@@ -31,6 +31,7 @@ from datamodules.repair.masks import BUCKETS
 from sagan.errors import UsageError
 from sagan.evaluation.features import FeatureExtractor
 from sagan.evaluation.metrics import SampleMetrics, SampleQuality, _gather
+from sagan.evaluation.recipe import Recipe, make_recipe
 
 PSNR_CAP = 100.0
 LPIPS_BACKBONES = {"alex": ("alexnet", "AlexNet_Weights"), "vgg": ("vgg16", "VGG16_Weights"),
@@ -194,6 +195,7 @@ class RepairEvaluation:
         self.lpips_weights = None if lpips is False else find_lpips_weights(lpips_net, lpips_weights, bool(lpips))
         self.lpips: torch.nn.Module | None = None
         self.buckets = BUCKETS if buckets else {}
+        self.scored = 0  # repairs the last `compute` scored
         self.reset()
 
     @property
@@ -219,6 +221,13 @@ class RepairEvaluation:
         if self.lpips is not None:
             self.lpips.to(device)
 
+    def recipe(self, datamodule, scored: int | None = None) -> Recipe:
+        """The recipe of these numbers: `scored` repairs (default: those the last `compute` saw) of the validation
+        split; the real side of FID / KID is the cached training statistics, that of PSNR / SSIM the originals."""
+        scored = self.scored if scored is None else scored
+        real = int(self.quality.real["n"]) if self.features is not None and self.quality.real is not None else scored
+        return make_recipe(self.features, datamodule, "val", real, scored, self.seed, None, ema=True)
+
     def reset(self) -> None:
         self._values: dict[str, list[torch.Tensor]] = {}
         self._features: list[torch.Tensor] = []
@@ -243,6 +252,7 @@ class RepairEvaluation:
         values = {name: _gather(torch.cat(parts)) for name, parts in self._values.items()}
         if not values:
             return {}
+        self.scored = len(values["psnr"])
         out = _means(values, prefix, self.buckets)
         if self.features is None:
             return out

@@ -24,6 +24,7 @@ from torch.utils.data import default_collate
 
 from sagan.errors import UsageError, check_ranges
 from sagan.evaluation.metrics import SampleQuality
+from sagan.evaluation.recipe import record_recipe
 from sagan.evaluation.repair_metrics import RepairEvaluation, composite
 from sagan.layers.norm import frozen_spectral_norm
 from sagan.losses import AdversarialLoss, HingeLoss
@@ -101,6 +102,7 @@ class RepairGAN(AdversarialTask):
         self.inpainting = task == "inpaint"
         self.grid_nrow = 3 * min(grid_size, 4)  # damaged | repaired | original, up to 4 images a row
         self._grid: list[torch.Tensor] | None = None  # fixed validation items, fetched on first use
+        self._recipe_recorded = False  # the validation recipe goes beside the logged numbers once a run
         self.evaluation = evaluation or RepairEvaluation(features=None, lpips=False, buckets=self.inpainting)
 
     # ----------------------------------------------------------------------------------- repairing
@@ -213,6 +215,9 @@ class RepairGAN(AdversarialTask):
         super().on_validation_epoch_end()
         for key, value in self.evaluation.compute("val/").items():  # the same numbers on every rank
             self.log(key, value.float())
+        if self.evaluation.scored and not self._recipe_recorded and not self.trainer.sanity_checking:
+            record_recipe(self.trainer, "val_recipe", self.evaluation.recipe(self.trainer.datamodule))
+            self._recipe_recorded = True
 
     # ------------------------------------------------------------------------------------ pictures
     def _grid_items(self) -> list[torch.Tensor]:

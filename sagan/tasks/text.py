@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sagan.errors import check_ranges
+from sagan.evaluation.recipe import make_recipe, record_recipe, tensor_fingerprint
 from sagan.evaluation.text_metrics import text_metrics
 from sagan.losses import AdversarialLoss, RelativisticLoss
 from sagan.tasks.base import AdversarialTask
@@ -111,6 +112,7 @@ class TextGAN(AdversarialTask):
         self.vocabulary = vocabulary
         self.pretrain_steps = pretrain_steps
         self._references: list[torch.Tensor] = []
+        self._recipes_recorded: set[str] = set()  # stages whose recipe went beside the logged numbers
 
     # ------------------------------------------------------------------------------ step counting
     optimizer_names = ("mle", "generator", "discriminator")  # the generator has two: MLE, then adversarial
@@ -303,6 +305,12 @@ class TextGAN(AdversarialTask):
             metrics[f"{stage}/nll_oracle"] = nll.mean().item()
             rows = [[text, round(value, 3)] for (text,), value in zip(rows, nll.tolist())]
         self.log_dict(metrics, rank_zero_only=True)
+        if stage not in self._recipes_recorded and not self.trainer.sanity_checking:  # once per run and stage
+            seed = 0 if stage == "val" else torch.initial_seed()  # validation samples are drawn under seed 0
+            recipe = make_recipe(None, self.trainer.datamodule, stage, len(references), n, seed=seed, ema=False,
+                                 real_set=tensor_fingerprint(references))
+            record_recipe(self.trainer, f"{stage}_recipe", recipe)
+            self._recipes_recorded.add(stage)
         columns = ["sample", "nll_oracle"] if oracle is not None else ["sample"]
         log_text_table(self.loggers, f"{stage}/samples", columns, rows)
 

@@ -43,6 +43,9 @@ def test_oracle_run_has_both_phases_samples_metrics_and_the_vocabulary(tmp_path)
     header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"train/mle_loss", "train/phase", "train/d_loss", "train/g_loss", "train/beta"} <= set(header)
     assert {"val/nll", "val/nll_oracle", "val/bleu2", "val/bleu5", "val/self_bleu2"} <= set(header)
+    recipe = json.loads((run / "val_recipe.json").read_text())  # BLEU's recipe: no extractor, the references' hash
+    assert recipe["features"] == "none" and recipe["split"] == "val" and recipe["ema"] is False
+    assert recipe["generated_samples"] >= 2 and recipe["real_samples"] >= 1 and len(recipe["real_set"]) == 16
 
 
 def test_corpus_run_decodes_words(tmp_path):

@@ -1,6 +1,8 @@
 import json
 
 import pytest
+import torch
+from torch.testing import assert_close
 
 from sagan.commands import main
 
@@ -12,6 +14,38 @@ def test_bench_prints_json_lines(capsys):
     assert result["bench"] == "sagan_digits" and result["iters"] == 1 and result["batch_size"] == 64
     assert result["ms_per_iter"] > 0 and result["img_per_s"] > 0 and result["peak_mem_mb"] > 0
     assert result["first_iter_s"] > 0 and result["compile_s"] == 0.0 and result["compile"] is False
+    # the experiment's own budget (experiments/sagan_digits.yaml: 1,200 g_iters of 64 images) at this speed
+    assert result["budget_from"] == "sagan_digits" and result["budget_g_iters"] == 1200
+    assert result["budget_images"] == 1200 * 64 and result["cpu_ms_per_iter"] > 0
+    hours = torch.tensor(1200 * 64 / result["img_per_s"] / 3600)  # img_per_s and the hours are rounded
+    assert_close(torch.tensor(result["time_to_budget_h"]), hours, rtol=0.01, atol=0.006)
+
+
+def test_time_to_budget_is_the_budget_in_images_over_the_speed():
+    from sagan.benchmarks.speed import time_to_budget
+
+    # TransGAN CIFAR-10: 500,000 g_iters x 64 images x 4 D steps = 128M images; at 1,000 img/s: 35.56 h
+    assert time_to_budget(500_000, 64, 4, 1000.0) == {
+        "budget_g_iters": 500_000, "budget_images": 128_000_000, "time_to_budget_h": 35.56, "time_to_budget_days": 1.48,
+    }
+    assert time_to_budget(None, 64, 1, 10.0)["time_to_budget_h"] is None
+
+
+def test_experiments_are_timed_against_their_own_budget():
+    from sagan.benchmarks.speed import experiment_budget, image_experiments
+
+    names = image_experiments()
+    assert {"sagan_imagenet", "sagan_celeba", "transgan_cifar10", "sagan_digits"} <= set(names)
+    assert not any(name.startswith(("inpaint", "restore", "video", "speech", "text")) for name in names)
+    assert experiment_budget("sagan_imagenet") == ("sagan_imagenet", 1_000_000, 256)
+    assert experiment_budget("transgan_cifar10_nogp") == ("transgan_cifar10", 500_000, 64)
+    assert experiment_budget("sagan_64") == ("sagan_celeba", 100_000, 64)  # no experiment: the 64x64 one's
+
+
+def test_bench_refuses_an_experiment_it_cannot_time(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--only", "inpaint_digits"])
+    assert exit_info.value.code == 2 and "invalid choice: 'inpaint_digits'" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # the same benchmark code as test_bench_prints_json_lines, on the TransGAN experiment

@@ -129,3 +129,5 @@ def test_the_bench_scores_a_checkpoint_beside_the_baselines(tmp_path):
     records = json.loads((tmp_path / "bench" / "results.json").read_text())
     gan = [r for r in records if r["method"] == "GAN (stand_in, 6 G iterations)"]  # 12 steps of 1 D + 1 G
     assert [r["masks"] for r in gan] == ["small", "large"] and all(r["images"] == 2 for r in gan)
+    assert all(r["score_recipe"]["ema"] == r["method"].startswith("GAN") for r in records)  # baselines: no EMA
+    assert {r["score_recipe"]["generated_samples"] for r in records} == {4} and gan[0]["score_recipe"]["split"] == "val"

@@ -11,6 +11,7 @@ from torch.testing import assert_close
 from sagan.benchmarks import text as bench_text
 from sagan.commands import main
 from sagan.errors import UsageError
+from sagan.evaluation.recipe import tensor_fingerprint
 from sagan.models.text_transformer import TINY, gumbel_noise
 from sagan.visualization.line_plot import COLOURS, Curve, line_chart
 
@@ -77,6 +78,9 @@ def test_sweep_scores_the_mle_checkpoint_and_the_gan_at_each_temperature(tmp_pat
     with torch.no_grad():
         expected = F.cross_entropy(generator(test).flatten(0, 1), test.flatten()).item()
     assert records[5]["nll_test"] == pytest.approx(expected, rel=1e-5)
+    recipe = records[0]["score_recipe"]  # what the numbers are comparable by: the test split, 16 samples
+    assert recipe["split"] == "test" and recipe["real_samples"] == len(test) and recipe["generated_samples"] == 16
+    assert recipe["real_set"] == tensor_fingerprint(test) and all(r["score_recipe"] == recipe for r in records)
     assert (out / "text_quality_diversity.png").stat().st_size > 0
     assert "GAN, 6 it., samples at temperature 1" in (out / "text_samples.md").read_text()
 

@@ -1,6 +1,7 @@
 """Metrics through the `sagan` command: validation logging, best-FID checkpoints, start-up errors, `sagan eval`."""
 
 import csv
+import hashlib
 import json
 import math
 
@@ -10,6 +11,7 @@ from conftest import TINY_DIGITS, fit
 from torch.testing import assert_close
 
 from sagan.commands import main
+from sagan.evaluation.features import DigitsFeatures
 
 # validation after every 4 batches, on few samples: seconds on CPU
 VALIDATE_OFTEN = [
@@ -54,6 +56,12 @@ def test_validation_logs_digits_metrics_and_a_checkpoint_keeps_the_best_fid(tmp_
         for key in ("val/digits_fid", "val/digits_is", "val/digits_kid", "val/digits_ifid"):
             assert math.isfinite(float(row[key])), key
         assert 1.0 <= float(row["val/digits_is"]) <= 10.0
+    # the recipe of those numbers, once beside metrics.csv (not a column per step)
+    recipe = json.loads((run / "val_recipe.json").read_text())
+    assert recipe["generated_samples"] == 64 and recipe["split"] == "train" and recipe["ema"] is True
+    assert recipe["features"] == "sagan.evaluation.features.DigitsFeatures" and recipe["truncation"] is None
+    assert recipe["features_sha256"] == hashlib.sha256(DigitsFeatures().path.read_bytes()).hexdigest()
+    assert not any(key.startswith("recipe") or "sha256" in key for key in rows[0])
     best_row = min(rows, key=lambda r: float(r["val/digits_fid"]))
     best = [p for p in (run / "checkpoints").glob("best-*.ckpt")]
     assert len(best) == 1
@@ -79,6 +87,12 @@ def test_eval_writes_json_next_to_the_checkpoint(trained_run, capsys):
     # the same samples give the same numbers
     main(["eval", "--ckpt", str(ckpt), "--num_samples", "64", "--is_splits", "4", "--out", str(trained_run / "again.json")])
     assert json.loads((trained_run / "again.json").read_text())["metrics"] == result["metrics"]
+    recipe = result["recipe"]
+    assert recipe["generated_samples"] == 64 and recipe["real_samples"] == 1618 and recipe["truncation"] is None
+    assert recipe["seed"] == 0 and recipe["ema"] is True and recipe["features"] == result["features"]
+    capsys.readouterr()
+    main(["eval", "--compare", str(trained_run / "checkpoints" / "last_eval.json"), str(trained_run / "again.json")])
+    assert "comparable: the recipes match" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -108,7 +122,7 @@ def test_eval_without_run_config_says_so(trained_run, tmp_path, capsys):
     assert "config.yaml" in _error_lines(capsys)[0]
 
 
-def test_eval_with_truncation_scores_truncated_noise_in_its_own_file(trained_run, tmp_path):
+def test_eval_with_truncation_scores_truncated_noise_in_its_own_file(trained_run, tmp_path, capsys):
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     few = ["--num_samples", "20", "--is_splits", "2"]
     main(["eval", "--ckpt", str(ckpt), *few, "--truncation", "0.3"])
@@ -118,6 +132,10 @@ def test_eval_with_truncation_scores_truncated_noise_in_its_own_file(trained_run
     assert truncated["truncation"] == 0.3 and plain["truncation"] is None
     assert all(math.isfinite(v) for v in truncated["metrics"].values())
     assert truncated["metrics"]["digits_fid"] != plain["metrics"]["digits_fid"]  # other samples
+    with pytest.raises(SystemExit) as exit_info:  # not comparable: the recipe says why
+        main(["eval", "--compare", str(trained_run / "checkpoints" / "last_eval_truncation0.3.json"),
+              str(tmp_path / "plain.json")])
+    assert exit_info.value.code == 2 and "recipes differ in truncation (0.3 in" in _error_lines(capsys)[0]
 
 
 def test_eval_of_a_truncated_checkpoint_names_the_broken_file(trained_run, tmp_path, capsys):

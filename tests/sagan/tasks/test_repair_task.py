@@ -1,5 +1,6 @@
 """System tests of the repair GAN: compositing, pure losses, real optimizer steps on CPU with tiny networks."""
 
+import json
 from types import SimpleNamespace
 
 import lightning as L
@@ -15,6 +16,7 @@ from sagan.layers.norm import frozen_spectral_norm
 from sagan.losses import HingeLoss
 from sagan.models.inpaint import TINY
 from sagan.tasks.repair import RepairGAN
+from sagan.training.tracking import CSVTracker
 
 
 def _net(name: str, **overrides) -> torch.nn.Module:
@@ -64,8 +66,8 @@ class _RepairData(L.LightningDataModule):
 
 def _fit(model: RepairGAN, max_steps: int, **kwargs) -> L.Trainer:
     trainer = L.Trainer(
-        max_steps=max_steps, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, **{"limit_val_batches": 0, **kwargs},
+        max_steps=max_steps, accelerator="cpu", enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, **{"limit_val_batches": 0, "logger": False, **kwargs},
     )
     trainer.fit(model, datamodule=_RepairData())
     return trainer
@@ -127,16 +129,20 @@ def test_discriminator_step_leaves_generator_untouched():
     assert not _changed(g, model.generator) and not _changed(ema, model.generator_ema)
 
 
-def test_full_iteration_moves_both_networks_and_the_average_and_logs():
+def test_full_iteration_moves_both_networks_and_the_average_and_logs(tmp_path):
     model = _gan(ema_decay=0.9)
     g, d, ema = _copy(model.generator), _copy(model.discriminator), _copy(model.generator_ema)
-    trainer = _fit(model, max_steps=4, limit_val_batches=1, val_check_interval=2)  # 2 batches of D + G steps
+    trainer = _fit(model, max_steps=4, limit_val_batches=1, val_check_interval=2,  # 2 batches of D + G steps
+                   logger=CSVTracker(str(tmp_path)))
     assert trainer.global_step == 4 and model.generator_steps == 2
     assert _changed(g, model.generator) and _changed(d, model.discriminator) and _changed(ema, model.generator_ema)
     keys = set(trainer.logged_metrics)
     assert {"train/d_loss", "train/d_real", "train/d_fake", "train/g_loss", "train/g_l1", "train/g_adversarial",
             "train/g_feature_matching", "train/skipped_steps"} <= keys
     assert any(key.startswith("val/") for key in keys)
+    recipe = json.loads((tmp_path / "val_recipe.json").read_text())  # beside metrics.csv
+    assert recipe["split"] == "val" and recipe["ema"] is True and recipe["features"] == "none"
+    assert recipe["generated_samples"] == recipe["real_samples"] == model.evaluation.scored > 0
 
 
 def test_ema_before_start_copies_the_generator():

@@ -102,6 +102,7 @@ def test_a_default_run_is_readable_without_wandb_and_plots_against_generator_ite
     for name, value in result["metrics"].items():
         assert summary[f"eval/{name}"] == value
     assert summary["eval/g_iter"] == 2 and summary["eval/num_samples"] == 16
+    assert summary["eval/recipe"] == result["recipe"]  # what the numbers are comparable by, beside them
 
 
 def test_a_run_shorter_than_the_logging_interval_names_no_missing_metrics_file(tmp_path, capsys):
