@@ -184,7 +184,7 @@ def test_multiscale_discriminator_streams():
     assert not torch.allclose(d(x), reference)
     assert d.blocks_fine[0].attention.rel_pos.side == 16 and d.blocks_coarse[0].attention.rel_pos.side == 8
     assert d.last_block.attention.rel_pos is None and d.last_block.attention.noise_strength is not None
-    with pytest.raises(ValueError, match="divisible by 2 \\* patch_size"):
+    with pytest.raises(ValueError, match="multiples of 6 \\(2 \\* patch_size\\)"):
         tiny("discriminator-32-multiscale", patch_size=3)
     with pytest.raises(ValueError, match="multiple of 4"):
         tiny("discriminator-32-multiscale", dim=18)
