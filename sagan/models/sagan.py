@@ -45,7 +45,8 @@ def _sizes(image_size: ImageSize, who: str) -> tuple[int, int, int]:
     short = min(height, width)
     if short not in GENERATOR_CHANNELS:
         raise ValueError(
-            f"{who}: image_size's shorter side must be one of {sorted(GENERATOR_CHANNELS)}, got {image_size}"
+            f"{who}: image_size must be one of {sorted(GENERATOR_CHANNELS)} (or [height, width] with the shorter "
+            f"side among them), got {list(image_size) if isinstance(image_size, (list, tuple)) else image_size}"
         )
     return height, width, short
 
