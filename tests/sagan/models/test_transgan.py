@@ -160,6 +160,14 @@ def test_transgan_trains_through_the_cli_with_wgan_gp_and_reloads(tmp_path):
     assert images.shape == (3, 1, 32, 32)
 
 
+def test_transgan_trains_non_square_through_the_cli(tmp_path):
+    main(["fit", *TINY_TRANSGAN, "--g_iters=1", "--tracker=none", "--run_root", str(tmp_path),
+          "--data.init_args.image_size=[32,48]", "--model.generator.init_args.window_resolutions=[32]"])
+    model = load_gan(next((tmp_path / "transgan_digits").iterdir()) / "checkpoints" / "last.ckpt")
+    assert model.generator.grids == [(8, 12), (16, 24), (32, 48)] and model.discriminator.image_size == (32, 48)
+    assert model(torch.randn(2, 8), torch.tensor([0, 5])).shape == (2, 1, 32, 48)
+
+
 def test_linear_output_is_unbounded_in_training_and_clamped_in_eval():
     g = tiny("generator-32-authors")
     with torch.no_grad():
