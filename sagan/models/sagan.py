@@ -106,8 +106,8 @@ class SAGANGenerator(nn.Module):
         height, width_px, short = _sizes(image_size, "SAGANGenerator")
         mults = tuple(channel_multipliers or GENERATOR_CHANNELS[short])
         resolutions = [4 * 2 ** (i + 1) for i in range(len(mults) - 1)]  # shorter side after each up-block
-        if resolutions[-1] != short:
-            raise ValueError(f"SAGANGenerator: channel_multipliers {mults} give {resolutions[-1]}px, not {short}px")
+        if (resolutions or [4])[-1] != short:
+            raise ValueError(f"SAGANGenerator: channel_multipliers {mults} give {(resolutions or [4])[-1]}px, not {short}px")
         _check(image_size, attn_resolutions, resolutions, "SAGANGenerator", short // 4)
         self.image_size = short if height == width_px else (height, width_px)
         self.channels, self.num_classes, self.z_dim = channels, num_classes, z_dim

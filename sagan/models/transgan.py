@@ -111,10 +111,10 @@ class TransGANGenerator(nn.Module):
             window_resolutions=(window_resolutions, "[1, inf)"),
         )
         dims, depths = tuple(dims), tuple(depths)
-        height, width = check_image_size("TransGANGenerator", image_size, 2 ** max(len(dims) - 1, 0), "2^(stages - 1)")
+        factor = 2 ** max(len(dims) - 1, 0)  # the first grid is the image scaled down by it
+        height, width = check_image_size("TransGANGenerator", image_size, factor, "2^(stages - 1)")
         self.resolutions = [bottom_size * 2**i for i in range(len(dims))]  # shorter side of each stage's grid
-        factor = 2 ** max(len(dims) - 1, 0)  # (rows, columns) of each stage's grid:
-        self.grids = [(height // factor * 2**i, width // factor * 2**i) for i in range(len(dims))]
+        self.grids = [(height // factor * 2**i, width // factor * 2**i) for i in range(len(dims))]  # (rows, columns)
         _check_generator(min(height, width), dims, depths, num_heads, norm, window_size, window_resolutions, window_mode,
                          self.resolutions, self.grids)
         self.image_size = height if height == width else (height, width)
