@@ -40,7 +40,7 @@ from datamodules.image.base import ImageDataModule
 from datamodules.repair.mask_folder import MaskFolder, MaskMix
 from datamodules.repair.masks import KINDS, MaskGenerator, fixed_mask, seed_for
 from datamodules.resumable import rank_loader
-from sagan.errors import check_ranges
+from sagan.errors import ImageSize, check_ranges
 
 DAMAGE_TAG = 0x44414D47  # "DAMG": keeps these draws apart from other uses of the same seeds
 
@@ -157,7 +157,7 @@ class RepairDataModule(L.LightningDataModule):
 
     # ---------------------------------------------------------------- the wrapped module's facts
     @property
-    def image_size(self) -> int:
+    def image_size(self) -> ImageSize:
         return self.data.image_size
 
     @property
