@@ -151,3 +151,38 @@ def peer_failure_line(error: BaseException) -> str:
         f"another process of this distributed run stopped ({detail}); this one stops too: see that process's "
         "output, then continue with --resume last"
     )
+
+
+# ------------------------------------------------------------------------------------- image sizes
+ImageSize = int | tuple[int, int]  # an image's side (square), or its [height, width]
+
+
+def image_hw(image_size: ImageSize) -> tuple[int, int]:
+    """(height, width) of an `image_size` given as one side (a square) or as [height, width]."""
+    if isinstance(image_size, (list, tuple)):
+        if len(image_size) != 2:
+            raise ValueError(f"image_size must be one side or [height, width], got {list(image_size)}")
+        return int(image_size[0]), int(image_size[1])
+    return int(image_size), int(image_size)
+
+
+def check_image_size(
+    owner: str, image_size: ImageSize, multiple: int = 1, reason: str = "", name: str = "image_size"
+) -> tuple[int, int]:
+    """Checks an image size given as one side or as [height, width]: whole numbers >= 1, each a multiple
+    of `multiple` (what the architecture's strides need, `reason` saying which). Returns (height, width).
+
+    Raises:
+        ValueError: one line naming the owner, the argument and what it must be, e.g. "SAGANGenerator:
+            image_size [64, 90] must be one side or [height, width] of positive multiples of 16".
+    """
+    sides = list(image_size) if isinstance(image_size, (list, tuple)) else [image_size]
+    ok = len(sides) in (1, 2) and all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 1 and s % multiple == 0 for s in sides
+    )
+    if not ok:
+        shown = sides if isinstance(image_size, (list, tuple)) else image_size
+        what = f"positive multiples of {multiple}" if multiple > 1 else "positive whole numbers"
+        what += f" ({reason})" if reason and multiple > 1 else ""
+        raise ValueError(f"{owner}: {name} {shown} must be one side or [height, width] of {what}")
+    return image_hw(image_size)

@@ -161,6 +161,7 @@ NARROW_NETWORKS = {
     "sagan_imagenet": ["--model.generator.init_args.width=4", "--model.discriminator.init_args.width=4"],
     "sagan_celeba": ["--model.generator.init_args.width=8", "--model.discriminator.init_args.width=8"],
     "sagan_folder": ["--model.generator.init_args.width=8", "--model.discriminator.init_args.width=8"],
+    "sagan_folder_wide": ["--model.generator.init_args.width=8", "--model.discriminator.init_args.width=8"],
     "transgan_celeba": ["--model.generator.init_args.dims=[64,32,16,16]", "--model.discriminator.init_args.dim=48",
                         "--model.discriminator.init_args.depth=2"],
     "transgan_cifar10": ["--model.generator.init_args.dims=[64,16,4]", "--model.discriminator.init_args.dim=32"],

@@ -1,7 +1,8 @@
 """Shared plumbing of image data modules: loaders and the facts that networks are built from.
 
 A subclass provides `train_set` and `val_set` in `setup` (datasets of `(image, label)` with images as
-float tensors in [-1, 1], shape [channels, image_size, image_size]) and sets `dataset_classes`.
+float tensors in [-1, 1], shape [channels, H, W], H x W being `image_size`: one side, or [height, width])
+and sets `dataset_classes`.
 `image_size`, `channels` and `num_classes` are linked into the networks by the CLI. `fingerprint`
 describes the training images for caches of statistics computed from them (`sagan.evaluation.metrics`).
 """
@@ -12,7 +13,7 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.resumable import rank_loader
-from sagan.errors import check_ranges
+from sagan.errors import ImageSize, check_image_size, check_ranges
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -20,7 +21,7 @@ class ImageDataModule(L.LightningDataModule):
 
     Args:
         batch_size: images per batch and per device.
-        image_size: height and width of the images the networks see.
+        image_size: height and width of the images the networks see, or [height, width].
         channels: image channels the networks see.
         use_labels: expose class labels, making the models class-conditional.
         num_workers: DataLoader worker processes.
@@ -31,15 +32,18 @@ class ImageDataModule(L.LightningDataModule):
     metric_features: str | None = "sagan.evaluation.features.InceptionFeatures"
 
     def __init__(
-        self, batch_size: int = 64, image_size: int = 32, channels: int = 3, use_labels: bool = True, num_workers: int = 0
+        self, batch_size: int = 64, image_size: ImageSize = 32, channels: int = 3, use_labels: bool = True,
+        num_workers: int = 0,
     ):
         super().__init__()
         check_ranges(
-            type(self).__name__, batch_size=(batch_size, "[1, inf)"), image_size=(image_size, "[1, inf)"),
-            channels=(channels, "[1, inf)"), num_workers=(num_workers, "[0, inf)"),
+            type(self).__name__, batch_size=(batch_size, "[1, inf)"), channels=(channels, "[1, inf)"),
+            num_workers=(num_workers, "[0, inf)"),
         )
+        height, width = check_image_size(type(self).__name__, image_size)
         self.batch_size = batch_size
-        self.image_size = image_size
+        # one side for a square (so [64, 64] is 64 everywhere), else (height, width): linked into the networks
+        self.image_size: ImageSize = height if height == width else (height, width)
         self.channels = channels
         self.use_labels = use_labels
         self.num_workers = num_workers

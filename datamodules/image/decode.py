@@ -11,6 +11,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from sagan.errors import ImageSize, image_hw
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS}
 
@@ -50,41 +52,59 @@ def to_channels(image: Image.Image, channels: int) -> Image.Image:
 
 @dataclass(frozen=True)
 class CropResize:
-    """A centered square crop, then a resize to `size` x `size`.
+    """A centered crop of the output's aspect ratio, then a resize to `size`.
+
+    A square `size`: a centered square (of side `crop`, or the largest), resized. A non-square `size`
+    [height, width]: the largest centered box of that aspect ratio, resized, which is the same as scaling
+    the image to cover height x width and cropping the middle (a 3:2 photo fits a [64, 96] size whole).
 
     Args:
-        size: output height and width.
+        size: output height and width, or [height, width].
         crop: side of the centered square cut from the source before resizing (CelebA: 178); None: the
             largest centered square. An image smaller than `crop` is cut to its largest square instead.
+            Square sizes only.
         resample: resampling filter of the resize (PIL's, antialiased when shrinking).
     """
 
-    size: int
+    size: ImageSize
     crop: int | None = None
     resample: Literal["bilinear", "bicubic", "lanczos"] = "bicubic"
 
     def __post_init__(self):
-        if self.size < 1 or (self.crop is not None and self.crop < 1):
+        height, width = image_hw(self.size)
+        object.__setattr__(self, "size", height if height == width else (height, width))  # hashable, one spelling
+        if height < 1 or width < 1 or (self.crop is not None and self.crop < 1):
             raise ValueError(f"size and crop must be >= 1, got size={self.size}, crop={self.crop}")
+        if self.crop is not None and height != width:
+            raise ValueError(f"crop cuts a square: leave it unset for the non-square size {list(self.size)}")
         if self.resample not in RESAMPLE:
             raise ValueError(f"resample must be one of {sorted(RESAMPLE)}, got {self.resample!r}")
 
     def __call__(self, image: Image.Image) -> Image.Image:
         width, height = image.size
-        side = min(width, height, self.crop or width, self.crop or height)
-        left, top = (width - side) // 2, (height - side) // 2
-        image = image.crop((left, top, left + side, top + side))
-        if side != self.size:
-            image = image.resize((self.size, self.size), RESAMPLE[self.resample])
+        out_h, out_w = image_hw(self.size)
+        if out_h == out_w:
+            box_w = box_h = min(width, height, self.crop or width, self.crop or height)
+        elif width * out_h > height * out_w:  # wider than the output: full height
+            box_h, box_w = height, max(1, min(width, round(height * out_w / out_h)))
+        else:
+            box_w, box_h = width, max(1, min(height, round(width * out_h / out_w)))
+        left, top = (width - box_w) // 2, (height - box_h) // 2
+        image = image.crop((left, top, left + box_w, top + box_h))
+        if (box_h, box_w) != (out_h, out_w):
+            image = image.resize((out_w, out_h), RESAMPLE[self.resample])
         return image
 
     def describe(self) -> str:
-        """A stable name of the transform for fingerprints and cache keys, e.g. `crop178-bicubic64`."""
+        """A stable name of the transform for fingerprints and cache keys, e.g. `crop178-bicubic64`
+        (non-square: `cropaspect-bicubic64x96`)."""
+        if isinstance(self.size, tuple):
+            return f"cropaspect-{self.resample}{self.size[0]}x{self.size[1]}"
         return f"crop{self.crop or 'square'}-{self.resample}{self.size}"
 
 
 def load_image(path: Path, transform: CropResize, channels: int) -> np.ndarray:
-    """One image file -> uint8 array [channels, size, size]. Raises on any unreadable file."""
+    """One image file -> uint8 array [channels, H, W] (the transform's size). Raises on any unreadable file."""
     with Image.open(path) as image:
         image = transform(to_channels(image, channels))
         array = np.asarray(image, dtype=np.uint8)

@@ -11,14 +11,19 @@ from sklearn.datasets import load_digits
 from torch.utils.data import TensorDataset
 
 from datamodules.image.base import ImageDataModule
-from sagan.errors import check_range
+from sagan.errors import ImageSize, check_range, image_hw
 
 
-def digits_tensors(image_size: int = 32, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """All 1,797 digits as `[N, channels, image_size, image_size]` floats in [-1, 1] and `[N]` labels."""
+def digits_tensors(image_size: ImageSize = 32, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """All 1,797 digits as `[N, channels, H, W]` floats in [-1, 1] and `[N]` labels (H, W: `image_size`,
+    one side or [height, width]; a non-square size is resized to cover it, then center-cropped)."""
     data = load_digits()
     images = torch.as_tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0  # [N, 1, 8, 8] in [0, 1]
-    images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    height, width = image_hw(image_size)
+    side = max(height, width)
+    images = F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False)
+    top, left = (side - height) // 2, (side - width) // 2
+    images = images[..., top : top + height, left : left + width]
     images = (images.clamp(0.0, 1.0) * 2.0 - 1.0).expand(-1, channels, -1, -1).contiguous()
     return images, torch.as_tensor(data.target, dtype=torch.long)
 
@@ -41,7 +46,8 @@ class DigitsDataModule(ImageDataModule):
 
     Args:
         batch_size: images per batch and per device.
-        image_size: height and width after resizing from 8x8.
+        image_size: height and width after resizing from 8x8, or [height, width] (resized to cover it,
+            then center-cropped).
         channels: 1 (grayscale) or 3 (the gray value repeated).
         use_labels: expose the digit labels, making the models class-conditional.
         val_fraction: fraction of each class held out for validation (split fixed by `split_seed`).
@@ -55,7 +61,7 @@ class DigitsDataModule(ImageDataModule):
     def __init__(
         self,
         batch_size: int = 64,
-        image_size: int = 32,
+        image_size: ImageSize = 32,
         channels: int = 1,
         use_labels: bool = True,
         val_fraction: float = 0.1,
@@ -73,7 +79,7 @@ class DigitsDataModule(ImageDataModule):
     def fingerprint(self) -> str:
         return (
             f"sklearn-digits:train(val_fraction={self.val_fraction},split_seed={self.split_seed})"
-            f"|bilinear-{self.image_size}x{self.image_size}|channels={self.channels}|[-1,1]"
+            f"|bilinear-{'x'.join(map(str, image_hw(self.image_size)))}|channels={self.channels}|[-1,1]"
         )
 
     def setup(self, stage: str | None = None) -> None:

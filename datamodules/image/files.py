@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from datamodules.cache import PreparedCache, map_in_threads, to_unit_range
 from datamodules.image.decode import CropResize, check_image, load_image
 from datamodules.image.base import ImageDataModule
-from sagan.errors import UsageError
+from sagan.errors import ImageSize, UsageError, image_hw
 
 NAMED_IN_WARNING = 10  # broken files named in the warning; the rest are counted
 
@@ -32,7 +32,7 @@ def cpu_threads() -> int:
 
 
 class ImageFiles(Dataset):
-    """Image files decoded on every access, as `(float image [C, size, size] in [-1, 1], label)`.
+    """Image files decoded on every access, as `(float image [C, H, W] in [-1, 1], label)`.
 
     Args:
         paths: the image files.
@@ -80,7 +80,8 @@ class ImageFilesDataModule(ImageDataModule, ABC):
     Args:
         root: the data directory.
         batch_size: images per batch and per device.
-        image_size: height and width of the images the networks see.
+        image_size: height and width of the images the networks see, or [height, width] (each image is
+            then scaled to cover it and center-cropped).
         channels: 3 (RGB) or 1 (gray); files in any mode are converted.
         use_labels: expose class labels, making the models class-conditional.
         num_workers: DataLoader worker processes.
@@ -97,7 +98,7 @@ class ImageFilesDataModule(ImageDataModule, ABC):
         self,
         root: str,
         batch_size: int,
-        image_size: int,
+        image_size: ImageSize,
         channels: int,
         use_labels: bool,
         num_workers: int,
@@ -112,7 +113,7 @@ class ImageFilesDataModule(ImageDataModule, ABC):
         self.cache = cache
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.root / "sagan_cache"
         self.check_files = check_files
-        self.transform = CropResize(image_size)
+        self.transform = CropResize(self.image_size)
 
     # ------------------------------------------------------------------------------- subclass API
     @abstractmethod
@@ -121,8 +122,8 @@ class ImageFilesDataModule(ImageDataModule, ABC):
 
     def split_fingerprint(self, split: str) -> str:
         """What the images of `split` are: data set, split, transform, resolution and channels."""
-        size = self.image_size
-        return f"{self.name}:{split}:{self.transform.describe()}:{size}x{size}:{self.channels}ch"
+        height, width = image_hw(self.image_size)
+        return f"{self.name}:{split}:{self.transform.describe()}:{height}x{width}:{self.channels}ch"
 
     @property
     def fingerprint(self) -> str:
@@ -136,7 +137,7 @@ class ImageFilesDataModule(ImageDataModule, ABC):
         found = cache.load(labels)
         if found is None:
             rank_zero_info(f"{self.name}: decoding the {len(paths)} images of the {split} split once into {cache.npy}")
-            shape = (self.channels, self.image_size, self.image_size)
+            shape = (self.channels, *image_hw(self.image_size))
             try:
                 found = cache.build(self._decode, shape, labels, cpu_threads(), check_image)
             except OSError as error:  # an unwritable or full cache folder

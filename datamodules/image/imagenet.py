@@ -19,7 +19,7 @@ import torch
 
 from datamodules.image.decode import CropResize, is_image_name
 from datamodules.image.files import ImageFilesDataModule
-from sagan.errors import UsageError
+from sagan.errors import ImageSize, UsageError, image_hw
 
 
 def class_folders(folder: Path) -> dict[str, list[Path]]:
@@ -41,7 +41,8 @@ class ImageNetDataModule(ImageFilesDataModule):
     Args:
         root: the data directory holding `imagenet/train/<wnid>/` (and optionally `imagenet/val/<wnid>/`).
         batch_size: images per batch and per device.
-        image_size: height and width after cropping the largest centered square and resizing.
+        image_size: height and width after cropping the largest centered square and resizing, or
+            [height, width] (the largest centered box of that shape).
         channels: 3 (RGB) or 1 (gray).
         use_labels: expose the classes (WordNet ids in sorted order), making the models class-conditional.
         resample: resampling filter of the resize.
@@ -59,7 +60,7 @@ class ImageNetDataModule(ImageFilesDataModule):
         self,
         root: str = "data",
         batch_size: int = 256,
-        image_size: int = 128,
+        image_size: ImageSize = 128,
         channels: int = 3,
         use_labels: bool = True,
         resample: Literal["bilinear", "bicubic", "lanczos"] = "bicubic",
@@ -75,7 +76,7 @@ class ImageNetDataModule(ImageFilesDataModule):
                          check_files)
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-        self.transform = CropResize(image_size, None, resample)
+        self.transform = CropResize(self.image_size, None, resample)
         self.val_fraction, self.split_seed = val_fraction, split_seed
         train = folder / "train"
         if not train.is_dir():
@@ -110,6 +111,6 @@ class ImageNetDataModule(ImageFilesDataModule):
         return [path for path, _ in pairs], [label for _, label in pairs]
 
     def split_fingerprint(self, split: str) -> str:
-        size = self.image_size
+        height, width = image_hw(self.image_size)
         return (f"imagenet({self.root.resolve()},{self.dataset_classes}cls):{split}(valid={self.held_out}):"
-                f"{self.transform.describe()}:{size}x{size}:{self.channels}ch")
+                f"{self.transform.describe()}:{height}x{width}:{self.channels}ch")

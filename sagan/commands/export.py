@@ -29,7 +29,7 @@ import yaml
 from torch import nn
 from torch.nn.utils import parametrize
 
-from sagan.errors import UsageError, describe_os_error
+from sagan.errors import UsageError, describe_os_error, image_hw
 from sagan.evaluation.checkpoint import build_data_and_metrics, load_gan
 from sagan.tasks.image import ImageGAN
 from sagan.training.checkpoints import data_facts, upgrade_config
@@ -135,7 +135,8 @@ def data_facts_of(model: ImageGAN, ckpt: Path) -> dict:
 def card(model: ImageGAN, spec: dict, ckpt: Path, fmt: str, path: Path, check: float | None) -> dict:
     """The JSON card written beside the exported file."""
     generator = model.generator_ema
-    channels, size = generator.channels, generator.image_size
+    channels, size = generator.channels, generator.image_size  # one side, or (height, width)
+    height, width = image_hw(size)
     evaluations = [
         {"file": p.name, **json.loads(p.read_text())} for p in sorted(ckpt.parent.glob(f"{ckpt.stem}_eval*.json"))
     ]
@@ -149,11 +150,11 @@ def card(model: ImageGAN, spec: dict, ckpt: Path, fmt: str, path: Path, check: f
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "load": LOADERS[fmt],
         "inputs": inputs,
-        "output": {"shape": ["N", channels, size, size], "dtype": "float32", "range": [-1.0, 1.0]},
+        "output": {"shape": ["N", channels, height, width], "dtype": "float32", "range": [-1.0, 1.0]},
         "architecture": spec["class_path"],
         "config": spec.get("init_args", {}),
         "z_dim": generator.z_dim,
-        "image_size": size,
+        "image_size": size if height == width else [height, width],
         "channels": channels,
         "classes": {"count": model.num_classes, "names": model.class_names},
         "data": {"module": model.data_facts.get("data"), "fingerprint": model.data_facts.get("fingerprint")},

@@ -70,7 +70,7 @@ def write(frames: torch.Tensor, steps: int, out: Path, duration: int = 100) -> t
     Image.fromarray(
         (to_grid(torch.cat(rows), steps + 1).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
     ).save(out / "strip.png")
-    size = max(128, frames.shape[-1])
+    size = max(128, frames.shape[-2])  # the tiles' height
     images = [to_pil(frame, size) for frame in frames]
     images[0].save(out / "interpolation.gif", save_all=True, append_images=images[1:], duration=duration, loop=0)
     return out / "strip.png", out / "interpolation.gif"

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from datamodules.image.decode import to_channels
-from sagan.errors import UsageError
+from sagan.errors import UsageError, image_hw
 from sagan.tasks.repair import RepairGAN
 from sagan.training.checkpoints import load_module
 
@@ -124,7 +124,7 @@ def repair_array(model: RepairGAN, image: np.ndarray, hole: np.ndarray | None, s
         mask[0, 0] = torch.from_numpy(hole).float()
     damaged = x * (1 - mask) if model.inpainting else x
     if size == "fit":
-        scale = model.generator_ema.image_size / min(height, width)
+        scale = min(image_hw(model.generator_ema.image_size)) / min(height, width)
         shape = (_round(height * scale, stride), _round(width * scale, stride))
         small_mask = (F.interpolate(mask, size=shape, mode="area") > 0).float()  # a pixel a hole touches is a hole
         small = F.interpolate(damaged, size=shape, mode="bilinear", antialias=True, align_corners=False)

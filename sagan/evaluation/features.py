@@ -395,7 +395,7 @@ class DigitsFeatures(CachedClassifierFeatures):
         n, c, h, w = x.shape
         x = x.float().reshape(n * c, 1, h, w)
         if (h, w) != (32, 32):
-            x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=h > 32)
+            x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=max(h, w) > 32)
         return x.clamp(-1, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

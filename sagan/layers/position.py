@@ -61,29 +61,33 @@ class PositionalEncoding2d(nn.Module):
 
 
 class RelativePositionBias(nn.Module):
-    """A learned bias per head for each offset between two tokens of a `side x side` group (Swin, TransGAN).
+    """A learned bias per head for each offset between two tokens of a `side x side` group (Swin, TransGAN),
+    or of a `height x width` group when `side` is a pair (non-square maps).
 
-    Tokens (y1, x1) and (y2, x2) of a row-major group get the bias `table[(y1 - y2 + side - 1) * (2 side - 1)
-    + (x1 - x2 + side - 1), head]`, added to their attention logit. The table holds (2 side - 1)^2 entries
+    Tokens (y1, x1) and (y2, x2) of a row-major group get the bias `table[(y1 - y2 + h - 1) * (2 w - 1)
+    + (x1 - x2 + w - 1), head]`, added to their attention logit. The table holds (2 h - 1)(2 w - 1) entries
     per head, initialized from a truncated normal with std 0.02 (as TransGAN's).
 
     Args:
-        side: side of the square token group (a window, or the whole map for global attention).
+        side: side of the square token group (a window, or the whole map for global attention), or its
+            (height, width).
         num_heads: attention heads; each learns its own table.
     """
 
-    def __init__(self, side: int, num_heads: int):
+    def __init__(self, side: int | tuple[int, int], num_heads: int):
         super().__init__()
-        if side < 1 or num_heads < 1:
+        h, w = (side, side) if isinstance(side, int) else (int(side[0]), int(side[1]))
+        if h < 1 or w < 1 or num_heads < 1:
             raise ValueError(f"RelativePositionBias: side and num_heads must be >= 1, got {side} and {num_heads}")
         self.side = side
-        self.table = nn.Parameter(torch.zeros((2 * side - 1) ** 2, num_heads))
+        self.tokens = h * w
+        self.table = nn.Parameter(torch.zeros((2 * h - 1) * (2 * w - 1), num_heads))
         nn.init.trunc_normal_(self.table, std=0.02)
-        ys, xs = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
-        ys, xs = ys.flatten(), xs.flatten()  # row-major coordinates of the side^2 tokens
-        index = (ys[:, None] - ys[None, :] + side - 1) * (2 * side - 1) + (xs[:, None] - xs[None, :] + side - 1)
-        self.register_buffer("index", index, persistent=False)  # [side^2, side^2], recomputed on construction
+        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        ys, xs = ys.flatten(), xs.flatten()  # row-major coordinates of the h*w tokens
+        index = (ys[:, None] - ys[None, :] + h - 1) * (2 * w - 1) + (xs[:, None] - xs[None, :] + w - 1)
+        self.register_buffer("index", index, persistent=False)  # [h*w, h*w], recomputed on construction
 
     def forward(self) -> torch.Tensor:
-        # () -> [num_heads, side^2, side^2]: the bias of every (query, key) pair, per head
+        # () -> [num_heads, h*w, h*w]: the bias of every (query, key) pair, per head
         return self.table[self.index].permute(2, 0, 1)

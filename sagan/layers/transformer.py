@@ -105,7 +105,8 @@ class MultiHeadAttention(nn.Module):
         spectral_norm: "none", "plain" or "improved" spectral norm on the projections.
         qkv_bias: learn a bias in the input projection.
         rel_pos: side of the square token groups that a learned relative position bias covers (the
-            window side for local attention, the map side for global attention); 0: no bias.
+            window side for local attention, the map side for global attention), or their (height, width)
+            on a non-square map; 0: no bias.
         noise: inject per-token Gaussian noise with a learned strength (initially 0) into the input.
     """
 
@@ -118,7 +119,7 @@ class MultiHeadAttention(nn.Module):
         window_mode: WindowMode = "window",
         spectral_norm: SpectralNormMode = "none",
         qkv_bias: bool = True,
-        rel_pos: int = 0,
+        rel_pos: int | tuple[int, int] = 0,
         noise: bool = False,
     ):
         super().__init__()
@@ -133,7 +134,7 @@ class MultiHeadAttention(nn.Module):
         projections = 2 if kind == "l2" else 3  # l2: one shared query/key projection, one value projection
         self.qkv = linear(dim, projections * dim, spectral_norm, bias=qkv_bias)
         self.out = linear(dim, dim, spectral_norm)
-        if rel_pos < 0:
+        if min(rel_pos if isinstance(rel_pos, (tuple, list)) else (rel_pos,)) < 0:
             raise ValueError(f"MultiHeadAttention: rel_pos must be >= 0, got {rel_pos}")
         self.rel_pos = RelativePositionBias(rel_pos, num_heads) if rel_pos else None
         self.noise_strength = nn.Parameter(torch.zeros(())) if noise else None
@@ -142,9 +143,9 @@ class MultiHeadAttention(nn.Module):
         """The additive logit bias [nh, T, T] for groups of `tokens` tokens, or None without `rel_pos`."""
         if self.rel_pos is None:
             return None
-        if tokens != self.rel_pos.side**2:
-            raise ValueError(f"MultiHeadAttention: relative positions cover {self.rel_pos.side}x{self.rel_pos.side} "
-                             f"token groups, got groups of {tokens} tokens")
+        if tokens != self.rel_pos.tokens:
+            raise ValueError(f"MultiHeadAttention: relative positions cover groups of {self.rel_pos.tokens} tokens "
+                             f"(side {self.rel_pos.side}), got groups of {tokens} tokens")
         return self.rel_pos()
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None, return_attention: bool = False):
@@ -255,7 +256,8 @@ class TransformerBlock(nn.Module):
         window_mode: "window" or "grid" groups.
         spectral_norm: "none", "plain" or "improved" spectral norm on every projection.
         qkv_bias: learn a bias in the attention's input projection.
-        rel_pos: side of the token groups covered by a learned relative position bias (0: none).
+        rel_pos: side (or (height, width)) of the token groups covered by a learned relative position bias
+            (0: none).
         noise: noise injection into the attention's input (see `MultiHeadAttention`).
     """
 
@@ -270,7 +272,7 @@ class TransformerBlock(nn.Module):
         window_mode: WindowMode = "window",
         spectral_norm: SpectralNormMode = "none",
         qkv_bias: bool = True,
-        rel_pos: int = 0,
+        rel_pos: int | tuple[int, int] = 0,
         noise: bool = False,
     ):
         super().__init__()

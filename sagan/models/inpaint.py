@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sagan.errors import check_ranges
+from sagan.errors import ImageSize, check_image_size, check_ranges
 from sagan.layers.attention import SelfAttention2d
 from sagan.layers.gated import GatedConv2d
 from sagan.layers.masked_attention import MaskedTransformerBlock
@@ -41,7 +41,8 @@ class InpaintGenerator(nn.Module):
     """Encoder-decoder over [damaged image, mask] with attention over known tokens at the bottleneck.
 
     Args:
-        image_size: training height and width (a multiple of `stride`); any multiple works at inference.
+        image_size: training height and width, or [height, width] (multiples of `stride`); any multiple
+            works at inference.
         channels: image channels.
         width: channels of the full-resolution layers; each downsampling doubles them up to
             `width * max_multiplier`.
@@ -64,7 +65,7 @@ class InpaintGenerator(nn.Module):
 
     def __init__(
         self,
-        image_size: int = 32,
+        image_size: ImageSize = 32,
         channels: int = 3,
         width: int = 32,
         num_down: int = 2,
@@ -82,19 +83,17 @@ class InpaintGenerator(nn.Module):
         super().__init__()
         at_least_one = "[1, inf)"
         check_ranges(
-            "InpaintGenerator", image_size=(image_size, at_least_one), channels=(channels, at_least_one),
+            "InpaintGenerator", channels=(channels, at_least_one),
             width=(width, at_least_one), num_down=(num_down, at_least_one), max_multiplier=(max_multiplier, at_least_one),
             dilated_blocks=(dilated_blocks, "[0, inf)"), transformer_depth=(transformer_depth, "[0, inf)"),
             num_heads=(num_heads, at_least_one), window_size=(window_size, "[0, inf)"), mlp_ratio=(mlp_ratio, "(0, inf)"),
             num_classes=(num_classes, "[0, inf)"),
         )
-        self.image_size, self.channels, self.use_mask = image_size, channels, use_mask
+        self.channels, self.use_mask = channels, use_mask
         self.num_down, self.window_size = num_down, window_size
         self.stride = 2**num_down * max(window_size, 1)  # windows must tile the bottleneck grid
-        if image_size % self.stride:
-            raise ValueError(
-                f"InpaintGenerator: image_size must be a multiple of the stride {self.stride}, got {image_size}"
-            )
+        height, width_px = check_image_size("InpaintGenerator", image_size, self.stride, "the stride")
+        self.image_size = height if height == width_px else (height, width_px)
         chans = [width * min(2**i, max_multiplier) for i in range(num_down + 1)]
         dim = chans[-1]
         if transformer_depth and dim % num_heads:
@@ -179,7 +178,7 @@ class PatchDiscriminator(nn.Module):
     """SN-PatchGAN: spectrally normalized 5x5 stride-2 convolutions over [image, mask], one logit per patch.
 
     Args:
-        image_size: training height and width (a multiple of `stride`).
+        image_size: training height and width, or [height, width] (multiples of `stride`).
         channels: image channels.
         width: channels of the first layer; each later one doubles them up to `width * max_multiplier`.
         num_layers: stride-2 layers; the logits map is `2^num_layers` times smaller than the image.
@@ -192,22 +191,20 @@ class PatchDiscriminator(nn.Module):
     num_classes = 0
 
     def __init__(
-        self, image_size: int = 32, channels: int = 3, width: int = 32, num_layers: int = 3, max_multiplier: int = 4,
+        self, image_size: ImageSize = 32, channels: int = 3, width: int = 32, num_layers: int = 3, max_multiplier: int = 4,
         use_mask: bool = True, num_classes: int = 0,
     ):
         super().__init__()
         at_least_one = "[1, inf)"
         check_ranges(
-            "PatchDiscriminator", image_size=(image_size, at_least_one), channels=(channels, at_least_one),
+            "PatchDiscriminator", channels=(channels, at_least_one),
             width=(width, at_least_one), num_layers=(num_layers, at_least_one),
             max_multiplier=(max_multiplier, at_least_one), num_classes=(num_classes, "[0, inf)"),
         )
-        self.image_size, self.channels, self.use_mask = image_size, channels, use_mask
+        self.channels, self.use_mask = channels, use_mask
         self.stride = 2**num_layers
-        if image_size % self.stride:
-            raise ValueError(
-                f"PatchDiscriminator: image_size must be a multiple of the stride {self.stride}, got {image_size}"
-            )
+        height, width_px = check_image_size("PatchDiscriminator", image_size, self.stride, "the stride")
+        self.image_size = height if height == width_px else (height, width_px)
         chans = [channels + int(use_mask)] + [width * min(2**i, max_multiplier) for i in range(num_layers)]
         self.convs = nn.ModuleList(
             spectral_norm(nn.Conv2d(chans[i], chans[i + 1], 5, stride=2, padding=2)) for i in range(num_layers)
@@ -254,4 +251,9 @@ TINY = {
     "patch-discriminator-blind": (
         PatchDiscriminator, dict(image_size=16, channels=1, width=4, num_layers=3, use_mask=False)
     ),
+    "inpaint-generator-16x24": (  # non-square training size
+        InpaintGenerator,
+        dict(image_size=(16, 24), channels=3, width=4, num_down=2, transformer_depth=1, num_heads=2, window_size=2),
+    ),
+    "patch-discriminator-16x24": (PatchDiscriminator, dict(image_size=(16, 24), channels=3, width=4, num_layers=2)),
 }

@@ -5,6 +5,10 @@ self-attention at chosen resolutions -> BN-ReLU-conv -> tanh. Discriminator: dow
 self-attention -> ReLU -> global sum pooling -> linear, plus a class projection (Miyato & Koyama, 2018)
 when classes are given. Every convolution and linear layer of both networks is spectrally normalized.
 The channel layouts follow BigGAN's for each resolution.
+
+Non-square images: `image_size=[H, W]` takes the layout of the shorter side (32, 64, 128 or 256), and the
+generator's first map is H x W scaled down as far as that side is to 4 (64 x 96: a 4 x 6 map, 4 up-blocks);
+both sides must be multiples of that factor. Attention resolutions name a map's shorter side.
 """
 
 from typing import Literal
@@ -13,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sagan.errors import check_ranges
+from sagan.errors import ImageSize, check_image_size, check_ranges
 from sagan.layers.attention import ATTENTION_BLOCKS
 from sagan.layers.blocks import DiscriminatorBlock, GeneratorBlock, sn_conv
 from sagan.layers.heads import ClassProjection
@@ -35,14 +39,26 @@ DISCRIMINATOR_CHANNELS = {
 }
 
 
-def _check(image_size: int, attn_resolutions: tuple[int, ...], available: list[int], who: str) -> None:
-    if image_size not in GENERATOR_CHANNELS:
-        raise ValueError(f"{who}: image_size must be one of {sorted(GENERATOR_CHANNELS)}, got {image_size}")
+def _sizes(image_size: ImageSize, who: str) -> tuple[int, int, int]:
+    """(height, width, shorter side) of a SAGAN image size; the shorter side picks the layout."""
+    height, width = check_image_size(who, image_size)
+    short = min(height, width)
+    if short not in GENERATOR_CHANNELS:
+        raise ValueError(
+            f"{who}: image_size must be one of {sorted(GENERATOR_CHANNELS)} (or [height, width] with the shorter "
+            f"side among them), got {list(image_size) if isinstance(image_size, (list, tuple)) else image_size}"
+        )
+    return height, width, short
+
+
+def _check(image_size: ImageSize, attn_resolutions: tuple[int, ...], available: list[int], who: str,
+           factor: int) -> None:
+    height, width = check_image_size(who, image_size, factor, "the blocks' scale factor")
     missing = sorted(set(attn_resolutions) - set(available))
     if missing:
         raise ValueError(
             f"{who}: attn_resolutions {missing} not among the block resolutions {sorted(set(available))} "
-            f"of a {image_size}x{image_size} model"
+            f"of a {height}x{width} model"
         )
 
 
@@ -55,7 +71,8 @@ class SAGANGenerator(nn.Module):
     """SAGAN generator.
 
     Args:
-        image_size: output height and width: 32, 64, 128 or 256.
+        image_size: output height and width: 32, 64, 128 or 256; or [height, width] whose shorter side is
+            one of those and whose sides are multiples of shorter side / 4 (e.g. [64, 96]).
         channels: output image channels.
         num_classes: classes for conditional batch norm; 0 makes the generator unconditional.
         z_dim: size of the noise vector.
@@ -69,7 +86,7 @@ class SAGANGenerator(nn.Module):
 
     def __init__(
         self,
-        image_size: int = 32,
+        image_size: ImageSize = 32,
         channels: int = 3,
         num_classes: int = 0,
         z_dim: int = 128,
@@ -86,14 +103,17 @@ class SAGANGenerator(nn.Module):
             z_dim=(z_dim, "[1, inf)"), width=(width, "[1, inf)"), attn_resolutions=(attn_resolutions, "[1, inf)"),
             attn_heads=(attn_heads, "[1, inf)"), channel_multipliers=(channel_multipliers, "[1, inf)"),
         )
-        mults = tuple(channel_multipliers or GENERATOR_CHANNELS.get(image_size, ()))
-        resolutions = [4 * 2 ** (i + 1) for i in range(len(mults) - 1)]
-        _check(image_size, attn_resolutions, resolutions, "SAGANGenerator")
-        if resolutions[-1] != image_size:
-            raise ValueError(f"SAGANGenerator: channel_multipliers {mults} give {resolutions[-1]}px, not {image_size}px")
-        self.image_size, self.channels, self.num_classes, self.z_dim = image_size, channels, num_classes, z_dim
+        height, width_px, short = _sizes(image_size, "SAGANGenerator")
+        mults = tuple(channel_multipliers or GENERATOR_CHANNELS[short])
+        resolutions = [4 * 2 ** (i + 1) for i in range(len(mults) - 1)]  # shorter side after each up-block
+        if (resolutions or [4])[-1] != short:
+            raise ValueError(f"SAGANGenerator: channel_multipliers {mults} give {(resolutions or [4])[-1]}px, not {short}px")
+        _check(image_size, attn_resolutions, resolutions, "SAGANGenerator", short // 4)
+        self.image_size = short if height == width_px else (height, width_px)
+        self.channels, self.num_classes, self.z_dim = channels, num_classes, z_dim
+        self.start_hw = (height * 4 // short, width_px * 4 // short)  # the first map: 4 x 4 for a square
         self.start_channels = mults[0] * width
-        self.stem = spectral_norm(nn.Linear(z_dim, 4 * 4 * self.start_channels))
+        self.stem = spectral_norm(nn.Linear(z_dim, self.start_hw[0] * self.start_hw[1] * self.start_channels))
         self.blocks = nn.ModuleList()
         self.attention = nn.ModuleDict()
         for i, res in enumerate(resolutions):
@@ -105,8 +125,8 @@ class SAGANGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         # z: [N, z_dim], y: [N] class indices, [N, num_classes] class weights (a blend) or None
-        #   -> [N, channels, image_size, image_size] in [-1, 1]
-        h = self.stem(z).view(z.shape[0], self.start_channels, 4, 4)
+        #   -> [N, channels, H, W] in [-1, 1] (H, W: image_size)
+        h = self.stem(z).view(z.shape[0], self.start_channels, *self.start_hw)
         for i, block in enumerate(self.blocks):
             h = block(h, y)
             if str(i) in self.attention:
@@ -118,7 +138,7 @@ class SAGANDiscriminator(nn.Module):
     """SAGAN discriminator with an optional projection head for class-conditional training.
 
     Args:
-        image_size: input height and width: 32, 64, 128 or 256.
+        image_size: input height and width: 32, 64, 128 or 256; or [height, width] as for `SAGANGenerator`.
         channels: input image channels.
         num_classes: classes for the projection head; 0 makes the discriminator unconditional.
         width: base channel count; block channels are multiples of it (BigGAN layout).
@@ -133,7 +153,7 @@ class SAGANDiscriminator(nn.Module):
 
     def __init__(
         self,
-        image_size: int = 32,
+        image_size: ImageSize = 32,
         channels: int = 3,
         num_classes: int = 0,
         width: int = 64,
@@ -155,20 +175,22 @@ class SAGANDiscriminator(nn.Module):
                 f"SAGANDiscriminator: packing (pack={pack}) needs an unconditional discriminator, got "
                 f"num_classes={num_classes} (train with --data.use_labels=false)"
             )
-        layout = DISCRIMINATOR_CHANNELS.get(image_size, ())
+        height, width_px, short = _sizes(image_size, "SAGANDiscriminator")
+        layout = DISCRIMINATOR_CHANNELS[short]
         if channel_multipliers is not None:
             if len(channel_multipliers) != len(layout):
                 raise ValueError(
-                    f"SAGANDiscriminator: a {image_size}px model has {len(layout)} blocks, "
+                    f"SAGANDiscriminator: a {short}px model has {len(layout)} blocks, "
                     f"got {len(channel_multipliers)} channel_multipliers"
                 )
             layout = tuple((m, down) for m, (_, down) in zip(channel_multipliers, layout))
-        resolutions, res = [], image_size
+        resolutions, res = [], short  # the shorter side after each block
         for _, down in layout:
             res = res // 2 if down else res
             resolutions.append(res)
-        _check(image_size, attn_resolutions, resolutions, "SAGANDiscriminator")
-        self.image_size, self.channels, self.num_classes, self.pack = image_size, channels, num_classes, pack
+        _check(image_size, attn_resolutions, resolutions, "SAGANDiscriminator", short // resolutions[-1])
+        self.image_size = short if height == width_px else (height, width_px)
+        self.channels, self.num_classes, self.pack = channels, num_classes, pack
         self.blocks = nn.ModuleList()
         self.attention = nn.ModuleDict()
         in_channels, placed = channels * pack, set()
@@ -182,7 +204,7 @@ class SAGANDiscriminator(nn.Module):
         self.embed = spectral_norm(ClassProjection(num_classes, in_channels)) if num_classes else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        # x: [N, channels, image_size, image_size], y: [N] class indices or None -> [N / pack] logits
+        # x: [N, channels, H, W] (H, W: image_size), y: [N] class indices or None -> [N / pack] logits
         h = x
         if self.pack > 1:
             n, c, height, width = x.shape
@@ -223,4 +245,8 @@ TINY = {
     "discriminator-64": (
         SAGANDiscriminator, dict(image_size=64, channels=3, width=2, attn_resolutions=(32, 8), attention="compact")
     ),
+    "generator-32x48-cond": (  # non-square: a 4 x 6 first map
+        SAGANGenerator, dict(image_size=(32, 48), channels=3, num_classes=3, z_dim=8, width=2, attn_resolutions=(16,))
+    ),
+    "discriminator-48x32": (SAGANDiscriminator, dict(image_size=(48, 32), channels=1, width=4, attn_resolutions=(16,))),
 }

@@ -12,6 +12,10 @@ token or mean pooling -> transformer blocks -> layer norm -> linear logit, plus 
 (Miyato & Koyama, 2018) when classes are given. Spectral norm (plain or ViTGAN's improved variant) on
 every projection and L2-distance attention with tied queries and keys bound its Lipschitz constant.
 Neither network contains a convolution apart from the patch embedding, which is a linear map of patches.
+
+Non-square images: `image_size=[H, W]`. The generator's first grid is H x W scaled down by 2^(stages - 1),
+`bottom_size` naming its shorter side (64 x 96 with 4 stages and bottom_size 8: an 8 x 12 grid); stage
+resolutions (`window_resolutions`) name a grid's shorter side. The discriminators cut H x W into patches.
 """
 
 from typing import Literal
@@ -20,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sagan.errors import check_ranges
+from sagan.errors import ImageSize, check_image_size, check_ranges
 from sagan.layers.heads import ClassProjection
 from sagan.layers.norm import ModulatedLayerNorm, embed_classes
 from sagan.layers.position import PositionalEncoding2d
@@ -38,11 +42,12 @@ class TransGANGenerator(nn.Module):
     """Transformer generator from noise.
 
     Args:
-        image_size: output height and width; must equal bottom_size * 2^(stages - 1).
+        image_size: output height and width, or [height, width]: the shorter side must equal
+            bottom_size * 2^(stages - 1), both sides multiples of 2^(stages - 1).
         channels: output image channels.
         num_classes: classes to condition on; 0 makes the generator unconditional.
         z_dim: size of the noise vector (and of the class embedding).
-        bottom_size: side of the first token grid.
+        bottom_size: side of the first token grid (its shorter side for a non-square image).
         dims: channels of the tokens in each stage, lowest resolution first.
         depths: transformer blocks in each stage.
         num_heads: attention heads in every block; each stage's channels must be divisible by it.
@@ -73,7 +78,7 @@ class TransGANGenerator(nn.Module):
 
     def __init__(
         self,
-        image_size: int = 32,
+        image_size: ImageSize = 32,
         channels: int = 3,
         num_classes: int = 0,
         z_dim: int = 128,
@@ -99,17 +104,21 @@ class TransGANGenerator(nn.Module):
         if output not in ("tanh", "linear"):
             raise ValueError(f"TransGANGenerator: output must be 'tanh' or 'linear', got {output!r}")
         check_ranges(
-            "TransGANGenerator", image_size=(image_size, "[1, inf)"), channels=(channels, "[1, inf)"),
+            "TransGANGenerator", channels=(channels, "[1, inf)"),
             num_classes=(num_classes, "[0, inf)"), z_dim=(z_dim, "[1, inf)"), bottom_size=(bottom_size, "[1, inf)"),
             dims=(dims, "[1, inf)"), depths=(depths, "[0, inf)"), num_heads=(num_heads, "[1, inf)"),
             mlp_ratio=(mlp_ratio, "(0, inf)"), style_dim=(style_dim, "[1, inf)"), window_size=(window_size, "[1, inf)"),
             window_resolutions=(window_resolutions, "[1, inf)"),
         )
         dims, depths = tuple(dims), tuple(depths)
-        self.resolutions = [bottom_size * 2**i for i in range(len(dims))]
-        _check_generator(image_size, dims, depths, num_heads, norm, window_size, window_resolutions, window_mode,
-                         self.resolutions)
-        self.image_size, self.channels, self.num_classes, self.z_dim = image_size, channels, num_classes, z_dim
+        factor = 2 ** max(len(dims) - 1, 0)  # the first grid is the image scaled down by it
+        height, width = check_image_size("TransGANGenerator", image_size, factor, "2^(stages - 1)")
+        self.resolutions = [bottom_size * 2**i for i in range(len(dims))]  # shorter side of each stage's grid
+        self.grids = [(height // factor * 2**i, width // factor * 2**i) for i in range(len(dims))]  # (rows, columns)
+        _check_generator(min(height, width), dims, depths, num_heads, norm, window_size, window_resolutions, window_mode,
+                         self.resolutions, self.grids)
+        self.image_size = height if height == width else (height, width)
+        self.channels, self.num_classes, self.z_dim = channels, num_classes, z_dim
         self.norm_kind, self.output = norm, output
         self.class_embed = nn.Embedding(num_classes, z_dim) if num_classes else None
         code_dim = 2 * z_dim if num_classes else z_dim
@@ -119,14 +128,15 @@ class TransGANGenerator(nn.Module):
         else:
             self.mapping = None
             cond_dim = z_dim if (norm == "conditional" and num_classes) else 0
-        self.stem = linear(code_dim, bottom_size * bottom_size * dims[0])
+        self.stem = linear(code_dim, self.grids[0][0] * self.grids[0][1] * dims[0])
         self.upsample = nn.ModuleList(TokenUpsample(dims[i], dims[i + 1], upsample) for i in range(len(dims) - 1))
-        self.pos = nn.ModuleList(PositionalEncoding2d(r, r, d, pos_encoding) for r, d in zip(self.resolutions, dims))
+        self.pos = nn.ModuleList(PositionalEncoding2d(*hw, d, pos_encoding) for hw, d in zip(self.grids, dims))
         self.stages = nn.ModuleList()
-        for res, dim, depth in zip(self.resolutions, dims, depths):
+        for res, hw, dim, depth in zip(self.resolutions, self.grids, dims, depths):
             blocks = []
-            local = res in window_resolutions
-            group = window_size if local and window_size < res else res  # side of the attention's token groups
+            local = res in window_resolutions and window_size < max(hw)
+            # side of the attention's token groups: a window, or the whole map (height, width when not square)
+            group = window_size if local else (hw[0] if hw[0] == hw[1] else hw)
             for j in range(depth):
                 mode = ("window", "grid")[j % 2] if window_mode == "alternate" else window_mode
                 blocks.append(TransformerBlock(dim, num_heads, mlp_ratio, cond_dim, "dot", window_size if local else 0,
@@ -142,7 +152,7 @@ class TransGANGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         # z: [N, z_dim], y: [N] class indices, [N, num_classes] class weights (a blend) or None
-        #   -> [N, channels, image_size, image_size] in [-1, 1]
+        #   -> [N, channels, H, W] in [-1, 1] (H, W: image_size)
         #   (with output="linear": unbounded in training mode, clamped in eval mode)
         n = z.shape[0]
         embedding = embed_classes(self.class_embed, y) if self.class_embed is not None else None
@@ -150,23 +160,23 @@ class TransGANGenerator(nn.Module):
         cond = self.mapping(code) if self.mapping is not None else (
             embedding if self.norm_kind == "conditional" else None
         )
-        h = self.stem(code).view(n, self.resolutions[0] ** 2, -1)  # [N, bottom^2, dims[0]]
-        for i, (res, pos, blocks) in enumerate(zip(self.resolutions, self.pos, self.stages)):
+        h = self.stem(code).view(n, self.grids[0][0] * self.grids[0][1], -1)  # [N, h0*w0, dims[0]]
+        for i, (hw, pos, blocks) in enumerate(zip(self.grids, self.pos, self.stages)):
             if i > 0:
-                h = self.upsample[i - 1](h, (res // 2, res // 2))
+                h = self.upsample[i - 1](h, self.grids[i - 1])
             h = pos(h)
             for block in blocks:
-                h = block(h, cond, (res, res))
+                h = block(h, cond, hw)
         pixels = self.to_pixels(h if self.out_norm is None else self.out_norm(h, cond))  # [N, H*W, channels]
         if self.output == "tanh":
             pixels = torch.tanh(pixels)
         elif not self.training:
             pixels = pixels.clamp(-1.0, 1.0)
-        return pixels.transpose(1, 2).reshape(n, self.channels, self.image_size, self.image_size)
+        return pixels.transpose(1, 2).reshape(n, self.channels, *self.grids[-1])
 
 
 def _check_generator(image_size, dims, depths, num_heads, norm, window_size, window_resolutions, window_mode,
-                     resolutions) -> None:
+                     resolutions, grids) -> None:
     who = "TransGANGenerator"
     if not dims or len(dims) != len(depths):
         raise ValueError(f"{who}: dims {dims} and depths {depths} must name the same number (>= 1) of stages")
@@ -184,15 +194,17 @@ def _check_generator(image_size, dims, depths, num_heads, norm, window_size, win
     missing = sorted(set(window_resolutions) - set(resolutions))
     if missing:
         raise ValueError(f"{who}: window_resolutions {missing} not among the stage resolutions {resolutions}")
-    if window_resolutions and (window_size < 1 or any(r % window_size for r in window_resolutions if r > window_size)):
-        raise ValueError(f"{who}: window_size {window_size} must divide the window resolutions {window_resolutions}")
+    local = [hw for r, hw in zip(resolutions, grids) if r in window_resolutions and window_size < max(hw)]
+    if window_resolutions and (window_size < 1 or any(side % window_size for hw in local for side in hw)):
+        raise ValueError(f"{who}: window_size {window_size} must divide the window resolutions {window_resolutions}"
+                         f" (grids {[list(hw) for hw in local]})")
 
 
 class TransGANDiscriminator(nn.Module):
     """Vision Transformer discriminator with optional class projection.
 
     Args:
-        image_size: input height and width; must be divisible by `patch_size`.
+        image_size: input height and width, or [height, width]; must be divisible by `patch_size`.
         channels: input image channels.
         num_classes: classes for the projection head; 0 makes the discriminator unconditional.
         patch_size: side of the patches, i.e. the stride between neighbouring tokens.
@@ -211,7 +223,7 @@ class TransGANDiscriminator(nn.Module):
 
     def __init__(
         self,
-        image_size: int = 32,
+        image_size: ImageSize = 32,
         channels: int = 3,
         num_classes: int = 0,
         patch_size: int = 4,
@@ -228,23 +240,22 @@ class TransGANDiscriminator(nn.Module):
         super().__init__()
         who = "TransGANDiscriminator"
         check_ranges(
-            who, image_size=(image_size, "[1, inf)"), channels=(channels, "[1, inf)"), num_classes=(num_classes, "[0, inf)"),
+            who, channels=(channels, "[1, inf)"), num_classes=(num_classes, "[0, inf)"),
             patch_size=(patch_size, "[1, inf)"), patch_overlap=(patch_overlap, "[0, inf)"), dim=(dim, "[1, inf)"),
             depth=(depth, "[0, inf)"), num_heads=(num_heads, "[1, inf)"), mlp_ratio=(mlp_ratio, "(0, inf)"),
         )
-        if patch_size < 1 or image_size % patch_size:
-            raise ValueError(f"{who}: patch_size {patch_size} does not divide image_size {image_size}")
+        height, width = check_image_size(who, image_size, patch_size, "patch_size")
         if patch_overlap < 0:
             raise ValueError(f"{who}: patch_overlap must be >= 0, got {patch_overlap}")
         if pool not in ("cls", "mean"):
             raise ValueError(f"{who}: pool must be 'cls' or 'mean', got {pool!r}")
-        self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
+        self.image_size = height if height == width else (height, width)
+        self.channels, self.num_classes = channels, num_classes
         kernel = patch_size + 2 * patch_overlap
         self.patch_embed = lipschitz(
             nn.Conv2d(channels, dim, kernel, stride=patch_size, padding=patch_overlap), spectral_norm
         )
-        grid = image_size // patch_size
-        self.pos = PositionalEncoding2d(grid, grid, dim, pos_encoding)
+        self.pos = PositionalEncoding2d(height // patch_size, width // patch_size, dim, pos_encoding)
         self.cls_token = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, 1, dim), std=0.02)) if pool == "cls" else None
         self.blocks = nn.ModuleList(
             TransformerBlock(dim, num_heads, mlp_ratio, kind=attention, spectral_norm=spectral_norm) for _ in range(depth)
@@ -254,7 +265,7 @@ class TransGANDiscriminator(nn.Module):
         self.embed = lipschitz(ClassProjection(num_classes, dim), spectral_norm) if num_classes else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        # x: [N, channels, image_size, image_size], y: [N] class indices or None -> [N] logits
+        # x: [N, channels, H, W] (H, W: image_size), y: [N] class indices or None -> [N] logits
         h = self.pos(self.patch_embed(x).flatten(2).transpose(1, 2))  # [N, L, dim]
         if self.cls_token is not None:
             h = torch.cat([self.cls_token.expand(h.shape[0], -1, -1).to(h.dtype), h], dim=1)
@@ -280,7 +291,7 @@ class TransGANMultiScaleDiscriminator(nn.Module):
     coarse stages attend globally over their grids with a learned relative position bias per head.
 
     Args:
-        image_size: input height and width; must be divisible by 2 * patch_size.
+        image_size: input height and width, or [height, width]; must be divisible by 2 * patch_size.
         channels: input image channels.
         num_classes: classes for the projection head; 0 makes the discriminator unconditional.
         patch_size: side of the fine patches (the coarse ones are twice as large).
@@ -299,7 +310,7 @@ class TransGANMultiScaleDiscriminator(nn.Module):
 
     def __init__(
         self,
-        image_size: int = 32,
+        image_size: ImageSize = 32,
         channels: int = 3,
         num_classes: int = 0,
         patch_size: int = 2,
@@ -317,29 +328,31 @@ class TransGANMultiScaleDiscriminator(nn.Module):
         super().__init__()
         who = "TransGANMultiScaleDiscriminator"
         check_ranges(
-            who, image_size=(image_size, "[1, inf)"), channels=(channels, "[1, inf)"), num_classes=(num_classes, "[0, inf)"),
+            who, channels=(channels, "[1, inf)"), num_classes=(num_classes, "[0, inf)"),
             patch_size=(patch_size, "[1, inf)"), dim=(dim, "[1, inf)"), depth=(depth, "[0, inf)"),
             num_heads=(num_heads, "[1, inf)"), mlp_ratio=(mlp_ratio, "(0, inf)"),
         )
-        if image_size % (2 * patch_size):
-            raise ValueError(f"{who}: image_size {image_size} must be divisible by 2 * patch_size ({2 * patch_size})")
+        height, width = check_image_size(who, image_size, 2 * patch_size, "2 * patch_size")
         if dim < 4 or dim % 4 or (3 * dim // 4) % num_heads or dim % num_heads:
             raise ValueError(f"{who}: dim must be a multiple of 4 whose 3/4 and whole num_heads ({num_heads}) "
                              f"divide, got {dim}")
-        self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
+        self.image_size = height if height == width else (height, width)
+        self.channels, self.num_classes = channels, num_classes
         fine, coarse = 3 * dim // 4, dim // 4
-        self.grid = image_size // patch_size  # side of the fine grid; the coarse one is half of it
+        self.grid = (height // patch_size, width // patch_size)  # the fine grid; the coarse one is half of it
+        gh, gw = self.grid
         self.embed_fine = lipschitz(nn.Conv2d(channels, fine, patch_size, stride=patch_size), spectral_norm)
         self.embed_coarse = lipschitz(nn.Conv2d(channels, coarse, 2 * patch_size, stride=2 * patch_size), spectral_norm)
-        self.pos_fine = PositionalEncoding2d(self.grid, self.grid, fine, pos_encoding)
-        self.pos_coarse = PositionalEncoding2d(self.grid // 2, self.grid // 2, dim, pos_encoding)
+        self.pos_fine = PositionalEncoding2d(gh, gw, fine, pos_encoding)
+        self.pos_coarse = PositionalEncoding2d(gh // 2, gw // 2, dim, pos_encoding)
 
-        def block(channels_: int, side: int) -> TransformerBlock:
+        def block(channels_: int, side: int | tuple[int, int]) -> TransformerBlock:
             return TransformerBlock(channels_, num_heads, mlp_ratio, kind=attention, spectral_norm=spectral_norm,
                                     qkv_bias=qkv_bias, rel_pos=side if rel_pos else 0, noise=noise)
 
-        self.blocks_fine = nn.ModuleList(block(fine, self.grid) for _ in range(depth))
-        self.blocks_coarse = nn.ModuleList(block(dim, self.grid // 2) for _ in range(depth))
+        fine_side, coarse_side = (gh, gh // 2) if gh == gw else ((gh, gw), (gh // 2, gw // 2))
+        self.blocks_fine = nn.ModuleList(block(fine, fine_side) for _ in range(depth))
+        self.blocks_coarse = nn.ModuleList(block(dim, coarse_side) for _ in range(depth))
         self.cls_token = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, 1, dim), std=0.02))
         self.last_block = block(dim, 0)
         self.norm = nn.LayerNorm(dim)
@@ -347,14 +360,14 @@ class TransGANMultiScaleDiscriminator(nn.Module):
         self.embed = lipschitz(ClassProjection(num_classes, dim), spectral_norm) if num_classes else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        # x: [N, channels, image_size, image_size], y: [N] class indices or None -> [N] logits
-        n, g = x.shape[0], self.grid
-        h = self.pos_fine(self.embed_fine(x).flatten(2).transpose(1, 2))  # [N, g*g, 3 dim/4]
+        # x: [N, channels, H, W] (H, W: image_size), y: [N] class indices or None -> [N] logits
+        n, (gh, gw) = x.shape[0], self.grid
+        h = self.pos_fine(self.embed_fine(x).flatten(2).transpose(1, 2))  # [N, gh*gw, 3 dim/4]
         for blk in self.blocks_fine:
             h = blk(h)
-        h = F.avg_pool2d(h.transpose(1, 2).reshape(n, -1, g, g), 2).flatten(2).transpose(1, 2)  # [N, g*g/4, 3 dim/4]
-        coarse = self.embed_coarse(x).flatten(2).transpose(1, 2)  # [N, g*g/4, dim/4]
-        h = self.pos_coarse(torch.cat([h, coarse], dim=-1))  # [N, g*g/4, dim]
+        h = F.avg_pool2d(h.transpose(1, 2).reshape(n, -1, gh, gw), 2).flatten(2).transpose(1, 2)  # [N, gh*gw/4, 3 dim/4]
+        coarse = self.embed_coarse(x).flatten(2).transpose(1, 2)  # [N, gh*gw/4, dim/4]
+        h = self.pos_coarse(torch.cat([h, coarse], dim=-1))  # [N, gh*gw/4, dim]
         for blk in self.blocks_coarse:
             h = blk(h)
         h = torch.cat([self.cls_token.expand(n, -1, -1).to(h.dtype), h], dim=1)
@@ -412,5 +425,16 @@ TINY = {
         TransGANDiscriminator,
         dict(image_size=64, channels=3, patch_size=8, patch_overlap=1, dim=8, depth=1, num_heads=2,
              spectral_norm="none"),
+    ),
+    "generator-32x48": (  # non-square: 8 x 12, 16 x 24 and 32 x 48 grids, relative positions over rectangles
+        TransGANGenerator,
+        dict(image_size=(32, 48), channels=3, z_dim=8, bottom_size=8, dims=(16, 8, 4), depths=(1, 1, 1), num_heads=2,
+             style_dim=8, rel_pos=True, window_size=8, window_resolutions=(32,)),
+    ),
+    "discriminator-32x48": (
+        TransGANDiscriminator, dict(image_size=(32, 48), channels=3, patch_size=4, dim=16, depth=1, num_heads=2)
+    ),
+    "discriminator-48x32-multiscale": (
+        TransGANMultiScaleDiscriminator, dict(image_size=(48, 32), channels=1, patch_size=4, dim=16, depth=1, num_heads=2)
     ),
 }

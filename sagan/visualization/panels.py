@@ -36,23 +36,29 @@ def query_points(k: int, seed: int = 0) -> torch.Tensor:
     return 0.15 + 0.7 * torch.rand(k, 2, generator=torch.Generator().manual_seed(seed))
 
 
-def image_layout(record: AttentionRecord) -> tuple[tuple[int, int], tuple[int, int], int]:
+def image_layout(
+    record: AttentionRecord, image_hw: tuple[int, int] | None = None
+) -> tuple[tuple[int, int], tuple[int, int], int]:
     """(query grid, key grid, tokens before the grid) of a layer of an image network: the grids it
-    recorded, or for a token list the square grid of patches, behind one class token if there is one."""
+    recorded, or for a token list the grid of patches of the image's shape `image_hw` (square when not
+    given), behind one class token if there is one."""
     if record.query_grid is not None:
         return record.query_grid, record.key_grid, 0
     tokens = record.weights.shape[-1]
+    height, width = image_hw or (1, 1)
     for prefix in (0, 1):
-        side = math.isqrt(tokens - prefix)
-        if side * side == tokens - prefix:
-            return (side, side), (side, side), prefix
-    raise ValueError(f"{record.name}: {tokens} tokens form no square grid of patches")
+        columns = math.isqrt((tokens - prefix) * width // height) if tokens > prefix else 0
+        for gw in (columns, columns + 1):  # the grid of the image's aspect ratio
+            if gw and (tokens - prefix) % gw == 0 and (tokens - prefix) // gw * width == gw * height:
+                grid = ((tokens - prefix) // gw, gw)
+                return grid, grid, prefix
+    raise ValueError(f"{record.name}: {tokens} tokens form no grid of patches of a {height}x{width} image")
 
 
-def query_maps(record: AttentionRecord, points: torch.Tensor, sample: int = 0):
+def query_maps(record: AttentionRecord, points: torch.Tensor, sample: int = 0, image_hw: tuple[int, int] | None = None):
     """The maps one panel draws: (row names, maps [rows, heads (+1 for the mean when heads > 1), Hk, Wk],
     query cells (row, col) per row or None for a class token). A query's maps are its softmax rows."""
-    (hq, wq), (hk, wk), prefix = image_layout(record)
+    (hq, wq), (hk, wk), prefix = image_layout(record, image_hw)
     weights = record.weights[sample]  # [heads, queries, keys]
     if weights.shape[0] > 1:
         weights = torch.cat([weights, weights.mean(0, keepdim=True)])
@@ -65,8 +71,9 @@ def query_maps(record: AttentionRecord, points: torch.Tensor, sample: int = 0):
 
 def grid_panel(record: AttentionRecord, image: torch.Tensor, points: torch.Tensor, tile: int, title: str) -> Image.Image:
     """One layer's panel for the image [C, H, W] in [-1, 1] it saw (see the module's docstring)."""
-    _, maps, cells = query_maps(record, points)
-    (hq, wq), (hk, wk), _ = image_layout(record)
+    image_hw = tuple(image.shape[-2:])
+    _, maps, cells = query_maps(record, points, image_hw=image_hw)
+    (hq, wq), (hk, wk), _ = image_layout(record, image_hw)
     heads = record.weights.shape[1]
     rows = []
     for i, row in enumerate(maps):

@@ -28,18 +28,21 @@ def colorize(values: torch.Tensor) -> np.ndarray:
 
 
 def to_pil(image: torch.Tensor, size: int) -> Image.Image:
-    """An image [C, H, W] in [-1, 1] (1 or 3 channels) scaled to size x size (nearest), as RGB."""
+    """An image [C, H, W] in [-1, 1] (1 or 3 channels) scaled to `size` pixels high (nearest) and as wide
+    as its aspect ratio makes it (size x size for a square), as RGB."""
     x = image.detach().float().cpu().clamp(-1, 1).add(1).div(2)
-    x = F.interpolate(x[None], size=(size, size), mode="nearest")[0]
+    height, width = x.shape[-2:]
+    x = F.interpolate(x[None], size=(size, max(1, round(size * width / height))), mode="nearest")[0]
     x = x.expand(3, -1, -1) if x.shape[0] == 1 else x[:3]
     return Image.fromarray((x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
 
 
 def heat_overlay(image: torch.Tensor, heat: torch.Tensor, size: int, alpha: float = 0.6) -> Image.Image:
     """The map `heat` [h, w] (non-negative), upsampled bilinearly to the image, scaled to its own maximum
-    and blended over the image [C, H, W] in [-1, 1] shown in gray at size x size."""
+    and blended over the image [C, H, W] in [-1, 1] shown in gray `size` pixels high (see `to_pil`)."""
     gray = to_pil(image, size).convert("L").convert("RGB")
-    up = F.interpolate(heat.float()[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+    up = F.interpolate(heat.float()[None, None], size=(gray.height, gray.width), mode="bilinear", align_corners=False)
+    up = up[0, 0]
     up = up / up.max().clamp_min(1e-12)
     blended = (1 - alpha) * np.asarray(gray, dtype=np.float64) + alpha * colorize(up)
     return Image.fromarray(blended.round().astype(np.uint8))

@@ -15,6 +15,16 @@ def test_digits_shapes_range_and_labels():
     assert dm.num_classes == 10 and dm.image_size == 32 and dm.channels == 1
 
 
+def test_digits_at_a_non_square_size_are_the_middle_of_the_square_digits():
+    wide = DigitsDataModule(batch_size=16, image_size=[32, 48])
+    wide.setup("fit")
+    assert wide.image_size == (32, 48) and "bilinear-32x48" in wide.fingerprint
+    square = DigitsDataModule(batch_size=16, image_size=48)
+    square.setup("fit")
+    assert wide.train_set.tensors[0].shape[1:] == (1, 32, 48)
+    assert_close(wide.train_set.tensors[0], square.train_set.tensors[0][..., 8:40, :], rtol=0, atol=0)
+
+
 def test_digits_fixed_stratified_split():
     dm = DigitsDataModule()
     dm.setup()

@@ -97,3 +97,29 @@ def test_transform_description_names_crop_filter_and_size():
     assert CropResize(128, resample="bilinear").describe() == "cropsquare-bilinear128"
     with pytest.raises(ValueError):
         CropResize(64, resample="nearest")
+
+
+def test_a_non_square_size_keeps_a_photo_of_its_shape_whole():
+    photo = np.random.default_rng(0).integers(0, 256, (100, 150, 3), dtype=np.uint8)  # 3:2, landscape
+    out = CropResize((64, 96), resample="bilinear")(Image.fromarray(photo))
+    assert out.size == (96, 64)  # PIL: (width, height)
+    whole = Image.fromarray(photo).resize((96, 64), Image.Resampling.BILINEAR)
+    assert_close(as_tensor(out), as_tensor(whole))  # nothing cut: the same as resizing the whole photo
+
+
+def test_a_non_square_size_crops_the_middle_of_another_shape_exactly():
+    cells = np.arange(120 * 100, dtype=np.int64).reshape(120, 100)
+    image = Image.fromarray((cells % 251).astype(np.uint8))
+    tall = CropResize((60, 100))(image)  # a 100-wide box of aspect 3:5: 60 rows from the middle, no resize
+    assert tall.size == (100, 60)
+    assert_close(as_tensor(tall), torch.from_numpy(cells[30:90] % 251))
+    wide = CropResize((100, 50))(image)  # 2:1 tall box, 120 high: 60 middle columns, then resized
+    assert wide.size == (50, 100)
+    assert_close(as_tensor(CropResize((120, 60))(image)), torch.from_numpy(cells[:, 20:80] % 251))
+
+
+def test_a_non_square_size_is_named_and_refuses_a_square_crop():
+    assert CropResize((64, 96)).describe() == "cropaspect-bicubic64x96"
+    assert CropResize([64, 64]) == CropResize(64)  # a square pair is the square
+    with pytest.raises(ValueError, match="crop cuts a square"):
+        CropResize((64, 96), crop=178)

@@ -178,3 +178,29 @@ def test_symlink_loops_and_links_outside_are_walked_once_and_named(tmp_path):
         names + ["out/c/c_1.jpg", "out/c/nested/c_0.jpg"]
     )
     assert data.classes == ["a", "b", "out"]
+
+
+def test_a_non_square_size_gives_images_of_that_shape_and_fingerprint(tmp_path):
+    folder = make_class_folder(tmp_path / "f", size=(60, 40))  # 3:2 landscape JPEGs
+    data = ImageFolderDataModule(str(folder), batch_size=2, image_size=[32, 48], val_fraction=0.2, num_workers=0)
+    assert data.image_size == (32, 48)
+    data.setup("fit")
+    image, _ = data.train_set[0]
+    assert image.shape == (3, 32, 48)
+    assert data.fingerprint.endswith(":cropaspect-bicubic32x48:32x48:3ch")
+    with pytest.raises(ValueError, match="crop cuts a square"):
+        ImageFolderDataModule(str(folder), image_size=[32, 48], crop=40)
+    with pytest.raises(ValueError, match=r"image_size \[32, 0\] must be one side or \[height, width\]"):
+        ImageFolderDataModule(str(folder), image_size=[32, 0])
+
+
+def test_a_non_square_cache_holds_that_shape(tmp_path):
+    folder = make_class_folder(tmp_path / "f", size=(60, 40))
+    data = ImageFolderDataModule(str(folder), batch_size=2, image_size=[16, 24], val_fraction=0.2, num_workers=0,
+                                 cache=True, cache_dir=str(tmp_path / "cache"))
+    data.prepare_data()
+    data.setup("fit")
+    uncached = ImageFolderDataModule(str(folder), batch_size=2, image_size=[16, 24], val_fraction=0.2, num_workers=0)
+    uncached.setup("fit")
+    assert data.train_set[0][0].shape == (3, 16, 24)
+    assert_close(data.train_set[0][0], uncached.train_set[0][0])

@@ -4,7 +4,12 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from sagan.layers.position import PositionalEncoding2d, sinusoidal_encoding, sinusoidal_encoding_2d
+from sagan.layers.position import (
+    PositionalEncoding2d,
+    RelativePositionBias,
+    sinusoidal_encoding,
+    sinusoidal_encoding_2d,
+)
 
 
 def _formula(p: int, channel: int, dim: int) -> float:
@@ -51,3 +56,15 @@ def test_learned_module_is_a_trained_table():
 def test_rejects_dims_the_formula_cannot_split(fn, args):
     with pytest.raises(ValueError):
         fn(*args)
+
+
+def test_relative_bias_over_a_rectangle_depends_on_the_offset_alone():
+    bias = RelativePositionBias((2, 3), num_heads=2)
+    assert bias.table.shape == (3 * 5, 2) and bias.tokens == 6
+    values = bias()  # [2, 6, 6] over the row-major 2x3 group
+    cells = [(y, x) for y in range(2) for x in range(3)]
+    for i, (y1, x1) in enumerate(cells):
+        for j, (y2, x2) in enumerate(cells):
+            row = (y1 - y2 + 1) * 5 + (x1 - x2 + 2)
+            assert_close(values[:, i, j], bias.table[row])
+    assert RelativePositionBias(3, 1).table.shape == RelativePositionBias((3, 3), 1).table.shape == (25, 1)

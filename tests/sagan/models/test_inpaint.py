@@ -68,12 +68,12 @@ def test_masked_generator_needs_the_mask_and_blind_one_ignores_it():
 @pytest.mark.parametrize(
     ("cls", "kwargs", "expected"),
     [
-        (InpaintGenerator, dict(image_size=18, num_down=2), "multiple of the stride 4"),
+        (InpaintGenerator, dict(image_size=18, num_down=2), r"multiples of 4 \(the stride\)"),
         (InpaintGenerator, dict(width=0), "width"),
         (InpaintGenerator, dict(transformer_depth=-1), "transformer_depth"),
         (InpaintGenerator, dict(width=3, num_heads=8), "not divisible by num_heads"),
-        (InpaintGenerator, dict(image_size=32, num_down=2, window_size=3), "multiple of the stride 12"),
-        (PatchDiscriminator, dict(image_size=20, num_layers=3), "multiple of the stride 8"),
+        (InpaintGenerator, dict(image_size=32, num_down=2, window_size=3), r"multiples of 12 \(the stride\)"),
+        (PatchDiscriminator, dict(image_size=20, num_layers=3), r"multiples of 8 \(the stride\)"),
         (PatchDiscriminator, dict(num_layers=0), "num_layers"),
     ],
 )

@@ -19,6 +19,7 @@ import torch
 from torch.testing import assert_close
 
 import sagan.models
+from sagan.errors import image_hw
 
 PRESETS = [
     pytest.param(cls, kwargs, id=f"{module.name}:{name}")
@@ -33,7 +34,7 @@ def _is_generator(net: torch.nn.Module) -> bool:
 
 def _data_shape(net: torch.nn.Module) -> tuple[int, ...]:
     """What one generated or judged sample is: a waveform `[1, L]` or an image `[C, H, W]`."""
-    return (1, net.num_samples) if hasattr(net, "num_samples") else (net.channels, net.image_size, net.image_size)
+    return (1, net.num_samples) if hasattr(net, "num_samples") else (net.channels, *image_hw(net.image_size))
 
 
 def _is_repair(net: torch.nn.Module) -> bool:
@@ -52,7 +53,7 @@ def _inputs(net: torch.nn.Module, n: int, seed: int = 1):
     """Inputs for `n` outputs (`n * pack` images for a packing discriminator)."""
     g = torch.Generator().manual_seed(seed)
     if _is_repair(net):
-        return _repair_inputs(net, n, net.image_size, net.image_size, seed)
+        return _repair_inputs(net, n, *image_hw(net.image_size), seed)
     n = n * getattr(net, "pack", 1)
     if hasattr(net, "vocab_size"):
         if _is_generator(net):
@@ -67,7 +68,7 @@ def _inputs(net: torch.nn.Module, n: int, seed: int = 1):
 
 def _check_output(net, out, n, height=None, width=None):
     if _is_repair(net):
-        height, width = height or net.image_size, width or net.image_size
+        height, width = height or image_hw(net.image_size)[0], width or image_hw(net.image_size)[1]
         if out.dim() == 4:  # a generator
             assert out.shape == (n, net.channels, height, width)
             assert out.min() >= -1 and out.max() <= 1
@@ -89,6 +90,9 @@ def test_presets_found():
     assert len(PRESETS) >= 4
     assert any(kwargs.get("vocab_size") for _, kwargs in (p.values for p in PRESETS))  # text networks too
     assert len(REPAIR_PRESETS) >= 2  # and repair networks
+    non_square = {cls.__name__ for cls, kwargs in (p.values for p in PRESETS) if isinstance(kwargs.get("image_size"), tuple)}
+    assert {"SAGANGenerator", "SAGANDiscriminator", "TransGANGenerator", "TransGANDiscriminator",
+            "TransGANMultiScaleDiscriminator", "InpaintGenerator", "PatchDiscriminator"} <= non_square
 
 
 @pytest.mark.parametrize(("cls", "kwargs"), PRESETS)
@@ -176,6 +180,49 @@ def test_sagan_rejects_impossible_layouts(kwargs):
 
     with pytest.raises(ValueError):
         SAGANGenerator(**{"image_size": 32, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("cls_path", "kwargs", "message"),
+    [
+        ("sagan.SAGANGenerator", dict(image_size=(64, 90)), r"image_size \[64, 90\] must be one side or \[height, width\] of positive multiples of 16"),
+        ("sagan.SAGANDiscriminator", dict(image_size=(32, 42)), "positive multiples of 4"),
+        ("sagan.SAGANGenerator", dict(image_size=(48, 96)), "with the shorter side among them"),
+        ("sagan.SAGANGenerator", dict(image_size=(64, 96, 3)), r"\[64, 96, 3\] must be one side or \[height, width\]"),
+        ("transgan.TransGANGenerator", dict(image_size=(32, 50)), "multiples of 4"),
+        ("transgan.TransGANDiscriminator", dict(image_size=(32, 50), patch_size=4), "multiples of 4"),
+        ("transgan.TransGANMultiScaleDiscriminator", dict(image_size=(32, 34), patch_size=2), "multiples of 4"),
+        ("inpaint.InpaintGenerator", dict(image_size=(32, 20), num_down=3), "multiples of 8"),
+        ("inpaint.PatchDiscriminator", dict(image_size=(0, 16)), "positive multiples of 8"),
+    ],
+)
+def test_non_square_sizes_are_checked_in_one_line(cls_path, kwargs, message):
+    module, name = cls_path.split(".")
+    cls = getattr(importlib.import_module(f"sagan.models.{module}"), name)
+    with pytest.raises(ValueError, match=message) as error:
+        cls(**kwargs)
+    assert "\n" not in str(error.value)
+
+
+def test_a_square_pair_builds_the_square_network():
+    """[32, 32] is 32: the same parameters, so checkpoints and links do not care how the size was written."""
+    from sagan.models.sagan import SAGANGenerator
+
+    torch.manual_seed(0)
+    square = SAGANGenerator(image_size=32, z_dim=4, width=1)
+    torch.manual_seed(0)
+    pair = SAGANGenerator(image_size=[32, 32], z_dim=4, width=1)
+    assert pair.image_size == 32
+    for (name, p), q in zip(square.state_dict().items(), pair.state_dict().values()):
+        assert_close(p, q, rtol=0, atol=0, msg=name)
+
+
+def test_non_square_sagan_generator_starts_from_a_map_of_the_image_aspect():
+    from sagan.models.sagan import SAGANGenerator
+
+    g = SAGANGenerator(image_size=(64, 96), z_dim=4, width=1, attn_resolutions=(32,))
+    assert g.start_hw == (4, 6)
+    assert g(torch.randn(2, 4)).shape == (2, 3, 64, 96)
 
 
 def test_packing_discriminator_judges_each_group_as_one_input():

@@ -160,6 +160,14 @@ def test_transgan_trains_through_the_cli_with_wgan_gp_and_reloads(tmp_path):
     assert images.shape == (3, 1, 32, 32)
 
 
+def test_transgan_trains_non_square_through_the_cli(tmp_path):
+    main(["fit", *TINY_TRANSGAN, "--g_iters=1", "--tracker=none", "--run_root", str(tmp_path),
+          "--data.init_args.image_size=[32,48]", "--model.generator.init_args.window_resolutions=[32]"])
+    model = load_gan(next((tmp_path / "transgan_digits").iterdir()) / "checkpoints" / "last.ckpt")
+    assert model.generator.grids == [(8, 12), (16, 24), (32, 48)] and model.discriminator.image_size == (32, 48)
+    assert model(torch.randn(2, 8), torch.tensor([0, 5])).shape == (2, 1, 32, 48)
+
+
 def test_linear_output_is_unbounded_in_training_and_clamped_in_eval():
     g = tiny("generator-32-authors")
     with torch.no_grad():
@@ -184,7 +192,7 @@ def test_multiscale_discriminator_streams():
     assert not torch.allclose(d(x), reference)
     assert d.blocks_fine[0].attention.rel_pos.side == 16 and d.blocks_coarse[0].attention.rel_pos.side == 8
     assert d.last_block.attention.rel_pos is None and d.last_block.attention.noise_strength is not None
-    with pytest.raises(ValueError, match="divisible by 2 \\* patch_size"):
+    with pytest.raises(ValueError, match="multiples of 6 \\(2 \\* patch_size\\)"):
         tiny("discriminator-32-multiscale", patch_size=3)
     with pytest.raises(ValueError, match="multiple of 4"):
         tiny("discriminator-32-multiscale", dim=18)

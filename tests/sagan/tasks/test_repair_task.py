@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import lightning as L
 import pytest
 import torch
-from conftest import TINY_INPAINT
+from conftest import TINY_INPAINT, fit_repair
 from torch.testing import assert_close
 from torch.utils.data import DataLoader, Dataset
 
@@ -16,6 +16,7 @@ from sagan.layers.norm import frozen_spectral_norm
 from sagan.losses import HingeLoss
 from sagan.models.inpaint import TINY
 from sagan.tasks.repair import RepairGAN
+from sagan.training.checkpoints import load_module
 from sagan.training.tracking import CSVTracker
 
 
@@ -220,3 +221,12 @@ def test_sample_metrics_of_noise_driven_generators_are_refused_at_start_up():
         model.setup("fit")
     model._trainer.callbacks = [SampleQuality(features=None)]
     model.setup("fit")
+
+
+def test_inpainting_trains_at_a_non_square_size(tmp_path):
+    run = fit_repair(tmp_path, "--data.init_args.data.init_args.image_size=[16,24]", "--g_iters=1")
+    model = load_module(run / "checkpoints" / "last.ckpt")
+    assert model.generator.image_size == (16, 24) and model.discriminator.image_size == (16, 24)
+    damaged, mask = torch.zeros(1, 1, 16, 24), torch.zeros(1, 1, 16, 24)
+    mask[..., 4:10, 6:18] = 1
+    assert model.repair(damaged, mask).shape == (1, 1, 16, 24)

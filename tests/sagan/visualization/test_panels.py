@@ -50,6 +50,20 @@ def test_a_vit_discriminator_shows_its_class_token_over_the_patches():
     assert_close(maps[0, :2].sum((-1, -2)) + record.weights[0, :, 0, 0], torch.ones(2))
 
 
+def test_non_square_panels_keep_the_image_shape():
+    """A 32x48 ViT discriminator's 8x12 patches and a TransGAN generator's 8x12 ... 32x48 grids: tiles 96
+    high and 144 wide, and a class token read over the patch grid of the image's shape."""
+    discriminator = _net(TRANSGAN_TINY, "discriminator-32x48")
+    with record_attention(discriminator) as records:
+        discriminator(torch.rand(1, 3, 32, 48) * 2 - 1)
+    assert image_layout(records["blocks.0.attention"], (32, 48)) == ((8, 12), (8, 12), 1)
+    generator = _net(TRANSGAN_TINY, "generator-32x48")
+    panels = image_gan_panels(generator, discriminator, torch.randn(1, 8), None, torch.rand(1, 3, 32, 48) * 2 - 1,
+                              None, query_points(2))
+    assert panels["generator.stages.0.0.attention"].size == sheet_size(2, 4, 144, 96)  # query, 2 heads, mean
+    assert panels["discriminator.blocks.0.attention"].size == sheet_size(1, 4, 144, 96)
+
+
 def test_panels_of_both_networks_have_the_sheet_layout_and_follow_the_seed():
     generator = _net(SAGAN_TINY, "generator-32-cond", attn_heads=2, width=16)  # attention at 8x8 and 32x32
     discriminator = _net(SAGAN_TINY, "discriminator-32-cond")
