@@ -35,6 +35,7 @@ class GrowthState(nn.Module):
         self.resolutions = tuple(resolutions)
         self.resolution = self.resolutions[-1]  # built at the end of growing: a full network until told
         self.register_buffer("fade", torch.ones(()))
+        self.register_buffer("saved_resolution", torch.tensor(self.resolution))  # `resolution` in the state dict
 
     @property
     def stage(self) -> int:
@@ -54,12 +55,11 @@ class GrowthState(nn.Module):
             raise ValueError(f"GrowthState: fade must be in [0, 1], got {fade}")
         self.resolution = resolution
         self.fade.fill_(fade)
+        self.saved_resolution.fill_(resolution)
 
-    def get_extra_state(self) -> dict:
-        return {"resolution": self.resolution}
-
-    def set_extra_state(self, state: dict) -> None:
-        self.resolution = int(state["resolution"])
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.resolution = int(self.saved_resolution)  # once, when loading: the steps read the int
 
 
 def growth_resolutions(grow_from: int, image_size: int, available: Iterable[int], who: str) -> tuple[int, ...]:

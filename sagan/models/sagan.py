@@ -321,12 +321,4 @@ TINY = {
     "discriminator-64": (
         SAGANDiscriminator, dict(image_size=64, channels=3, width=2, attn_resolutions=(32, 8), attention="compact")
     ),
-    # progressive growing 8 -> 16 -> 32 (built at the last stage: the contract sees the full network)
-    "generator-32-grow": (
-        SAGANGenerator, dict(image_size=32, channels=1, num_classes=3, z_dim=8, width=2, attn_resolutions=(16,), grow_from=8)
-    ),
-    "discriminator-32-grow": (
-        SAGANDiscriminator,
-        dict(image_size=32, channels=1, num_classes=3, width=4, attn_resolutions=(16,), grow_from=8),
-    ),
 }
