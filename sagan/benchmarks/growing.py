@@ -12,7 +12,7 @@ the wall time of an idle machine) and its wall time. The floor is held-out real 
 Prints a markdown table and writes it, with the numbers as JSON, to `<run_root>/grow_table.md` and
 `grow_results.json`.
 
-    sagan bench-quality --only grow [--grow_iters 1200] [--grow_samples 2000] [--families sagan transgan]
+    sagan bench-quality --only grow [--grow_iters 1200] [--grow_samples 2000] [--grow_families sagan transgan]
 """
 
 import argparse
@@ -56,19 +56,23 @@ def _cells(values: dict) -> str:
     return " | ".join("-" if values.get(k) is None else f"{values[k]:.3f}" for k in ("fid", "is", "kid", "ifid"))
 
 
-def main(argv: list[str], run_root: str, device: str) -> None:
-    parser = argparse.ArgumentParser(prog="sagan bench-quality --only grow", description=__doc__.splitlines()[0])
-    parser.add_argument("--grow_iters", type=int, default=1200, help="generator iterations of every run")
-    parser.add_argument("--grow_samples", type=int, default=2000, help="samples for digits FID / IS / KID")
-    parser.add_argument("--families", nargs="+", choices=sorted(FAMILIES), default=sorted(FAMILIES))
-    args = parser.parse_args(argv)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This bench's options, on `sagan bench-quality`'s parser."""
+    parser.add_argument("--grow_iters", type=int, default=1200, help="--only grow: generator iterations of every run")
+    parser.add_argument("--grow_samples", type=int, default=2000, help="--only grow: samples for digits FID / IS / KID")
+    parser.add_argument("--grow_families", nargs="+", choices=sorted(FAMILIES), default=sorted(FAMILIES),
+                        help="--only grow: the model families to compare")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Trains, measures and prints the growing table (see the module's docstring)."""
     if min(args.grow_iters, args.grow_samples) < 1:
         raise UsageError("--grow_iters and --grow_samples must be >= 1")
-    root = Path(run_root)
+    root, device = Path(args.run_root), args.device
     header = ["| family | progressive growing | generator iterations | real images seen | FID | IS | KID | IFID "
               "| train CPU s | train wall s |", "|---|---|---|---|---|---|---|---|---|---|"]
     rows, records, quality, data = [], [], None, None
-    for family in args.families:
+    for family in args.grow_families:
         for growing, experiment in zip((False, True), FAMILIES[family]):
             batch = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())["data"]["init_args"]["batch_size"]
             extra = schedule(args.grow_iters, batch) if growing else []

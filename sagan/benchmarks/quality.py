@@ -60,13 +60,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     speech.add_arguments(parser)
     text.add_arguments(parser)
+    growing.add_arguments(parser)
     args, rest = parser.parse_known_args(argv)
     if args.only == "repair":  # its own options and table
         return repair.main(sys.argv[1:] if argv is None else argv)
     if args.only == "video":  # its own options (--video_iters ...): sagan/benchmarks/video.py
         return video.main(rest, args.run_root, args.device)
-    if args.only == "grow":  # its own options (--grow_iters ...): sagan/benchmarks/growing.py
-        return growing.main(rest, args.run_root, args.device)
+    if args.only == "grow":
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return growing.run(args)
     if args.only == "speech":
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
