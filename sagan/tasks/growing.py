@@ -75,7 +75,8 @@ class ProgressiveGrowing:
         return [net for net in (self.generator, self.generator_ema, self.discriminator) if net is not None]
 
     @property
-    def resolutions(self) -> tuple[int, ...]:
+    def growth_resolutions(self) -> tuple[int, ...]:
+        """The stages' resolutions, lowest first."""
         return self.generator.growth.resolutions
 
     def grow(self, batch_size: int) -> None:
@@ -86,10 +87,10 @@ class ProgressiveGrowing:
         stage, fade = self.growing.at(self.images_seen)
         if self.growth_stage is not None and stage > self.growth_stage:
             for entered in range(self.growth_stage + 1, stage + 1):
-                self._fresh_optimizer_state(self.resolutions[entered])
+                self._fresh_optimizer_state(self.growth_resolutions[entered])
         self.growth_stage = stage
         for net in self._growing_networks():
-            net.growth.set(self.resolutions[stage], fade)
+            net.growth.set(self.growth_resolutions[stage], fade)
         self.images_seen += batch_size * self.trainer.world_size
 
     def _fresh_optimizer_state(self, resolution: int) -> None:
@@ -106,7 +107,7 @@ class ProgressiveGrowing:
 
     def full_resolution(self, images: torch.Tensor) -> torch.Tensor:
         # images: [N, C, r, r] -> [N, C, H, W]: a stage's samples at the full resolution (metrics compare them)
-        return images if self.growing is None else resize(images, self.resolutions[-1])
+        return images if self.growing is None else resize(images, self.growth_resolutions[-1])
 
     def save_growth(self, checkpoint: dict) -> None:
         if self.growing is not None:
