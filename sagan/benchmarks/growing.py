@@ -13,6 +13,7 @@ Prints a markdown table and writes it, with the numbers as JSON, to `<run_root>/
 `grow_results.json`.
 
     sagan bench-quality --only grow [--grow_iters 1200] [--grow_samples 2000] [--grow_families sagan transgan]
+                                    [--grow_runs plain grow]
 """
 
 import argparse
@@ -62,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grow_samples", type=int, default=2000, help="--only grow: samples for digits FID / IS / KID")
     parser.add_argument("--grow_families", nargs="+", choices=sorted(FAMILIES), default=sorted(FAMILIES),
                         help="--only grow: the model families to compare")
+    parser.add_argument("--grow_runs", nargs="+", choices=["plain", "grow"], default=["plain", "grow"],
+                        help="--only grow: train without growing (plain), with growing (grow), or both")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -74,6 +77,8 @@ def run(args: argparse.Namespace) -> None:
     rows, records, quality, data = [], [], None, None
     for family in args.grow_families:
         for growing, experiment in zip((False, True), FAMILIES[family]):
+            if ("grow" if growing else "plain") not in args.grow_runs:
+                continue
             batch = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())["data"]["init_args"]["batch_size"]
             extra = schedule(args.grow_iters, batch) if growing else []
             run_dir, cpu, wall = train(experiment, args.grow_iters, root, extra)
