@@ -18,7 +18,7 @@ from sagan.layers.attention import ATTENTION_BLOCKS
 from sagan.layers.blocks import DiscriminatorBlock, GeneratorBlock, sn_conv
 from sagan.layers.heads import ClassProjection
 from sagan.layers.norm import spectral_norm
-from sagan.models.growing import GrowthState, blend_real, fade_in, growth_resolutions, resize, zero_term
+from sagan.models.growing import GrowthState, fade_in, growth_resolutions, resize, zero_term
 
 # Multipliers of `width`: the generator's 4x4 input, then the output of each up-block.
 GENERATOR_CHANNELS = {
@@ -292,7 +292,8 @@ class SAGANDiscriminator(nn.Module):
         start = self._entries[res]
         stop = self._entries[previous] if previous is not None else len(self.blocks)
         pick = range(0, start) if unused else range(start, stop)
-        blocks = [m for i in pick for m in (self.blocks[i], *([self.attention[str(i)]] if str(i) in self.attention else []))]
+        blocks = [m for i in pick
+                  for m in (self.blocks[i], *([self.attention[str(i)]] if str(i) in self.attention else []))]
         if unused:
             return blocks + [m for r, m in self.from_images.items() if int(r) not in (res, previous)]
         return blocks + ([self.from_images[str(res)]] if res != self.image_size else [])

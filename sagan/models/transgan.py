@@ -214,7 +214,8 @@ class TransGANGenerator(nn.Module):
         if not unused:
             return [*([self.upsample[i - 1]] if i > 0 else []), self.pos[i], self.stages[i], *head]
         previous = res // 2 if res != self.growth.resolutions[0] else None
-        later = [m for j in range(i + 1, len(self.resolutions)) for m in (self.upsample[j - 1], self.pos[j], self.stages[j])]
+        later = [m for j in range(i + 1, len(self.resolutions))
+                 for m in (self.upsample[j - 1], self.pos[j], self.stages[j])]
         heads = [m for r, m in self.grow_heads.items() if int(r) not in (res, previous)]
         return later + heads + (full_head if res != self.image_size else [])
 

@@ -12,7 +12,8 @@ from sagan.tasks.growing import GrowthSchedule
 
 def test_the_schedule_scales_to_the_budget_as_in_the_experiments():
     args = schedule(1200, 64)  # experiments/sagangrow_digits.yaml's budget and batch
-    assert args == ["--model.growing.init_args.stage_images=[19200,25600]", "--model.growing.init_args.fade_images=12800"]
+    assert args == ["--model.growing.init_args.stage_images=[19200,25600]",
+                    "--model.growing.init_args.fade_images=12800"]
     stages = GrowthSchedule(stage_images=(19200, 25600), fade_images=12800)
     assert stages.at(1200 * 64 - 64) == (2, 1.0)  # the last batch: full resolution, faded in
     assert stages.at(300 * 64) == (1, 0.0) and stages.at(700 * 64) == (2, 0.0)

@@ -49,7 +49,8 @@ def test_the_schedule_counts_stages_and_fades_in_images_seen():
 
 def test_networks_that_do_not_grow_alike_are_refused():
     with pytest.raises(ValueError, match="grow through 3 stages alike"):
-        ImageGAN(tiny("generator-32-cond", grow_from=8), tiny("discriminator-32-cond"), growing=GrowthSchedule(**SCHEDULE))
+        ImageGAN(tiny("generator-32-cond", grow_from=8), tiny("discriminator-32-cond"),
+                 growing=GrowthSchedule(**SCHEDULE))
     with pytest.raises(ValueError, match="grow through 2 stages alike"):
         ImageGAN(tiny("generator-32-cond", attn_resolutions=(16,), grow_from=8),
                  tiny("discriminator-32-cond", attn_resolutions=(16,), grow_from=8),
