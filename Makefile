@@ -118,6 +118,8 @@ bench-gpu: install
 ## make bench-quality ARGS="--only video": the video GAN's moving-digits FD, frame digits FID and flicker against
 ##   the floor and no-motion baselines
 ## make bench-quality ARGS="--only speech": the speech GAN's IS / FD / digit accuracy against the floor and baselines
+## make bench-quality ARGS="--only grow [--grow_iters 1200]": SAGAN and TransGAN grown 8 -> 16 -> 32 or not, at equal
+##   images seen: digits FID / IS / KID / intra-class FID and training time (docs/image.md, "Progressive growing")
 ## make bench-quality ARGS="--only text [--text_run RUN]": the oracle text GAN's NLL-oracle against NLL-test over
 ##   softmax temperatures, MLE model and GAN (trains DATA=oracle first without --text_run)
 bench-quality: install

@@ -19,6 +19,7 @@ finite difference).
     sagan bench-quality --only repair ...   the image-repair table (sagan/benchmarks/repair.py)
     sagan bench-quality --only video [...]: the video GAN, see sagan/benchmarks/video.py
     sagan bench-quality --only speech [--speech_iters 2800]   (the speech GAN, sagan/benchmarks/speech.py)
+    sagan bench-quality --only grow [--grow_iters 1200]   progressive growing or not (sagan/benchmarks/growing.py)
 """
 
 import argparse
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from sagan.benchmarks import repair, speech, text, video
+from sagan.benchmarks import growing, repair, speech, text, video
 from sagan.benchmarks.harness import COLUMNS, RECIPES, floor, measure, prepare, train, write_table
 from sagan.errors import UsageError
 
@@ -49,20 +50,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--digits_samples", type=int, default=10_000, help="samples for digits FID / IS / KID")
     parser.add_argument("--stacked_samples", type=int, default=26_000, help="samples for modes and KL")
     parser.add_argument("--run_root", default="runs/bench_quality", help="where the two runs and the table go")
-    parser.add_argument("--only", choices=["digits", "stacked", "repair", "video", "speech", "text"], default=None,
+    parser.add_argument("--only", choices=["digits", "stacked", "repair", "video", "speech", "text", "grow"], default=None,
                         help="run one part; repair: the image-repair table (sagan/benchmarks/repair.py); "
                         "video: the moving-digits video GAN (sagan/benchmarks/video.py); speech: the "
                         "spoken-digits speech GAN (sagan/benchmarks/speech.py); text: the oracle text GAN's "
-                        "quality-diversity sweep (sagan/benchmarks/text.py)")
+                        "quality-diversity sweep (sagan/benchmarks/text.py); grow: progressive growing against "
+                        "not growing at equal images seen (sagan/benchmarks/growing.py)")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="hinge", help="training objective of both runs")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     speech.add_arguments(parser)
     text.add_arguments(parser)
+    growing.add_arguments(parser)
     args, rest = parser.parse_known_args(argv)
     if args.only == "repair":  # its own options and table
         return repair.main(sys.argv[1:] if argv is None else argv)
     if args.only == "video":  # its own options (--video_iters ...): sagan/benchmarks/video.py
         return video.main(rest, args.run_root, args.device)
+    if args.only == "grow":
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return growing.run(args)
     if args.only == "speech":
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")

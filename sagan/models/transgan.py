@@ -36,6 +36,7 @@ from sagan.layers.transformer import (
     linear,
     lipschitz,
 )
+from sagan.models.growing import GrowthState, fade_in, growth_resolutions, resize, square_only, zero_term
 
 
 class TransGANGenerator(nn.Module):
@@ -74,6 +75,9 @@ class TransGANGenerator(nn.Module):
             training (the discriminator sees them unbounded) and clamps them to [-1, 1] in eval mode, the
             mode of the EMA generator behind samples, metrics and `sagan sample` (the authors clamp when
             saving images).
+        grow_from: progressive growing (sagan/models/growing.py) from this stage resolution up to image_size:
+            one to-pixel head (norm and linear, as the last stage's) per lower stage, the current stage in
+            `growth` (None: no growing).
     """
 
     def __init__(
@@ -99,6 +103,7 @@ class TransGANGenerator(nn.Module):
         noise: bool = False,
         final_norm: bool = True,
         output: Literal["tanh", "linear"] = "tanh",
+        grow_from: int | None = None,
     ):
         super().__init__()
         if output not in ("tanh", "linear"):
@@ -108,7 +113,7 @@ class TransGANGenerator(nn.Module):
             num_classes=(num_classes, "[0, inf)"), z_dim=(z_dim, "[1, inf)"), bottom_size=(bottom_size, "[1, inf)"),
             dims=(dims, "[1, inf)"), depths=(depths, "[0, inf)"), num_heads=(num_heads, "[1, inf)"),
             mlp_ratio=(mlp_ratio, "(0, inf)"), style_dim=(style_dim, "[1, inf)"), window_size=(window_size, "[1, inf)"),
-            window_resolutions=(window_resolutions, "[1, inf)"),
+            window_resolutions=(window_resolutions, "[1, inf)"), grow_from=(grow_from, "[1, inf)"),
         )
         dims, depths = tuple(dims), tuple(depths)
         factor = 2 ** max(len(dims) - 1, 0)  # the first grid is the image scaled down by it
@@ -144,6 +149,15 @@ class TransGANGenerator(nn.Module):
             self.stages.append(nn.ModuleList(blocks))
         self.out_norm = ModulatedLayerNorm(dims[-1], cond_dim) if final_norm else None
         self.to_pixels = linear(dims[-1], channels)
+        self.growth, self.grow_heads = None, None
+        if grow_from is not None:
+            square_only(height, width, "TransGANGenerator")
+            self.growth = GrowthState(growth_resolutions(grow_from, height, self.resolutions, "TransGANGenerator"))
+            self.grow_heads = nn.ModuleDict({
+                str(res): nn.ModuleDict({"linear": linear(dim, channels)} | (
+                    {"norm": ModulatedLayerNorm(dim, cond_dim)} if final_norm else {}))
+                for res, dim in zip(self.resolutions, dims) if res in self.growth.resolutions[:-1]
+            })
 
     @property
     def raw_training_output(self) -> bool:
@@ -161,18 +175,60 @@ class TransGANGenerator(nn.Module):
             embedding if self.norm_kind == "conditional" else None
         )
         h = self.stem(code).view(n, self.grids[0][0] * self.grids[0][1], -1)  # [N, h0*w0, dims[0]]
-        for i, (hw, pos, blocks) in enumerate(zip(self.grids, self.pos, self.stages)):
-            if i > 0:
-                h = self.upsample[i - 1](h, self.grids[i - 1])
-            h = pos(h)
-            for block in blocks:
-                h = block(h, cond, hw)
-        pixels = self.to_pixels(h if self.out_norm is None else self.out_norm(h, cond))  # [N, H*W, channels]
+        if self.growth is not None:
+            return self._grown(h, cond)
+        for i in range(len(self.resolutions)):
+            h = self._stage(i, h, cond)
+        return self._to_image(h, self.resolutions[-1], cond)
+
+    def _stage(self, i: int, h: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        # h: [N, rows*cols of stage i-1, dims[i-1]] (stage 0: [N, h0*w0, dims[0]]) -> [N, rows*cols, dims[i]]
+        if i > 0:
+            h = self.upsample[i - 1](h, self.grids[i - 1])
+        h = self.pos[i](h)
+        for block in self.stages[i]:
+            h = block(h, cond, self.grids[i])
+        return h
+
+    def _to_image(self, h: torch.Tensor, res: int, cond: torch.Tensor | None) -> torch.Tensor:
+        # h: [N, rows*cols, dim] of the stage whose shorter side is res -> [N, channels, rows, cols]
+        i = self.resolutions.index(res)
+        if i == len(self.resolutions) - 1:
+            norm, to_pixels = self.out_norm, self.to_pixels
+        else:
+            head = self.grow_heads[str(res)]
+            norm, to_pixels = head["norm"] if "norm" in head else None, head["linear"]
+        pixels = to_pixels(h if norm is None else norm(h, cond))  # [N, rows*cols, channels]
         if self.output == "tanh":
             pixels = torch.tanh(pixels)
         elif not self.training:
             pixels = pixels.clamp(-1.0, 1.0)
-        return pixels.transpose(1, 2).reshape(n, self.channels, *self.grids[-1])
+        return pixels.transpose(1, 2).reshape(h.shape[0], self.channels, *self.grids[i])
+
+    def _grown(self, h: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        # h: [N, bottom^2, dims[0]] -> [N, channels, r, r] at the current stage's resolution r, faded in
+        res, previous = self.growth.resolution, self.growth.previous
+        before = h
+        for i in range(self.resolutions.index(res) + 1):
+            before, h = h, self._stage(i, h, cond)
+        out = self._to_image(h, res, cond)
+        if previous is not None:
+            out = fade_in(resize(self._to_image(before, previous, cond), res), out, self.growth)
+        return out + zero_term(self.stage_modules(res, unused=True))
+
+    def stage_modules(self, res: int, unused: bool = False) -> list[nn.Module]:
+        """The modules that join at stage `res` (its upsampling, positions, blocks and to-pixel head: what
+        starts with fresh optimizer state); `unused`: instead those that stage `res` does not run."""
+        i = self.resolutions.index(res)
+        full_head = [m for m in (self.out_norm, self.to_pixels) if m is not None]
+        head = full_head if res == self.image_size else [self.grow_heads[str(res)]]
+        if not unused:
+            return [*([self.upsample[i - 1]] if i > 0 else []), self.pos[i], self.stages[i], *head]
+        previous = res // 2 if res != self.growth.resolutions[0] else None
+        later = [m for j in range(i + 1, len(self.resolutions))
+                 for m in (self.upsample[j - 1], self.pos[j], self.stages[j])]
+        heads = [m for r, m in self.grow_heads.items() if int(r) not in (res, previous)]
+        return later + heads + (full_head if res != self.image_size else [])
 
 
 def _check_generator(image_size, dims, depths, num_heads, norm, window_size, window_resolutions, window_mode,
@@ -219,6 +275,10 @@ class TransGANDiscriminator(nn.Module):
         attention: "l2" (L2-distance attention with tied query/key, Lipschitz) or "dot".
         spectral_norm: "improved" (ViTGAN: W * sigma(W_init) / sigma(W)), "plain" or "none", on the patch
             embedding, every projection, the head and the class embedding.
+        grow_from: progressive growing (sagan/models/growing.py) from this resolution up to image_size: one
+            patch embedding per lower stage r, of patches image_size / r times smaller (the same token grid,
+            so the transformer is shared by every stage), the current stage in `growth` (None: no growing).
+            Larger images than the current stage's are average-pooled down to it.
     """
 
     def __init__(
@@ -236,6 +296,7 @@ class TransGANDiscriminator(nn.Module):
         pool: Literal["cls", "mean"] = "cls",
         attention: AttentionKind = "l2",
         spectral_norm: SpectralNormMode = "improved",
+        grow_from: int | None = None,
     ):
         super().__init__()
         who = "TransGANDiscriminator"
@@ -243,6 +304,7 @@ class TransGANDiscriminator(nn.Module):
             who, channels=(channels, "[1, inf)"), num_classes=(num_classes, "[0, inf)"),
             patch_size=(patch_size, "[1, inf)"), patch_overlap=(patch_overlap, "[0, inf)"), dim=(dim, "[1, inf)"),
             depth=(depth, "[0, inf)"), num_heads=(num_heads, "[1, inf)"), mlp_ratio=(mlp_ratio, "(0, inf)"),
+            grow_from=(grow_from, "[1, inf)"),
         )
         height, width = check_image_size(who, image_size, patch_size, "patch_size")
         if patch_overlap < 0:
@@ -263,10 +325,25 @@ class TransGANDiscriminator(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.head = linear(dim, 1, spectral_norm)
         self.embed = lipschitz(ClassProjection(num_classes, dim), spectral_norm) if num_classes else None
+        self.growth, self.patch_embeds = None, None
+        if grow_from is not None:  # a stage r's patches: patch_size * r / image_size pixels, the same grid
+            square_only(height, width, who)
+            image_size = height
+            shrink = [2**k for k in range(patch_size.bit_length()) if patch_size % 2**k == 0 and image_size % 2**k == 0]
+            self.growth = GrowthState(growth_resolutions(grow_from, image_size, [image_size // k for k in shrink], who))
+            self.patch_embeds = nn.ModuleDict()
+            for r in self.growth.resolutions[:-1]:
+                size, overlap = patch_size * r // image_size, patch_overlap * r // image_size
+                conv = nn.Conv2d(channels, dim, size + 2 * overlap, stride=size, padding=overlap)
+                self.patch_embeds[str(r)] = lipschitz(conv, spectral_norm)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        # x: [N, channels, H, W] (H, W: image_size), y: [N] class indices or None -> [N] logits
-        h = self.pos(self.patch_embed(x).flatten(2).transpose(1, 2))  # [N, L, dim]
+        # x: [N, channels, H, W] (H, W: image_size; growing: any size >= the stage's), y: [N] class indices
+        #   or None -> [N] logits
+        if self.growth is not None:
+            h = self.pos(self._grown_tokens(x))
+        else:
+            h = self.pos(self.patch_embed(x).flatten(2).transpose(1, 2))  # [N, L, dim]
         if self.cls_token is not None:
             h = torch.cat([self.cls_token.expand(h.shape[0], -1, -1).to(h.dtype), h], dim=1)
         for block in self.blocks:
@@ -276,7 +353,32 @@ class TransGANDiscriminator(nn.Module):
         logits = self.head(features).squeeze(1)
         if self.embed is not None:
             logits = logits + self.embed.project(y, features)
+        if self.growth is not None:
+            logits = logits + zero_term(self.stage_modules(self.growth.resolution, unused=True))
         return logits
+
+    def _embed(self, x: torch.Tensor, res: int) -> torch.Tensor:
+        # x: [N, channels, res, res] -> [N, L, dim] tokens of the patch embedding of resolution res
+        embed = self.patch_embed if res == self.image_size else self.patch_embeds[str(res)]
+        return embed(x).flatten(2).transpose(1, 2)
+
+    def _grown_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [N, channels, H, W], H >= r -> [N, L, dim] the stage r's tokens, faded in from the last stage's
+        res, previous = self.growth.resolution, self.growth.previous
+        x = resize(x, res)
+        tokens = self._embed(x, res)
+        if previous is not None:
+            tokens = fade_in(self._embed(resize(x, previous), previous), tokens, self.growth)
+        return tokens
+
+    def stage_modules(self, res: int, unused: bool = False) -> list[nn.Module]:
+        """The module that joins at stage `res` (its patch embedding: what starts with fresh optimizer state;
+        the transformer serves every stage); `unused`: instead those that stage `res` does not run."""
+        embeds = {**self.patch_embeds, str(self.image_size): self.patch_embed}
+        if not unused:
+            return [embeds[str(res)]]
+        previous = res // 2 if res != self.growth.resolutions[0] else None
+        return [m for r, m in embeds.items() if int(r) not in (res, previous)]
 
 
 class TransGANMultiScaleDiscriminator(nn.Module):

@@ -22,12 +22,13 @@ from sagan.layers.attention import SelfAttention2d
 from sagan.layers.norm import frozen_spectral_norm
 from sagan.losses import AdversarialLoss, HingeLoss, Penalty
 from sagan.tasks.base import AdversarialTask
+from sagan.tasks.growing import GrowthSchedule, ProgressiveGrowing
 from sagan.training.checkpoints import data_facts
 from sagan.training.distributed import check_strategy
 from sagan.visualization.panels import image_gan_panels
 
 
-class ImageGAN(AdversarialTask):
+class ImageGAN(ProgressiveGrowing, AdversarialTask):
     """Adversarial training of a generator G(z, y) -> image against a discriminator D(image, y) -> logit.
 
     Args:
@@ -57,6 +58,9 @@ class ImageGAN(AdversarialTask):
         mode_seeking: weight of the mode-seeking term (Mao et al., 2019, MSGAN): G's batch pairs each sample
             with one of the same label, and G also minimizes mode_seeking / (mean |G(z1, y) - G(z2, y)| /
             mean |z1 - z2| + 1e-5), which rewards samples of one class that differ (0: off).
+        growing: progressive growing's schedule (sagan/tasks/growing.py) for a generator and discriminator
+            built with the same `grow_from`: sample grids at the current stage's resolution, metrics (this
+            module's forward) upsampled to the full one. None: no growing.
     """
 
     compiled_steps = ("_discriminator_forward", "_generator_forward")  # with `compile`: one graph each
@@ -82,12 +86,14 @@ class ImageGAN(AdversarialTask):
         sync_batchnorm: bool = False,
         max_nonfinite: int = 10,
         mode_seeking: float = 0.0,
+        growing: GrowthSchedule | None = None,
     ):
         super().__init__(
             generator, discriminator, lr_g=lr_g, lr_d=lr_d, betas=betas, n_critic=n_critic, grad_clip=grad_clip,
             grid_size=grid_size, max_nonfinite=max_nonfinite, ema_decay=ema_decay, ema_start=ema_start,
-            not_saved=("augment",),
+            not_saved=("augment", "growing"),
         )
+        self.init_growing(growing)
         check_ranges(type(self).__name__, mode_seeking=(mode_seeking, "[0, inf)"))
         self.check_compile_backend(type(self).__name__, compile_backend)
         self.mode_seeking = mode_seeking
@@ -109,7 +115,7 @@ class ImageGAN(AdversarialTask):
     # ----------------------------------------------------------------------------------- sampling
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         # z: [N, z_dim], y: [N] or None -> [N, C, H, W] images in [-1, 1] from the EMA generator
-        return self.generator_ema(z, y if self.num_classes else None)
+        return self.full_resolution(self.generator_ema(z, y if self.num_classes else None))
 
     def sample_noise(self, n: int, paired: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Noise and (for conditional models) uniformly drawn labels for `n` samples; `paired`: the second
@@ -121,8 +127,9 @@ class ImageGAN(AdversarialTask):
         return z, y
 
     def fixed_samples(self) -> torch.Tensor:
-        """EMA samples of the fixed noise (`grid_z`, `grid_y`), for the samples callback."""
-        return self(self.grid_z, self.grid_y)
+        """EMA samples of the fixed noise (`grid_z`, `grid_y`), for the samples callback (growing: at the
+        current stage's resolution)."""
+        return self.generator_ema(self.grid_z, self.grid_y if self.num_classes else None)
 
     @property
     def discriminator_pack(self) -> int:
@@ -223,6 +230,8 @@ class ImageGAN(AdversarialTask):
         real, y_real = batch
         y_real = y_real if self.num_classes else None
         n = real.shape[0]
+        self.grow(n)
+        real = self.growing_real(real)
         generator_turn = self.generator_turn()
 
         z, y_fake = self.sample_noise(n)
@@ -273,10 +282,12 @@ class ImageGAN(AdversarialTask):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["data_facts"] = self.data_facts
+        self.save_growth(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         self.data_facts = checkpoint.get("data_facts") or {}
+        self.load_growth(checkpoint)
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         """`sagan predict`: one EMA sample per image of the batch, with that image's label, from noise

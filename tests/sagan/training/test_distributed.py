@@ -42,6 +42,22 @@ def test_two_processes_keep_identical_weights_and_read_different_data(tmp_path):
     assert_close(dict(model.named_parameters()), rank0["params"], rtol=0, atol=0)
 
 
+@pytest.mark.slow  # a 2-process run; the fast check of what DDP needs is in tests/sagan/models/test_growing.py
+def test_a_growing_gan_trains_through_its_stages_on_two_processes(tmp_path):
+    # 16 images a batch over both ranks: batches 0-1 at 8x8, 2-3 at 16x16 (fading in), 4-5 at 32x32. No
+    # unused-parameter error: the parts a stage does not run still get (zero) gradients
+    growing = [
+        "--trainer.limit_val_batches=0", "--model.generator.init_args.grow_from=8",
+        "--model.discriminator.init_args.grow_from=8", "--model.growing=sagan.tasks.growing.GrowthSchedule",
+        "--model.growing.init_args.stage_images=[32,32]", "--model.growing.init_args.fade_images=32",
+    ]
+    rank0, rank1 = fit_two_processes(tmp_path, *TINY_DIGITS, "--g_iters=6", *growing)
+    assert_close(rank1["params"], rank0["params"], rtol=0, atol=0)
+    (run,) = (tmp_path / "runs" / "sagan_digits").iterdir()
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["growth"] == {"images_seen": 6 * 16, "stage": 2}
+
+
 def test_text_gan_on_two_processes_keeps_identical_weights_and_reads_different_data(tmp_path):
     # 2 MLE batches, then 2 adversarial batches (a D step and a G step each): one epoch of 4 batches per rank
     rank0, rank1 = fit_two_processes(tmp_path, *TINY_ORACLE, "--g_iters=4", "--model.pretrain_steps=2")
