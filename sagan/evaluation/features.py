@@ -217,9 +217,11 @@ class InceptionFeatures(FeatureExtractor):
         try:
             # weights-only first: a file that would run code when unpickled is refused, not loaded
             torch.load(self.weights_path, map_location="cpu", weights_only=True, mmap=True)
-            self.net = FeatureExtractorInceptionV3(
-                "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(self.weights_path)
-            )
+            with torch.random.fork_rng(devices=[]):  # its initial weights: not from the training stream
+                self.net = FeatureExtractorInceptionV3(
+                    "inception-v3-compat", ["2048", "logits_unbiased"],
+                    feature_extractor_weights_path=str(self.weights_path),
+                )
         except Exception as error:
             reason = " ".join(str(error).split())[:200] or type(error).__name__
             raise UsageError(
@@ -351,7 +353,8 @@ class CachedClassifierFeatures(FeatureExtractor):
             return self
         if self.path.is_file():
             saved = torch.load(self.path, map_location="cpu", weights_only=True)
-            net = self.build()
+            with torch.random.fork_rng(devices=[]):  # its throwaway initial weights: not from the training stream
+                net = self.build()
             net.load_state_dict(saved.pop("state_dict"))
             measured = saved
         else:

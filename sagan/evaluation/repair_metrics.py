@@ -126,7 +126,8 @@ def load_lpips(net: str, weights: Path) -> torch.nn.Module:
     the local torchvision file `weights`; nothing is downloaded."""
     from torchmetrics.functional.image.lpips import _NoTrainLpips
 
-    model = _NoTrainLpips(pretrained=True, net=net, pnet_rand=True)  # random backbone: no download
+    with torch.random.fork_rng(devices=[]):  # its random backbone (no download) is not drawn from training's
+        model = _NoTrainLpips(pretrained=True, net=net, pnet_rand=True)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
     for part in model.net.children():
