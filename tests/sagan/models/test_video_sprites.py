@@ -1,5 +1,6 @@
 """The sprite video generator: objects drawn once, placed by bouncing paths, the brighter sprite on top."""
 
+import pytest
 import torch
 from torch.testing import assert_close
 
@@ -67,3 +68,16 @@ def test_clip_is_the_brighter_of_its_sprites_in_every_frame():
         layers = [g.place(sprites[:, k], places[:, k]) for k in range(2)]  # each [N, T, 1, 16, 16]
     assert_close(clips, torch.maximum(*layers) * 2 - 1)
     assert clips.shape == (2, g.num_frames, 1, 16, 16)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(motion_dim=3), "motion_dim"),
+    (dict(max_speed=0.0), "max_speed"),
+    (dict(sprites=0), "sprites"),
+    (dict(channel_multipliers=(4, 2, 1, 1)), "32px sprites"),
+    (dict(latent_dim=30), "divisible"),
+])
+def test_bad_options_are_refused_in_one_line(kwargs, match):
+    with pytest.raises(ValueError, match=match) as error:
+        VideoSpriteGenerator(**kwargs)
+    assert "\n" not in str(error.value)
