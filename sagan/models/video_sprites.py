@@ -24,7 +24,6 @@ from torch import nn
 
 from sagan.errors import check_ranges
 from sagan.layers.blocks import GeneratorBlock, sn_conv
-from sagan.layers.norm import spectral_norm
 from sagan.layers.transformer import TransformerBlock, linear
 
 
@@ -93,7 +92,9 @@ class VideoSpriteGenerator(nn.Module):
         self.z_dim = sprites * (content_dim + motion_dim)
         # content -> sprite (SAGAN's generator blocks)
         self.start_channels = mults[0] * width
-        self.stem = spectral_norm(nn.Linear(content_dim, 16 * self.start_channels))
+        # no spectral norm here: it would cap the content code's gain at 1 while the bias (a template drawn
+        # whatever the code) grows freely; every sprite came out the same (pilots sprites 1-4)
+        self.stem = linear(content_dim, 16 * self.start_channels)
         self.blocks = nn.ModuleList(
             GeneratorBlock(mults[i] * width, mults[i + 1] * width, num_classes) for i in range(len(mults) - 1)
         )
