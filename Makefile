@@ -47,8 +47,8 @@ PARALLEL := $(if $(DEVICES),--trainer.devices=$(DEVICES)) $(if $(NODES),--traine
 ## make train MODEL=inpaint|restore [DATA=digits|celeba|cifar10|folder]: image repair (inpainting, blind restoration)
 ## make train DATA=oracle: the text GAN on the synthetic oracle benchmark
 ## make train DATA=text TEXT=path/to/corpus.txt: the text GAN on a corpus, one sentence per line
-## make train DATA=moving_digits: the hybrid video GAN (convolutions + attention across time) on moving digits
-##   (16 frames of 32x32; MODEL=videotransformer: the video transformer GAN)
+## make train DATA=moving_digits: the hybrid video GAN on moving digits (convolutions draw each digit once,
+##   attention across time moves it; 16 frames of 32x32; MODEL=videotransformer: the video transformer GAN)
 ## make train DATA=videos DATA_DIR=~/clips: the hybrid video GAN on a folder of videos (GPU; MODEL=videotransformer)
 ## make train DATA=spoken_digits: the speech GAN on the embedded spoken digits (DATA=sc09 DATA_DIR=...: SC09)
 train: install

@@ -187,6 +187,9 @@ class VideoHybridDiscriminator(nn.Module):
         differences: the clip head also sees the change of the stem's features from each frame to the next
             (the first frame's change is zero), so a still or flickering clip stands out from the start.
         spectral_norm: "plain" (every convolution and projection) or "none".
+        batch_std: the frame head also sees, as one more feature map, how much the stem's features vary
+            across the clips of the batch at each frame (the minibatch standard deviation of ProGAN), so a
+            generator that draws the same thing in every clip stands out.
     """
 
     def __init__(
@@ -201,6 +204,7 @@ class VideoHybridDiscriminator(nn.Module):
         frame_weight: float = 1.0,
         differences: bool = False,
         spectral_norm: Literal["plain", "none"] = "plain",
+        batch_std: bool = False,
     ):
         super().__init__()
         who = "VideoHybridDiscriminator"
@@ -220,7 +224,7 @@ class VideoHybridDiscriminator(nn.Module):
         if spectral_norm not in ("plain", "none"):
             raise ValueError(f"{who}: spectral_norm must be 'plain' or 'none', got {spectral_norm!r}")
         self.image_size, self.channels, self.num_frames, self.num_classes = image_size, channels, num_frames, num_classes
-        self.frame_weight, self.differences = frame_weight, differences
+        self.frame_weight, self.differences, self.batch_std = frame_weight, differences, batch_std
         stem, c = [], channels
         for d in dims[:-1]:
             stem += [_sn(nn.Conv2d(c, d, 4, stride=2, padding=1), spectral_norm), nn.LeakyReLU(0.2)]
@@ -228,7 +232,7 @@ class VideoHybridDiscriminator(nn.Module):
         self.stem = nn.Sequential(*stem)
         side = image_size >> len(dims)  # after the head's own halving
         self.frame_head = nn.Sequential(
-            _sn(nn.Conv2d(c, dims[-1], 4, stride=2, padding=1), spectral_norm), nn.LeakyReLU(0.2), nn.Flatten(),
+            _sn(nn.Conv2d(c + batch_std, dims[-1], 4, stride=2, padding=1), spectral_norm), nn.LeakyReLU(0.2), nn.Flatten(),
             _sn(nn.Linear(dims[-1] * side * side, 1), spectral_norm),
         )
         clip_in = 2 * c if differences else c
@@ -247,8 +251,12 @@ class VideoHybridDiscriminator(nn.Module):
         # x: [N, T, channels, image_size, image_size], y: [N] class indices or None -> [N] logits
         n, t = x.shape[:2]
         maps = self.stem(x.flatten(0, 1))  # [N*T, c, s, s]
-        frame_logits = self.frame_head(maps).view(n, t)
         maps = maps.view(n, t, *maps.shape[1:])  # [N, T, c, s, s]
+        frame_maps = maps
+        if self.batch_std:  # one more map: the features' spread across the batch's clips, per frame
+            spread = maps.std(dim=0, unbiased=False).mean(dim=(1, 2, 3))  # [T]
+            frame_maps = torch.cat([maps, spread.view(1, t, 1, 1, 1).expand(n, t, 1, *maps.shape[3:])], dim=2)
+        frame_logits = self.frame_head(frame_maps.flatten(0, 1)).view(n, t)
         if self.differences:  # each frame's change from the one before (none for the first)
             maps = torch.cat([maps, F.pad(maps[:, 1:] - maps[:, :-1], (0, 0, 0, 0, 0, 0, 1, 0))], dim=2)
         clip = F.leaky_relu(self.clip_conv(maps.transpose(1, 2)), 0.2)  # [N, d, T/2, s/2, s/2]
@@ -281,6 +289,6 @@ TINY = {
     "hybrid-discriminator-16-cond": (
         VideoHybridDiscriminator,
         dict(image_size=16, channels=3, num_frames=2, num_classes=3, dims=(4, 8, 8), depth=0, num_heads=2,
-             frame_weight=0.5, differences=False, spectral_norm="none"),
+             frame_weight=0.5, differences=False, spectral_norm="none", batch_std=True),
     ),
 }

@@ -50,8 +50,8 @@ def test_bench_quality_video_prints_and_writes_the_table(tmp_path, capsys):
     main(["bench-quality", "--only", "video", "--video_iters", "2", "--video_eval_every", "1", "--video_samples", "256",
           "--video_real", "512", "--classifier_steps", "40", "--run_root", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "| Video GAN (VideoHybridGenerator), moving digits | 1 | 256 |" in out
-    assert "| Video GAN (VideoHybridGenerator), moving digits | 2 | 256 |" in out
+    assert "| Video GAN (VideoSpriteGenerator), moving digits | 1 | 256 |" in out
+    assert "| Video GAN (VideoSpriteGenerator), moving digits | 2 | 256 |" in out
     records = json.loads((tmp_path / "video_results.json").read_text())
     floor, still, mixed = records[-3:]
     assert floor["samples"] == still["samples"] == 256

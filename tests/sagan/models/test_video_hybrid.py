@@ -62,6 +62,22 @@ def test_discriminator_adds_the_mean_frame_logit_to_the_clip_logit():
         assert (d0(x) - d0(shuffled)).abs().max() > 1e-5  # the clip logit sees the order
 
 
+def test_batch_std_lets_the_frame_logits_see_how_alike_the_clips_are():
+    torch.manual_seed(0)
+    kwargs = dict(TINY["hybrid-discriminator-16"][1], depth=0)
+    x = torch.rand(4, 4, 1, 16, 16) * 2 - 1
+    alike = x[:1].expand_as(x)  # the first clip four times
+    for batch_std in (False, True):
+        torch.manual_seed(0)
+        d = VideoHybridDiscriminator(**kwargs, frame_weight=1.0, batch_std=batch_std).eval()
+        with torch.no_grad():
+            first_varied, first_alike = d(x)[0], d(alike)[0]
+        if batch_std:  # the same first clip, scored differently beside copies of itself
+            assert (first_varied - first_alike).abs() > 1e-5
+        else:
+            assert_close(first_varied, first_alike)
+
+
 @pytest.mark.parametrize("cls, kwargs, match", [
     (VideoHybridGenerator, dict(z_dim=16, motion_dim=16), "motion_dim"),
     (VideoHybridGenerator, dict(latent_depth=-1), "latent_depth"),

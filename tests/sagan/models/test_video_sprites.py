@@ -1,0 +1,83 @@
+"""The sprite video generator: objects drawn once, placed by bouncing paths, the brighter sprite on top."""
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from sagan.models.video_sprites import TINY, VideoSpriteGenerator, fold
+
+
+def test_fold_reflects_paths_at_both_edges():
+    path = torch.tensor([0.0, 0.25, 1.0, 1.25, 2.0, 2.5, -0.25, -1.5])
+    assert_close(fold(path), torch.tensor([0.0, 0.25, 1.0, 0.75, 0.0, 0.5, 0.25, 0.5]))
+
+
+def test_place_pastes_the_sprite_at_whole_pixel_corners():
+    torch.manual_seed(0)
+    g = VideoSpriteGenerator(**TINY["sprite-generator-16"][1])  # 8x8 sprites in 16x16 frames: free range 8
+    sprite = torch.rand(1, 1, 8, 8)
+    corners = torch.tensor([[[0.0, 0.0], [3 / 8, 5 / 8], [1.0, 0.5], [0.5, 1.0]]])  # [1, T, 2] (row, column)
+    frames = g.place(sprite, corners)  # [1, T, 1, 16, 16]
+    for t, (row, col) in enumerate([(0, 0), (3, 5), (8, 4), (4, 8)]):
+        expected = torch.zeros(1, 16, 16)
+        expected[:, row : row + 8, col : col + 8] = sprite[0]
+        assert_close(frames[0, t], expected)
+
+
+def test_straight_paths_bounce_and_keep_their_speed():
+    torch.manual_seed(0)
+    kwargs = dict(TINY["sprite-generator-16"][1], latent_depth=0, num_frames=12, max_speed=0.25)
+    g = VideoSpriteGenerator(**kwargs)
+    places = g.places(torch.randn(64, 2, g.motion_dim))  # [N, S, T, 2]
+    assert places.min() >= 0 and places.max() <= 1
+    steps = (places[:, :, 1:] - places[:, :, :-1]).abs()  # [N, S, T-1, 2]
+    straight = (steps - steps[:, :, :1]).abs() < 1e-5
+    assert straight.float().mean() > 0.6  # constant speed except at the frames of a bounce
+    bounced = (places[:, :, 1:] - places[:, :, :-1]).sign().diff(dim=2).abs().amax(dim=(2, 3)) > 0
+    assert bounced.any() and not bounced.all()
+    speed_px = steps * (g.image_size - g.sprite_size)
+    assert speed_px.max() <= 0.25 * g.image_size + 1e-3  # within max_speed (the learned change starts near 0)
+
+
+def test_content_code_draws_and_motion_code_moves():
+    torch.manual_seed(0)
+    g = VideoSpriteGenerator(**TINY["sprite-generator-16"][1]).eval()
+    z = torch.randn(3, g.z_dim)
+    content, motion = g.split(z)
+    with torch.no_grad():
+        other_motion = g(torch.cat([content, torch.randn_like(motion)], dim=2).flatten(1))
+        other_content = g(torch.cat([torch.randn_like(content), motion], dim=2).flatten(1))
+        clips = g(z)
+    for changed in (other_motion, other_content):  # every clip changes
+        assert ((changed - clips).abs().amax(dim=(1, 2, 3, 4)) > 0.05).all()
+    # the motion code alone sets the places, the content code alone the sprites
+    new_content, same_motion = g.split(torch.cat([torch.randn_like(content), motion], dim=2).flatten(1))
+    assert_close(g.places(same_motion), g.places(motion))
+    assert (g.draw(new_content.flatten(0, 1)) - g.draw(content.flatten(0, 1))).abs().amax() > 0.05
+
+
+def test_clip_is_the_brighter_of_its_sprites_in_every_frame():
+    torch.manual_seed(0)
+    g = VideoSpriteGenerator(**TINY["sprite-generator-16"][1]).eval()
+    z = torch.randn(2, g.z_dim)
+    with torch.no_grad():
+        clips = g(z)
+        content, motion = g.split(z)
+        sprites = g.draw(content.flatten(0, 1)).view(2, 2, 1, 8, 8)
+        places = g.places(motion)
+        layers = [g.place(sprites[:, k], places[:, k]) for k in range(2)]  # each [N, T, 1, 16, 16]
+    assert_close(clips, torch.maximum(*layers) * 2 - 1)
+    assert clips.shape == (2, g.num_frames, 1, 16, 16)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(motion_dim=3), "motion_dim"),
+    (dict(max_speed=0.0), "max_speed"),
+    (dict(sprites=0), "sprites"),
+    (dict(channel_multipliers=(4, 2, 1, 1)), "32px sprites"),
+    (dict(latent_dim=30), "divisible"),
+])
+def test_bad_options_are_refused_in_one_line(kwargs, match):
+    with pytest.raises(ValueError, match=match) as error:
+        VideoSpriteGenerator(**kwargs)
+    assert "\n" not in str(error.value)
