@@ -127,6 +127,17 @@ def make_sample_writes_wavs_of_the_label(ckpt, out):
     assert (rate, samples.dtype, samples.shape) == (8000, np.int16, (8192,))
 
 
+def test_learning_rates_fall_linearly_to_zero_from_lr_decay_start(tmp_path):
+    torch.manual_seed(0)
+    run = fit_speech(tmp_path, "--g_iters=4", "--model.lr_decay_start=2", "--model.lr_g=1e-3", "--model.lr_d=3e-3")
+    groups = [state["param_groups"][0]["lr"] for state in torch.load(
+        run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["optimizer_states"]]
+    # iterations 0, 1 at full rate; 2 at 2/2, 3 (the last step) at 1/2 of it: linear to 0 at iteration 4
+    assert_close(groups, [1e-3 / 2, 3e-3 / 2], rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="lr_decay_start"):
+        _tiny_gan(lr_decay_start=-1)
+
+
 def test_resumed_speech_run_ends_where_the_uninterrupted_one_ends(tmp_path):
     try:
         straight = fit_speech(tmp_path / "a", "--g_iters=4", "--name=s", *recorded(tmp_path / "a"), *SHAPE)
