@@ -47,6 +47,9 @@ class AdversarialTask(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.
         max_nonfinite: stop the run (with a checkpoint) after this many consecutive skipped steps of one network.
         ema_decay: decay of the generator's moving average, in [0, 1) (None: the task keeps no average).
         ema_start: generator iterations during which the average simply copies the generator.
+        lr_decay_start: from this generator iteration on, both learning rates fall linearly to zero at the run's
+            last iteration (`--g_iters`); None: constant rates. The rate of a step is a function of the step, so a
+            resumed run continues the same schedule.
         not_saved: constructor arguments left out of the saved hyper-parameters when they are objects.
     """
 
@@ -69,6 +72,7 @@ class AdversarialTask(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.
         max_nonfinite: int,
         ema_decay: float | None = None,
         ema_start: int = 0,
+        lr_decay_start: int | None = None,
         not_saved: tuple[str, ...] = (),
     ):
         super().__init__()
@@ -82,6 +86,7 @@ class AdversarialTask(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.
             type(self).__name__, lr_g=(lr_g, "[0, inf)"), lr_d=(lr_d, "[0, inf)"), betas=(betas, "[0, 1)"),
             n_critic=(n_critic, "[1, inf)"), grad_clip=(grad_clip, "[0, inf)"), grid_size=(grid_size, "[1, inf)"),
             max_nonfinite=(max_nonfinite, "[1, inf)"), ema_decay=(ema_decay, "[0, 1)"), ema_start=(ema_start, "[0, inf)"),
+            lr_decay_start=(lr_decay_start, "[0, inf)"),
         )
         self.automatic_optimization = False
         self.generator = generator
@@ -153,10 +158,25 @@ class AdversarialTask(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.
         """The optimizer called `name` in `optimizer_names` (Lightning's wrapper of it)."""
         return self.optimizers()[self.optimizer_names.index(name)]
 
+    def lr_factor(self) -> float:
+        """The share of its configured learning rate that a step of the current generator iteration takes: 1
+        before `lr_decay_start`, then falling linearly to 0 at the run's end (`trainer.max_steps`; 1 without one)."""
+        start = self.hparams.get("lr_decay_start")
+        total = self.trainer.max_steps // (self.n_critic + 1) if self.trainer.max_steps > 0 else None
+        if start is None or total is None or self.generator_steps < start:
+            return 1.0
+        return max(total - self.generator_steps, 0) / max(total - start, 1)
+
     def take_step(self, optimizer_name: str, loss: torch.Tensor, network: str) -> None:
         """Backward pass and step of one optimizer of `network` ("generator" or "discriminator"), skipped on the
-        device when the loss or a gradient is not finite."""
-        self._step(self.optimizer(optimizer_name), loss, self.network_names.index(network))
+        device when the loss or a gradient is not finite; with `lr_decay_start`, the generator's and the
+        discriminator's optimizers step at their scheduled rate (`lr_factor`)."""
+        optimizer = self.optimizer(optimizer_name)
+        rate = {"generator": "lr_g", "discriminator": "lr_d"}.get(optimizer_name)
+        if self.hparams.get("lr_decay_start") is not None and rate is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = self.hparams[rate] * self.lr_factor()
+        self._step(optimizer, loss, self.network_names.index(network))
 
     def update_ema(self) -> None:
         """The generator's moving average after a generator step (a plain copy for the first `ema_start`)."""

@@ -44,6 +44,8 @@ class ImageGAN(ProgressiveGrowing, AdversarialTask):
         n_critic: discriminator steps per generator step (>= 1).
         ema_decay: decay of the exponential moving average of the generator used for samples, in [0, 1).
         ema_start: generator iterations during which the average simply copies the generator.
+        lr_decay_start: from this generator iteration on, both learning rates fall linearly to zero at the
+            run's last iteration (`--g_iters`), >= 0; None: constant rates.
         grad_clip: clip each network's gradient norm to this value (None or 0: no clipping).
         grid_size: samples in the fixed-noise grid that callbacks draw.
         compile: compile the discriminator step and the generator step with torch.compile, one graph each
@@ -78,6 +80,7 @@ class ImageGAN(ProgressiveGrowing, AdversarialTask):
         n_critic: int = 1,
         ema_decay: float = 0.999,
         ema_start: int = 0,
+        lr_decay_start: int | None = None,
         grad_clip: float | None = None,
         grid_size: int = 64,
         compile: bool = False,
@@ -91,7 +94,7 @@ class ImageGAN(ProgressiveGrowing, AdversarialTask):
         super().__init__(
             generator, discriminator, lr_g=lr_g, lr_d=lr_d, betas=betas, n_critic=n_critic, grad_clip=grad_clip,
             grid_size=grid_size, max_nonfinite=max_nonfinite, ema_decay=ema_decay, ema_start=ema_start,
-            not_saved=("augment", "growing"),
+            lr_decay_start=lr_decay_start, not_saved=("augment", "growing"),
         )
         self.init_growing(growing)
         check_ranges(type(self).__name__, mode_seeking=(mode_seeking, "[0, inf)"))

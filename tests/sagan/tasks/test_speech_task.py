@@ -1,10 +1,14 @@
 """The speech GAN end to end: samples as WAV files and spectrograms, metrics at validation, `sagan sample`,
 exact resume and two DDP processes, on the spoken-digits experiment shrunk to seconds."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
-from conftest import EXPERIMENTS
+from conftest import EXPERIMENTS, REPO
 from scipy.io import wavfile
 from probes import fit_two_processes
 from probes import SHAPE, assert_same_training_state, recorded
@@ -100,10 +104,38 @@ def test_fit_writes_sounds_logs_speech_metrics_and_sample_reads_the_checkpoint(t
     main(["sample", "--ckpt", str(ckpt), "--n", "3", "--label", "7", "--out", str(tmp_path / "out")])
     assert "wrote 3 WAV files" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "out").glob("*.wav")) == ["000_class7.wav", "001_class7.wav", "002_class7.wav"]
+    make_sample_writes_wavs_of_the_label(ckpt, tmp_path / "make_out")
     with pytest.raises(SystemExit) as exit_info:  # its generator makes sounds: no image program to export
         main(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "g.pt")])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.count("\n") == 1 and "is a SpeechGAN checkpoint" in err
+
+
+def make_sample_writes_wavs_of_the_label(ckpt, out):
+    """`make sample CKPT=... N=2 LABEL=7` as a user types it (the Makefile's own command line, this
+    environment's `sagan`; `-o` keeps make from reinstalling it): two 16-bit WAVs of class 7, 8 kHz."""
+    bin_dir = Path(sys.executable).parent
+    if not (bin_dir / "sagan").is_file():
+        pytest.skip(f"no sagan script beside {sys.executable}")
+    venv = bin_dir.parent
+    subprocess.run(
+        ["make", "-o", f"{venv}/bin/sagan", "sample", f"VENV={venv}", f"CKPT={ckpt}", "N=2", "LABEL=7",
+         f"ARGS=--out {out}"], cwd=REPO, capture_output=True, text=True, check=True,
+    )
+    assert sorted(p.name for p in out.glob("*.wav")) == ["000_class7.wav", "001_class7.wav"]
+    rate, samples = wavfile.read(out / "000_class7.wav")
+    assert (rate, samples.dtype, samples.shape) == (8000, np.int16, (8192,))
+
+
+def test_learning_rates_fall_linearly_to_zero_from_lr_decay_start(tmp_path):
+    torch.manual_seed(0)
+    run = fit_speech(tmp_path, "--g_iters=4", "--model.lr_decay_start=2", "--model.lr_g=1e-3", "--model.lr_d=3e-3")
+    groups = [state["param_groups"][0]["lr"] for state in torch.load(
+        run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["optimizer_states"]]
+    # iterations 0, 1 at full rate; 2 at 2/2, 3 (the last step) at 1/2 of it: linear to 0 at iteration 4
+    assert_close(groups, [1e-3 / 2, 3e-3 / 2], rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="lr_decay_start"):
+        _tiny_gan(lr_decay_start=-1)
 
 
 def test_resumed_speech_run_ends_where_the_uninterrupted_one_ends(tmp_path):
