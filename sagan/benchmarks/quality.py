@@ -18,7 +18,7 @@ finite difference).
                         [--recipe hinge|r3gan|r3gan_fd]
     sagan bench-quality --only repair ...   the image-repair table (sagan/benchmarks/repair.py)
     sagan bench-quality --only video [...]: the video GAN, see sagan/benchmarks/video.py
-    sagan bench-quality --only speech [--speech_iters 2800]   (the speech GAN, sagan/benchmarks/speech.py)
+    sagan bench-quality --only speech [--speech_iters N]      (the speech GAN, sagan/benchmarks/speech.py)
     sagan bench-quality --only grow [--grow_iters 1200]   progressive growing or not (sagan/benchmarks/growing.py)
 """
 

@@ -1,7 +1,7 @@
-"""`sagan bench-quality --only speech`: the speech Transformer GAN on the embedded spoken digits, measured.
+"""`sagan bench-quality --only speech`: the speech GAN on the embedded spoken digits, measured.
 
-1. Trains `experiments/speechgan_spoken_digits.yaml` for `--speech_iters` generator iterations (a
-   checkpoint every `--speech_eval_every`).
+1. Trains `experiments/speechgan_spoken_digits.yaml` for `--speech_iters` generator iterations (default its
+   `g_iters`; a checkpoint every `--speech_eval_every`).
 2. Scores each checkpoint's EMA generator in the spoken-digit classifier (`SpokenDigitsFeatures`): Inception
    Score, Frechet distance to the training clips' features, and digit accuracy (the share of clips the
    classifier hears as the digit they were generated for: IS and FD cannot tell a "three" asked for a
@@ -25,8 +25,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 
-from sagan.benchmarks.harness import prepare, train, write_table
+from sagan.benchmarks.harness import EXPERIMENTS, prepare, train, write_table
 from sagan.evaluation.checkpoint import load_gan
 from sagan.errors import UsageError
 
@@ -36,8 +37,9 @@ FEATURES = "sagan.evaluation.speech_features.SpokenDigitsFeatures"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """This bench's options, on `sagan bench-quality`'s parser."""
-    parser.add_argument("--speech_iters", type=int, default=2800, help="generator iterations on the spoken digits")
-    parser.add_argument("--speech_eval_every", type=int, default=700, help="spoken-digits evaluation interval")
+    parser.add_argument("--speech_iters", type=int, default=None,
+                        help="generator iterations on the spoken digits (default: the experiment's g_iters)")
+    parser.add_argument("--speech_eval_every", type=int, default=250, help="spoken-digits evaluation interval")
     parser.add_argument("--speech_run", default=None,
                         help="score the checkpoints of this existing run directory of the experiment instead of training")
 
@@ -122,6 +124,8 @@ def resynthesized(ckpt: Path, real: torch.Tensor, device: str) -> torch.Tensor |
 
 def run(args: argparse.Namespace) -> None:
     """Trains, measures and prints the speech table (see the module's docstring)."""
+    if args.speech_iters is None:
+        args.speech_iters = experiment_iters()
     if min(args.speech_iters, args.speech_eval_every) < 1:
         raise UsageError("--speech_iters and --speech_eval_every must be >= 1")
     root = Path(args.run_root)
@@ -172,3 +176,8 @@ def run(args: argparse.Namespace) -> None:
           f"classifier's features, held-out voice accuracy {heard}: not comparable with SC09 papers)")
     root.mkdir(parents=True, exist_ok=True)
     write_table(root, "speech_table", table, records, "speech_results.json")
+
+
+def experiment_iters() -> int:
+    """The default experiment's `g_iters` (what `make train DATA=spoken_digits` trains)."""
+    return int(yaml.safe_load((EXPERIMENTS / f"{EXPERIMENT}.yaml").read_text())["g_iters"])
