@@ -35,6 +35,11 @@ RECIPES = {
 RECIPES["r3gan_fd"] = [*RECIPES["r3gan"], "--model.penalty.init_args.approximation=finite_difference"]
 
 
+def experiment_g_iters(experiment: str) -> int:
+    """An experiment's own budget, its `g_iters` (what `make train` trains)."""
+    return int(yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())["g_iters"])
+
+
 def train(experiment: str, g_iters: int, run_root: Path, every: int | None, recipe: str = "hinge") -> Path:
     """Runs `sagan fit` on an experiment without validation; returns its run directory."""
     from sagan.cli import SaganCLI

@@ -25,9 +25,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 
-from sagan.benchmarks.harness import EXPERIMENTS, prepare, train, write_table
+from sagan.benchmarks.harness import experiment_g_iters, prepare, train, write_table
 from sagan.evaluation.checkpoint import load_gan
 from sagan.errors import UsageError
 
@@ -125,7 +124,7 @@ def resynthesized(ckpt: Path, real: torch.Tensor, device: str) -> torch.Tensor |
 def run(args: argparse.Namespace) -> None:
     """Trains, measures and prints the speech table (see the module's docstring)."""
     if args.speech_iters is None:
-        args.speech_iters = experiment_iters()
+        args.speech_iters = experiment_g_iters(EXPERIMENT)
     if min(args.speech_iters, args.speech_eval_every) < 1:
         raise UsageError("--speech_iters and --speech_eval_every must be >= 1")
     root = Path(args.run_root)
@@ -177,7 +176,3 @@ def run(args: argparse.Namespace) -> None:
     root.mkdir(parents=True, exist_ok=True)
     write_table(root, "speech_table", table, records, "speech_results.json")
 
-
-def experiment_iters() -> int:
-    """The default experiment's `g_iters` (what `make train DATA=spoken_digits` trains)."""
-    return int(yaml.safe_load((EXPERIMENTS / f"{EXPERIMENT}.yaml").read_text())["g_iters"])

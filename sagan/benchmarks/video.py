@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from sagan.benchmarks.harness import EXPERIMENTS, train, write_table
+from sagan.benchmarks.harness import experiment_g_iters, train, write_table
 from sagan.evaluation.checkpoint import build_data_and_metrics, load_gan
 from sagan.errors import UsageError
 from sagan.evaluation.features import DigitsFeatures
@@ -163,7 +163,7 @@ def main(argv: list[str], run_root: str = "runs/bench_quality", device: str = "c
                         help="training clips whose frames make the frame digits FID's statistics")
     parser.add_argument("--classifier_steps", type=int, default=800, help="training batches of the moving-digits CNN")
     args = parser.parse_args(argv)
-    iters = args.video_iters or experiment_iters()
+    iters = args.video_iters or experiment_g_iters(EXPERIMENT)
     every = args.video_eval_every or max(iters // 4, 1)
     if min(iters, every, args.classifier_steps, args.frame_real) < 1 or min(args.video_samples,
                                                                             args.video_real or 2) < 2:
@@ -204,10 +204,6 @@ def main(argv: list[str], run_root: str = "runs/bench_quality", device: str = "c
     root.mkdir(parents=True, exist_ok=True)
     write_table(root, "video_table", table, records, "video_results.json")
 
-
-def experiment_iters() -> int:
-    """The default experiment's `g_iters` (what `make train DATA=moving_digits` trains)."""
-    return int(yaml.safe_load((EXPERIMENTS / f"{EXPERIMENT}.yaml").read_text())["g_iters"])
 
 
 def model_name(run_dir: Path) -> str:
