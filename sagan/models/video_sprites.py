@@ -4,7 +4,9 @@ A content + motion generator (MoCoGAN's split of the noise, Tulyakov et al., 201
 objects moving over a dark background, such as moving digits. Per clip the noise holds `sprites` pairs of
 a content code and a motion code.
 - Content: one convolutional image generator (SAGAN's residual up-blocks, `sagan/layers/blocks.py`) draws
-  every object once, as a `sprite_size`^2 sprite with values in [0, 1] (0: empty).
+  every object once, as a square sprite with values in [0, 1] (0: empty), 4 * 2^(blocks) pixels a side;
+  with `sprite_size` the drawing is then scaled (bilinear) to that side, so an object can be drawn at
+  its data's native resolution and shown at the size it moves at (moving digits: 8x8 drawn, 14x14 shown).
 - Motion: each motion code gives its sprite a start (a place in the frame) and a velocity (pixels per
   frame); the path `start + velocity * t` is folded into the frame (reflected at its edges, a bounce).
   Both start out uniform over the frame and over the velocities up to `max_speed` (the motion code's
@@ -13,7 +15,9 @@ a content code and a motion code.
   place, a time code and a sprite code) and adds a learned displacement to every place (near zero at
   the start), so paths can bend where straight lines and bounces do not explain the data.
 - Frames: every sprite is warped to its place in every frame by `grid_sample` (bilinear, sub-pixel
-  places); where sprites overlap the brighter wins (the maximum), then [0, 1] -> [-1, 1].
+  places, or with `whole_pixels` places rounded to whole pixels in the forward pass and gradients passed
+  straight through the rounding, so a sprite is copied unblurred as objects rendered at pixel places are);
+  where sprites overlap the brighter wins (the maximum), then [0, 1] -> [-1, 1].
 The same sprite is in every frame, so the frames cannot flicker and an image learnt once is drawn in all
 of them; motion is a few numbers per sprite that the discriminator's clip head judges.
 """
@@ -51,6 +55,10 @@ class VideoSpriteGenerator(nn.Module):
         latent_dim: channels of the motion transformer's tokens.
         latent_depth: transformer blocks across the clip's frames and sprites (0: straight paths and bounces).
         num_heads: attention heads of those blocks; `latent_dim` must be divisible by it.
+        sprite_size: side of the sprites placed in the frames; the drawing (4 * 2^(len(channel_multipliers) - 1)
+            pixels) is scaled to it, bilinear. None: the drawing's side.
+        whole_pixels: round every place to a whole pixel (straight-through gradient): sprites are pasted, not
+            resampled, and keep their sharpness in every frame; False: bilinear sub-pixel places.
     """
 
     def __init__(
@@ -68,6 +76,8 @@ class VideoSpriteGenerator(nn.Module):
         latent_dim: int = 64,
         latent_depth: int = 2,
         num_heads: int = 4,
+        sprite_size: int | None = None,
+        whole_pixels: bool = False,
     ):
         super().__init__()
         who = "VideoSpriteGenerator"
@@ -77,18 +87,21 @@ class VideoSpriteGenerator(nn.Module):
             content_dim=(content_dim, "[1, inf)"), motion_dim=(motion_dim, "[4, inf)"), width=(width, "[1, inf)"),
             channel_multipliers=(channel_multipliers, "[1, inf)"), max_speed=(max_speed, "(0, 1]"),
             latent_dim=(latent_dim, "[1, inf)"), latent_depth=(latent_depth, "[0, inf)"),
-            num_heads=(num_heads, "[1, inf)"),
+            num_heads=(num_heads, "[1, inf)"), sprite_size=(sprite_size, "[1, inf)"),
         )
         mults = tuple(channel_multipliers)
-        sprite_size = 4 * 2 ** (len(mults) - 1)
-        if len(mults) < 2 or sprite_size >= image_size:
-            raise ValueError(f"{who}: channel_multipliers {mults} give {sprite_size}px sprites; they need at least "
-                             f"one up-block and must be smaller than the {image_size}px frames")
+        self.drawn_size = 4 * 2 ** (len(mults) - 1)
+        if len(mults) < 2:
+            raise ValueError(f"{who}: channel_multipliers {mults} need at least two entries (one up-block)")
+        sprite_size = sprite_size or self.drawn_size
+        if sprite_size >= image_size:
+            raise ValueError(f"{who}: {sprite_size}px sprites (sprite_size, or channel_multipliers {mults}) must be "
+                             f"smaller than the {image_size}px frames")
         if latent_dim % num_heads:
             raise ValueError(f"{who}: latent_dim {latent_dim} must be divisible by num_heads {num_heads}")
         self.image_size, self.channels, self.num_frames, self.num_classes = image_size, channels, num_frames, num_classes
         self.sprites, self.content_dim, self.motion_dim = sprites, content_dim, motion_dim
-        self.sprite_size, self.max_speed = sprite_size, max_speed
+        self.sprite_size, self.max_speed, self.whole_pixels = sprite_size, max_speed, whole_pixels
         self.z_dim = sprites * (content_dim + motion_dim)
         # content -> sprite (SAGAN's generator blocks)
         self.start_channels = mults[0] * width
@@ -122,7 +135,10 @@ class VideoSpriteGenerator(nn.Module):
         h = self.stem(content).view(len(content), self.start_channels, 4, 4)
         for block in self.blocks:
             h = block(h, y)
-        return torch.sigmoid(self.out_conv(F.relu(self.out_norm(h))))
+        sprites = torch.sigmoid(self.out_conv(F.relu(self.out_norm(h))))
+        if self.sprite_size != self.drawn_size:
+            sprites = F.interpolate(sprites, size=(self.sprite_size,) * 2, mode="bilinear", align_corners=False)
+        return sprites
 
     def places(self, motion: torch.Tensor) -> torch.Tensor:
         """Top-left corners of the sprites: motion codes [N, S, motion_dim] -> [N, S, T, 2] (row, column),
@@ -149,6 +165,8 @@ class VideoSpriteGenerator(nn.Module):
         m, t = corners.shape[:2]
         size, s = self.image_size, self.sprite_size
         pixels = corners * (size - s)  # [M, T, 2] top-left in pixels
+        if self.whole_pixels:  # rounded forward, the identity backward (straight-through)
+            pixels = pixels + (pixels.round() - pixels).detach()
         grid = torch.arange(size, dtype=sprites.dtype, device=sprites.device) + 0.5
         rows = (grid - pixels[..., 0:1]) * (2 / s) - 1  # [M, T, size]: sprite coordinates (align_corners=False)
         cols = (grid - pixels[..., 1:2]) * (2 / s) - 1
@@ -179,5 +197,10 @@ TINY = {
         VideoSpriteGenerator,
         dict(image_size=16, channels=3, num_frames=3, num_classes=3, sprites=1, content_dim=6, motion_dim=5,
              width=4, channel_multipliers=(2, 1), max_speed=0.2, latent_depth=0),
+    ),
+    "sprite-generator-16-whole": (
+        VideoSpriteGenerator,
+        dict(image_size=16, channels=1, num_frames=4, sprites=2, content_dim=8, motion_dim=4, width=4,
+             channel_multipliers=(2, 1), latent_dim=8, latent_depth=1, num_heads=2, whole_pixels=True),
     ),
 }

@@ -37,6 +37,9 @@ class ImageGAN(ProgressiveGrowing, AdversarialTask):
         loss: the adversarial objective.
         penalty: optional regularizer of the discriminator (`GradientPenalty`, `R1Penalty`, `R2Penalty`,
             `R1R2Penalty`; the R penalties also by `approximation: finite_difference`, no double backward).
+        penalty_every: lazy regularization (StyleGAN2, Karras et al., 2020): the penalty is computed at every
+            `penalty_every`-th discriminator step only, multiplied by `penalty_every` so that its average
+            weight stays the same; >= 1 (1: every step). Its extra passes then cost 1 / penalty_every.
         augment: optional differentiable augmentation applied to real and fake images before D.
         lr_g: generator learning rate, >= 0 (two time-scale update rule: D learns faster).
         lr_d: discriminator learning rate, >= 0.
@@ -73,6 +76,7 @@ class ImageGAN(ProgressiveGrowing, AdversarialTask):
         discriminator: nn.Module,
         loss: AdversarialLoss = HingeLoss(),
         penalty: Penalty | None = None,
+        penalty_every: int = 1,
         augment: nn.Module | None = None,
         lr_g: float = 1e-4,
         lr_d: float = 4e-4,
@@ -97,11 +101,12 @@ class ImageGAN(ProgressiveGrowing, AdversarialTask):
             lr_decay_start=lr_decay_start, not_saved=("augment", "growing"),
         )
         self.init_growing(growing)
-        check_ranges(type(self).__name__, mode_seeking=(mode_seeking, "[0, inf)"))
+        check_ranges(type(self).__name__, mode_seeking=(mode_seeking, "[0, inf)"), penalty_every=(penalty_every, "[1, inf)"))
         self.check_compile_backend(type(self).__name__, compile_backend)
         self.mode_seeking = mode_seeking
         self.loss = loss
         self.penalty = penalty
+        self.penalty_every = penalty_every
         self.augment = augment
         self.num_classes = generator.num_classes
         noise = torch.Generator().manual_seed(0)
@@ -169,14 +174,24 @@ class ImageGAN(ProgressiveGrowing, AdversarialTask):
         stats = {"train/d_real": d_real.detach().mean(), "train/d_fake": d_fake.detach().mean()}
         return self.loss.discriminator(d_real, d_fake), stats
 
-    def _add_penalty(self, loss, stats, real, fake, y_real, y_fake) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """`loss` plus D's regularizer, if any: its own passes (exact gradient penalties on the math attention
-        kernel, for their double backward; `approximation="finite_difference"` on the fused kernels)."""
+    def _add_penalty(
+        self, loss, stats, real, fake, y_real, y_fake, weight: float = 1.0
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """`loss` plus `weight` times D's regularizer, if any: its own passes (exact gradient penalties on the
+        math attention kernel, for their double backward; `approximation="finite_difference"` on the fused
+        kernels)."""
         if self.penalty is None:
             return loss, stats
         with frozen_spectral_norm(self.discriminator):
             penalty = self.penalty(self.critic, real, fake, y_real, y_fake)
-        return loss + penalty, {**stats, "train/d_penalty": penalty.detach()}
+        return loss + weight * penalty, {**stats, "train/d_penalty": penalty.detach()}
+
+    def penalty_turn(self, steps: int | None = None) -> bool:
+        """Whether the discriminator step of the batch at optimizer step `steps` (default: `global_step`)
+        adds the penalty: every `penalty_every`-th discriminator step, counted from the first."""
+        steps = self.global_step if steps is None else steps
+        d_steps = steps - steps // (self.n_critic + 1)  # the discriminator steps before this batch's
+        return self.penalty is not None and d_steps % self.penalty_every == 0
 
     def _adversarial_generator_loss(self, fake, y_fake, real, y_real) -> torch.Tensor:
         d_fake = self.critic(fake, y_fake)
@@ -240,7 +255,8 @@ class ImageGAN(ProgressiveGrowing, AdversarialTask):
         z, y_fake = self.sample_noise(n)
         with self.toggled_optimizer(self.optimizer("discriminator")), frozen_spectral_norm(self.generator):
             d_loss, stats, fake = self._graph("_discriminator_forward")(real, y_real, z, y_fake)
-            d_loss, stats = self._add_penalty(d_loss, stats, real, fake, y_real, y_fake)
+            if self.penalty_turn():
+                d_loss, stats = self._add_penalty(d_loss, stats, real, fake, y_real, y_fake, self.penalty_every)
             self.take_step("discriminator", d_loss, "discriminator")
         self.log_dict({"train/d_loss": d_loss.detach(), **stats}, batch_size=n)  # the progress bar shows train/*loss
 

@@ -75,9 +75,41 @@ def test_clip_is_the_brighter_of_its_sprites_in_every_frame():
     (dict(max_speed=0.0), "max_speed"),
     (dict(sprites=0), "sprites"),
     (dict(channel_multipliers=(4, 2, 1, 1)), "32px sprites"),
+    (dict(channel_multipliers=(4,)), "two entries"),
+    (dict(sprite_size=32), "32px sprites"),
+    (dict(sprite_size=0), "sprite_size"),
     (dict(latent_dim=30), "divisible"),
 ])
 def test_bad_options_are_refused_in_one_line(kwargs, match):
     with pytest.raises(ValueError, match=match) as error:
         VideoSpriteGenerator(**kwargs)
     assert "\n" not in str(error.value)
+
+
+def test_whole_pixels_paste_sharp_sprites_and_pass_gradients_to_places():
+    torch.manual_seed(0)
+    sharp = VideoSpriteGenerator(**TINY["sprite-generator-16-whole"][1])
+    blurred = VideoSpriteGenerator(**TINY["sprite-generator-16"][1])
+    sprite = torch.rand(1, 1, 8, 8)
+    corners = torch.tensor([[[3.3 / 8, 4.6 / 8]]], requires_grad=True)  # 3.3 and 4.6 pixels: rounded to 3 and 5
+    frames = sharp.place(sprite, corners)
+    expected = torch.zeros(1, 16, 16)
+    expected[:, 3:11, 5:13] = sprite[0]
+    assert_close(frames[0, 0], expected)
+    assert (blurred.place(sprite, corners)[0, 0] - expected).abs().amax() > 0.05  # sub-pixel: resampled
+    (frames * torch.randn_like(frames)).sum().backward()  # straight-through: the places still learn
+    assert corners.grad is not None and corners.grad.abs().sum() > 0
+
+
+def test_sprite_size_scales_the_drawing_to_the_placed_side():
+    torch.manual_seed(0)
+    g = VideoSpriteGenerator(**dict(TINY["sprite-generator-16"][1], sprite_size=6)).eval()  # drawn 8x8, shown 6x6
+    content, motion = g.split(torch.randn(2, g.z_dim))
+    with torch.no_grad():
+        sprites = g.draw(content.flatten(0, 1))
+        drawn = torch.sigmoid(g.out_conv(torch.relu(g.out_norm(g.blocks[0](g.stem(content.flatten(0, 1)).view(4, -1, 4, 4))))))
+        clips = g(torch.cat([content, motion], dim=2).flatten(1))
+    assert sprites.shape == (4, 1, 6, 6) and g.drawn_size == 8
+    assert_close(sprites, torch.nn.functional.interpolate(drawn, size=(6, 6), mode="bilinear", align_corners=False))
+    assert clips.shape == (2, g.num_frames, 1, 16, 16)
+    assert g.places(motion).max() <= 1  # free range 16 - 6

@@ -215,3 +215,42 @@ def test_attention_panels_of_both_networks_leave_the_spectral_norms_alone():
     assert set(panels) == expected and len(expected) == 3
     for norm, u in zip(spectral_norms(model.discriminator), estimates):
         assert_close(norm.u, u)  # no power iteration outside D's own steps
+
+
+class _CountingPenalty(R1Penalty):
+    """R1 that records the discriminator steps it was computed at."""
+
+    def __init__(self):
+        super().__init__(gamma=1.0)
+        self.calls = 0
+
+    def __call__(self, critic, real, fake, y=None, y_fake=None):
+        self.calls += 1
+        return torch.ones((), requires_grad=True) * 5.0  # a constant: its weight shows in the logged loss
+
+
+@pytest.mark.parametrize("n_critic, every, d_steps, calls", [(1, 1, 4, 4), (1, 3, 4, 2), (2, 2, 4, 2), (1, 4, 5, 2)])
+def test_lazy_penalty_runs_every_kth_discriminator_step_with_k_times_its_weight(n_critic, every, d_steps, calls):
+    penalty = _CountingPenalty()
+    model = _gan(penalty=penalty, penalty_every=every, n_critic=n_critic)
+    # discriminator steps 0, every, 2 * every, ... add it
+    steps = d_steps + (d_steps // n_critic)  # optimizer steps (D + G) of `d_steps` batches
+    trainer = _fit(model, max_steps=steps)
+    assert penalty.calls == calls
+    no_penalty = _gan(penalty=None, n_critic=n_critic)
+    assert not no_penalty.penalty_turn(0)
+    with pytest.raises(ValueError, match="penalty_every"):
+        _gan(penalty=penalty, penalty_every=0)
+    assert trainer.global_step == steps
+
+
+def test_lazy_penalty_weight_is_every_times_the_penalty():
+    penalty = _CountingPenalty()
+    model = _gan(penalty=penalty, penalty_every=3)
+    real, y = torch.rand(4, 1, 32, 32) * 2 - 1, torch.tensor([0, 1, 2, 0])
+    z, y_fake = model.sample_noise(4)
+    fake = model.generator(z, y_fake).detach()
+    loss, _ = model.discriminator_loss(real, y, fake, y_fake)  # the plain loss + 5
+    weighted, stats = model._add_penalty(loss - 5.0, {}, real, fake, y, y_fake, weight=model.penalty_every)
+    assert_close(weighted - (loss - 5.0), torch.tensor(15.0))
+    assert_close(stats["train/d_penalty"], torch.tensor(5.0))
