@@ -101,7 +101,9 @@ class ImageGAN(ProgressiveGrowing, AdversarialTask):
             lr_decay_start=lr_decay_start, not_saved=("augment", "growing"),
         )
         self.init_growing(growing)
-        check_ranges(type(self).__name__, mode_seeking=(mode_seeking, "[0, inf)"), penalty_every=(penalty_every, "[1, inf)"))
+        check_ranges(
+            type(self).__name__, mode_seeking=(mode_seeking, "[0, inf)"), penalty_every=(penalty_every, "[1, inf)")
+        )
         self.check_compile_backend(type(self).__name__, compile_backend)
         self.mode_seeking = mode_seeking
         self.loss = loss

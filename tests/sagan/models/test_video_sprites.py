@@ -107,7 +107,8 @@ def test_sprite_size_scales_the_drawing_to_the_placed_side():
     content, motion = g.split(torch.randn(2, g.z_dim))
     with torch.no_grad():
         sprites = g.draw(content.flatten(0, 1))
-        drawn = torch.sigmoid(g.out_conv(torch.relu(g.out_norm(g.blocks[0](g.stem(content.flatten(0, 1)).view(4, -1, 4, 4))))))
+        h = g.blocks[0](g.stem(content.flatten(0, 1)).view(4, -1, 4, 4))
+        drawn = torch.sigmoid(g.out_conv(torch.relu(g.out_norm(h))))  # the 8x8 drawing
         clips = g(torch.cat([content, motion], dim=2).flatten(1))
     assert sprites.shape == (4, 1, 6, 6) and g.drawn_size == 8
     assert_close(sprites, torch.nn.functional.interpolate(drawn, size=(6, 6), mode="bilinear", align_corners=False))
