@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from sagan.benchmarks.harness import EXPERIMENTS, floor, measure, prepare, write_table
+from sagan.benchmarks.harness import train as fit_experiment
 from sagan.errors import UsageError
 
 FAMILIES = {"sagan": ("sagan_digits", "sagangrow_digits"), "transgan": ("transgan_digits", "transgangrow_digits")}
@@ -38,18 +39,8 @@ def schedule(g_iters: int, batch_size: int) -> list[str]:
 
 def train(experiment: str, g_iters: int, run_root: Path, extra: list[str]) -> tuple[Path, float, float]:
     """`sagan fit` of an experiment without validation; its run directory, CPU seconds and wall seconds."""
-    from sagan.cli import SaganCLI
-
-    config = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())
-    n_critic = config["model"]["init_args"].get("n_critic", 1)
-    args = [
-        "fit", "--config", str(EXPERIMENTS / f"{experiment}.yaml"), f"--g_iters={g_iters}", "--tracker=csv",
-        "--run_root", str(run_root), "--trainer.limit_val_batches=0", "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false", "--metrics.features=null",
-        f"--checkpoint.every_n_train_steps={g_iters * (n_critic + 1)}", f"--name={experiment}", *extra,
-    ]
     cpu, wall = time.process_time(), time.perf_counter()
-    run_dir = SaganCLI(args=args).run_dir
+    run_dir = fit_experiment(experiment, g_iters, run_root, None, extra=tuple(extra), name=experiment)
     return run_dir, time.process_time() - cpu, time.perf_counter() - wall
 
 

@@ -40,8 +40,12 @@ def experiment_g_iters(experiment: str) -> int:
     return int(yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())["g_iters"])
 
 
-def train(experiment: str, g_iters: int, run_root: Path, every: int | None, recipe: str = "hinge") -> Path:
-    """Runs `sagan fit` on an experiment without validation; returns its run directory."""
+def train(
+    experiment: str, g_iters: int, run_root: Path, every: int | None, recipe: str = "hinge",
+    extra: tuple[str, ...] = (), name: str | None = None,
+) -> Path:
+    """Runs `sagan fit` on an experiment without validation (with `extra` options, as run `name`, default
+    `<experiment>_<recipe>`); returns its run directory."""
     from sagan.cli import SaganCLI
 
     config = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())
@@ -51,7 +55,7 @@ def train(experiment: str, g_iters: int, run_root: Path, every: int | None, reci
         "--run_root", str(run_root), "--trainer.limit_val_batches=0", "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false", "--metrics.features=null",
         f"--checkpoint.every_n_train_steps={(every or g_iters) * (n_critic + 1)}",
-        f"--name={experiment}_{recipe}", *RECIPES[recipe],
+        f"--name={name or f'{experiment}_{recipe}'}", *RECIPES[recipe], *extra,
     ]
     cli = SaganCLI(args=args)
     return cli.run_dir
