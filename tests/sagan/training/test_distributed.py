@@ -58,6 +58,7 @@ def test_a_growing_gan_trains_through_its_stages_on_two_processes(tmp_path):
     assert checkpoint["growth"] == {"images_seen": 6 * 16, "stage": 2}
 
 
+@pytest.mark.slow  # a 2-process run; the fast check of what DDP needs is the next test
 def test_text_gan_on_two_processes_keeps_identical_weights_and_reads_different_data(tmp_path):
     # 2 MLE batches, then 2 adversarial batches (a D step and a G step each): one epoch of 4 batches per rank
     rank0, rank1 = fit_two_processes(tmp_path, *TINY_ORACLE, "--g_iters=4", "--model.pretrain_steps=2")
@@ -82,6 +83,28 @@ def test_text_gan_on_two_processes_keeps_identical_weights_and_reads_different_d
     assert_close(dict(model.named_parameters()), rank0["params"], rtol=0, atol=0)
 
 
+def test_text_gan_sends_every_pass_that_builds_a_graph_through_its_networks_wrappers():
+    # what GANDDPStrategy relies on in both phases: MLE, then D and G (whose sampling builds the graph)
+    from sagan.models.text_transformer import TINY as TEXT_TINY
+
+    (g_cls, g_kwargs), (d_cls, d_kwargs) = TEXT_TINY["text-generator"], TEXT_TINY["text-discriminator"]
+    vocabulary = OracleDataModule(num_train=16, num_valid=8, num_test=8, vocab_size=11, seq_len=6).vocabulary
+    model = TextGAN(g_cls(**g_kwargs), d_cls(**d_kwargs), vocabulary=vocabulary)
+    calls = []
+    model.distribute(lambda inner: Recording(inner, calls))
+    real = torch.randint(0, len(vocabulary), (4, 6))
+    model.mle_loss(real).backward()
+    _, fake = model._net("generator", "sample")(4, 1.0)
+    model.discriminator_loss(real, fake)[0].backward()
+    model.generator_loss(fake, real).backward()
+    expected = [("TextTransformerGenerator", "forward"), ("TextTransformerGenerator", "sample")]
+    d_passes = 2 + 1 + model.loss.generator_needs_real  # D's loss: real and fake; G's loss: fake (and real)
+    expected += [("TextTransformerDiscriminator", "forward")] * d_passes
+    assert calls == expected
+    assert all(p.grad is not None for p in model.generator.parameters())
+    assert all(p.grad is not None for p in model.discriminator.parameters())
+
+
 @pytest.mark.slow
 def test_repair_gan_on_two_processes_keeps_identical_weights_and_reads_different_data(tmp_path):
     rank0, rank1 = fit_two_processes(tmp_path, *TINY_INPAINT, "--g_iters=2", "--trainer.limit_val_batches=0")
@@ -100,6 +123,18 @@ def test_repair_gan_on_two_processes_keeps_identical_weights_and_reads_different
     assert_close(dict(model.named_parameters()), rank0["params"], rtol=0, atol=0)
 
 
+class Recording(nn.Module):
+    """A stand-in for a network's DDP wrapper that notes (network class, method) of every pass through it."""
+
+    def __init__(self, inner, calls: list):
+        super().__init__()
+        self.inner, self.calls = inner, calls
+
+    def forward(self, *args, method="forward", **kwargs):
+        self.calls.append((type(self.inner.network).__name__, method))
+        return self.inner(*args, method=method, **kwargs)
+
+
 def test_repair_gan_sends_every_pass_that_builds_a_graph_through_its_networks_wrappers():
     # what GANDDPStrategy relies on (the 2-process run above is marked slow): one wrapper per network
     from sagan.models.inpaint import TINY as REPAIR_TINY
@@ -107,17 +142,7 @@ def test_repair_gan_sends_every_pass_that_builds_a_graph_through_its_networks_wr
     (g_cls, g_kwargs), (d_cls, d_kwargs) = REPAIR_TINY["inpaint-generator"], REPAIR_TINY["patch-discriminator"]
     model = RepairGAN(g_cls(**g_kwargs), d_cls(**d_kwargs))
     calls = []
-
-    class Recording(nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, *args, method="forward", **kwargs):
-            calls.append((type(self.inner.network).__name__, method))
-            return self.inner(*args, method=method, **kwargs)
-
-    model.distribute(Recording)
+    model.distribute(lambda inner: Recording(inner, calls))
     clean = torch.rand(2, 3, 16, 16) * 2 - 1
     mask = torch.zeros(2, 1, 16, 16)
     mask[:, :, 4:12, 4:12] = 1
