@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import EXPERIMENTS
@@ -57,6 +58,29 @@ def test_samples_are_an_animated_gif_grid_sent_to_video_loggers(tmp_path):
     assert (cell - clips[0, 1, 0]).abs().max() < 0.02
     assert logger.calls == [{"key": "samples/video", "videos": [str(path)],
                              "caption": ["generator iteration 12"], "format": ["gif"]}]
+
+
+def test_the_mode_seeking_term_compares_whole_clips_of_two_noises():
+    # the default moving-digits GAN's G loss: the adversarial loss plus weight / (clip distance / noise distance)
+    from sagan.models.video_hybrid import TINY as HYBRID
+    from sagan.models.video_sprites import TINY as SPRITES
+
+    (g_cls, g_kwargs), (d_cls, d_kwargs) = SPRITES["sprite-generator-16-whole"], HYBRID["hybrid-discriminator-16"]
+    model = VideoGAN(g_cls(**g_kwargs), d_cls(**d_kwargs), grid_size=4, mode_seeking=0.5)
+    model.discriminator.eval()  # its spectral norms do not iterate between the two passes
+    z, _ = model.sample_noise(6, paired=True)
+    real = torch.rand(6, 4, 1, 16, 16) * 2 - 1
+    torch.manual_seed(0)
+    with_term = model._generator_forward(z, None, real, None)
+    model.mode_seeking = 0.0
+    torch.manual_seed(0)
+    without = model._generator_forward(z, None, real, None)
+    torch.manual_seed(0)
+    clips = model.generator(z, None).detach().numpy()  # [6, T, C, H, W]
+    clip_distance = np.abs(clips[:3] - clips[3:]).mean()
+    noise_distance = np.abs(z[:3].numpy() - z[3:].numpy()).mean()
+    expected = 0.5 / (clip_distance / noise_distance + 1e-5)
+    assert_close(with_term - without, torch.tensor(expected, dtype=torch.float32), rtol=1e-4, atol=1e-6)
 
 
 def test_augmentation_moves_every_frame_of_a_clip_alike():
