@@ -23,6 +23,7 @@ def _sagan_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("sagan:")]
 
 
+@pytest.mark.slow  # a real process sent a real signal; the fast check of the same handler is the next test
 def test_sigterm_writes_a_loadable_checkpoint_and_exits(tmp_path):
     command = [
         sys.executable, "-m", "sagan", "fit", *TINY_DIGITS, "--g_iters=1000000", "--tracker=none",
@@ -46,6 +47,20 @@ def test_sigterm_writes_a_loadable_checkpoint_and_exits(tmp_path):
     (checkpoint,) = tmp_path.glob("sagan_digits/*/checkpoints/last.ckpt")
     assert str(checkpoint) in lines[0]
     assert torch.load(checkpoint, weights_only=True)["global_step"] >= 2  # at least one whole batch (D and G)
+    load_gan(checkpoint)
+    assert [p.name for p in checkpoint.parent.iterdir()] == ["last.ckpt"]  # no temporary file left behind
+
+
+def test_sigterm_in_process_checkpoints_the_whole_batches_and_exits(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        fit(tmp_path, "--g_iters=50", "--trainer.callbacks+=probes.SendSignal",
+            f"--trainer.callbacks.signum={int(signal.SIGTERM)}", "--trainer.callbacks.after_batches=2")
+    assert exit_info.value.code == 128 + signal.SIGTERM
+    lines = _sagan_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and "stopped by SIGTERM" in lines[0] and "requeued" not in lines[0], lines
+    (checkpoint,) = tmp_path.glob("runs/*/*/checkpoints/last.ckpt")
+    assert str(checkpoint) in lines[0]
+    assert torch.load(checkpoint, weights_only=True)["global_step"] == 6  # three whole batches (D and G)
     load_gan(checkpoint)
     assert [p.name for p in checkpoint.parent.iterdir()] == ["last.ckpt"]  # no temporary file left behind
 
