@@ -201,8 +201,12 @@ class DieOnRank(L.Callback):
 
 
 # ---------------------------------------------------------------- helpers of the resume and DDP tests
-# what the resume tests run with: 2 D steps per G step, 3 batches an epoch, deterministic kernels
-SHAPE = ["--model.n_critic=2", "--trainer.limit_train_batches=3", "--trainer.deterministic=true"]
+# what the resume tests run with: 2 D steps per G step, 3 batches an epoch, deterministic kernels, and G's
+# average exponential for 2 iterations, then uniform (a stop at 2 resumes into the uniform part)
+SHAPE = [
+    "--model.n_critic=2", "--trainer.limit_train_batches=3", "--trainer.deterministic=true",
+    "--model.ema_start=0", "--model.ema_uniform_start=2",
+]
 
 
 def recorded(tmp: Path) -> list[str]:

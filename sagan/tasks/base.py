@@ -47,6 +47,9 @@ class AdversarialTask(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.
         max_nonfinite: stop the run (with a checkpoint) after this many consecutive skipped steps of one network.
         ema_decay: decay of the generator's moving average, in [0, 1) (None: the task keeps no average).
         ema_start: generator iterations during which the average simply copies the generator.
+        ema_uniform_start: from this generator iteration on (>= `ema_start`), the average turns uniform
+            (Polyak averaging, as SWA): the mean of the average at that iteration and every generator after it.
+            None: exponential to the end.
         lr_decay_start: from this generator iteration on, both learning rates fall linearly to zero at the run's
             last iteration (`--g_iters`); None: constant rates. The rate of a step is a function of the step, so a
             resumed run continues the same schedule.
@@ -72,6 +75,7 @@ class AdversarialTask(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.
         max_nonfinite: int,
         ema_decay: float | None = None,
         ema_start: int = 0,
+        ema_uniform_start: int | None = None,
         lr_decay_start: int | None = None,
         not_saved: tuple[str, ...] = (),
     ):
@@ -87,7 +91,10 @@ class AdversarialTask(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.
             n_critic=(n_critic, "[1, inf)"), grad_clip=(grad_clip, "[0, inf)"), grid_size=(grid_size, "[1, inf)"),
             max_nonfinite=(max_nonfinite, "[1, inf)"), ema_decay=(ema_decay, "[0, 1)"), ema_start=(ema_start, "[0, inf)"),
             lr_decay_start=(lr_decay_start, "[0, inf)"),
+            ema_uniform_start=(ema_uniform_start, f"[{ema_start}, inf)"),  # ema_start is checked first
         )
+        if ema_uniform_start is not None and ema_decay is None:
+            raise ValueError(f"{type(self).__name__}: ema_uniform_start needs a moving average (ema_decay), got None")
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
@@ -179,8 +186,15 @@ class AdversarialTask(PerNetworkDDP, SkipNonFiniteSteps, TrainingRandomState, L.
         self._step(optimizer, loss, self.network_names.index(network))
 
     def update_ema(self) -> None:
-        """The generator's moving average after a generator step (a plain copy for the first `ema_start`)."""
-        decay = self.hparams.ema_decay if self.generator_steps > self.hparams.ema_start else 0.0
+        """The generator's moving average after a generator step: a plain copy for the first `ema_start`, then
+        exponential, from `ema_uniform_start` on uniform (step k after it weighs the generator 1 / (k + 1))."""
+        steps, uniform_start = self.generator_steps, self.hparams.get("ema_uniform_start")
+        if steps <= self.hparams.ema_start:
+            decay = 0.0
+        elif uniform_start is not None and steps > uniform_start:
+            decay = 1.0 - 1.0 / (steps - uniform_start + 1)
+        else:
+            decay = self.hparams.ema_decay
         ema_update(self.generator_ema, self.generator, decay)
 
     @abstractmethod

@@ -25,10 +25,11 @@ from sagan.tasks.base import AdversarialTask
 from sagan.tasks.growing import GrowthSchedule, ProgressiveGrowing
 from sagan.training.checkpoints import data_facts
 from sagan.training.distributed import check_strategy
+from sagan.training.ema import StandingStatistics
 from sagan.visualization.panels import image_gan_panels
 
 
-class ImageGAN(ProgressiveGrowing, AdversarialTask):
+class ImageGAN(ProgressiveGrowing, StandingStatistics, AdversarialTask):
     """Adversarial training of a generator G(z, y) -> image against a discriminator D(image, y) -> logit.
 
     Args:
@@ -47,6 +48,11 @@ class ImageGAN(ProgressiveGrowing, AdversarialTask):
         n_critic: discriminator steps per generator step (>= 1).
         ema_decay: decay of the exponential moving average of the generator used for samples, in [0, 1).
         ema_start: generator iterations during which the average simply copies the generator.
+        ema_uniform_start: from this generator iteration on (>= `ema_start`), the average is uniform: the mean of
+            the average at that iteration and every generator after it (Polyak averaging); None: exponential.
+        ema_bn_samples: with batch norms in G, the average's running statistics are recomputed on this many fixed
+            noise samples wherever it is read (validation, sample grids, checkpoints: BigGAN's standing
+            statistics, see `sagan/training/ema.py`); 0: they are the generator's, copied at every step.
         lr_decay_start: from this generator iteration on, both learning rates fall linearly to zero at the
             run's last iteration (`--g_iters`), >= 0; None: constant rates.
         grad_clip: clip each network's gradient norm to this value (None or 0: no clipping).
@@ -84,6 +90,8 @@ class ImageGAN(ProgressiveGrowing, AdversarialTask):
         n_critic: int = 1,
         ema_decay: float = 0.999,
         ema_start: int = 0,
+        ema_uniform_start: int | None = None,
+        ema_bn_samples: int = 0,
         lr_decay_start: int | None = None,
         grad_clip: float | None = None,
         grid_size: int = 64,
@@ -98,11 +106,12 @@ class ImageGAN(ProgressiveGrowing, AdversarialTask):
         super().__init__(
             generator, discriminator, lr_g=lr_g, lr_d=lr_d, betas=betas, n_critic=n_critic, grad_clip=grad_clip,
             grid_size=grid_size, max_nonfinite=max_nonfinite, ema_decay=ema_decay, ema_start=ema_start,
-            lr_decay_start=lr_decay_start, not_saved=("augment", "growing"),
+            ema_uniform_start=ema_uniform_start, lr_decay_start=lr_decay_start, not_saved=("augment", "growing"),
         )
         self.init_growing(growing)
         check_ranges(
-            type(self).__name__, mode_seeking=(mode_seeking, "[0, inf)"), penalty_every=(penalty_every, "[1, inf)")
+            type(self).__name__, mode_seeking=(mode_seeking, "[0, inf)"), penalty_every=(penalty_every, "[1, inf)"),
+            ema_bn_samples=(ema_bn_samples, "[0, inf)"),
         )
         self.check_compile_backend(type(self).__name__, compile_backend)
         self.mode_seeking = mode_seeking
@@ -134,6 +143,12 @@ class ImageGAN(ProgressiveGrowing, AdversarialTask):
         y = torch.randint(0, self.num_classes, (n,), device=self.device) if self.num_classes else None
         if paired and y is not None:
             y = torch.cat([y[: n // 2], y[: n - n // 2]])
+        return z, y
+
+    def standing_inputs(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """G's inputs for recomputing the average's batch-norm statistics: `n` noises and labels of `generator`."""
+        z = torch.randn(n, self.generator.z_dim, device=self.device, generator=generator)
+        y = torch.randint(0, self.num_classes, (n,), device=self.device, generator=generator) if self.num_classes else None
         return z, y
 
     def fixed_samples(self) -> torch.Tensor:

@@ -54,6 +54,8 @@ class RepairGAN(AdversarialTask):
         n_critic: discriminator steps per generator step.
         ema_decay: decay of the exponential moving average of the generator used for repairs.
         ema_start: generator iterations during which the average simply copies the generator.
+        ema_uniform_start: from this generator iteration on (>= `ema_start`), the average is uniform: the mean of
+            the average at that iteration and every generator after it (Polyak averaging); None: exponential.
         grad_clip: clip each network's gradient norm to this value (None: no clipping).
         grid_size: fixed validation images in the sample grids.
         evaluation: validation metrics (PSNR, SSIM, hole L1, LPIPS, FID / KID of the repaired images, per
@@ -78,6 +80,7 @@ class RepairGAN(AdversarialTask):
         n_critic: int = 1,
         ema_decay: float = 0.999,
         ema_start: int = 0,
+        ema_uniform_start: int | None = None,
         grad_clip: float | None = None,
         grid_size: int = 16,
         evaluation: RepairEvaluation | None = None,
@@ -86,7 +89,7 @@ class RepairGAN(AdversarialTask):
         super().__init__(
             generator, discriminator, lr_g=lr_g, lr_d=lr_d, betas=betas, n_critic=n_critic, grad_clip=grad_clip,
             grid_size=grid_size, max_nonfinite=max_nonfinite, ema_decay=ema_decay, ema_start=ema_start,
-            not_saved=("evaluation",),
+            ema_uniform_start=ema_uniform_start, not_saved=("evaluation",),
         )
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")

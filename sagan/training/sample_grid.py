@@ -111,6 +111,9 @@ class SampleGrid(L.Callback):
             return
         self._last_step = step
         directory = self._dir or Path(trainer.default_root_dir) / "samples"
+        refresh = getattr(pl_module, "refresh_average_statistics", None)
+        if refresh is not None:  # the average's own batch-norm statistics, as checkpoints hold them
+            refresh()
         directory.mkdir(parents=True, exist_ok=True)
         if self.attention:
             self._write_attention(trainer, pl_module, directory / f"attention_{step:06d}", step)

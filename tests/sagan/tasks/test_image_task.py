@@ -1,6 +1,7 @@
 """System tests of the GAN module: real optimizer steps on CPU with tiny networks."""
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from conftest import tiny
@@ -30,9 +31,9 @@ def _gan(**kwargs) -> ImageGAN:
     return ImageGAN(g, d, **kwargs)
 
 
-def _fit(model: ImageGAN, max_steps: int) -> L.Trainer:
+def _fit(model: ImageGAN, max_steps: int, callbacks: tuple = ()) -> L.Trainer:
     trainer = L.Trainer(
-        max_steps=max_steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+        max_steps=max_steps, accelerator="cpu", logger=False, enable_checkpointing=False, callbacks=list(callbacks),
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
     )
     trainer.fit(model, datamodule=_TinyData())
@@ -81,6 +82,46 @@ def test_ema_before_start_copies_the_generator():
     _fit(model, max_steps=2)
     for a, b in zip(model.generator_ema.parameters(), model.generator.parameters()):
         assert_close(a, b, rtol=0, atol=0)
+
+
+class _GeneratorAfterEachIteration(L.Callback):
+    """G's and its average's parameters (float64 NumPy) after every generator iteration, by iteration."""
+
+    def __init__(self):
+        self.generator, self.average = {}, {}
+
+    def on_train_batch_end(self, trainer, model, outputs, batch, batch_idx):
+        if model.generator_steps not in self.generator:
+            self.generator[model.generator_steps] = [p.detach().double().numpy().copy() for p in model.generator.parameters()]
+            self.average[model.generator_steps] = [p.detach().double().numpy().copy() for p in model.generator_ema.parameters()]
+
+
+def test_uniform_average_is_the_mean_of_the_average_at_its_start_and_every_generator_after():
+    model = _gan(ema_start=1, ema_decay=0.9, ema_uniform_start=3)
+    seen = _GeneratorAfterEachIteration()
+    _fit(model, max_steps=12, callbacks=[seen])  # 6 generator iterations (n_critic 1)
+    g, average = seen.generator, seen.average
+    assert sorted(g) == [1, 2, 3, 4, 5, 6]  # each batch: a D step, then a G step
+    # 1: a copy; 2, 3: exponential; 4, 5, 6: uniform over the average of 3 and G of 4, 5, 6 (independent NumPy)
+    at_3 = [0.9 * (0.9 * a + 0.1 * b) + 0.1 * c for a, b, c in zip(g[1], g[2], g[3])]
+    for iteration in (4, 5, 6):
+        members = [at_3] + [g[i] for i in range(4, iteration + 1)]
+        expected = [np.asarray(np.mean(np.stack(group), axis=0)) for group in zip(*members)]
+        assert_close([torch.from_numpy(p) for p in average[iteration]], [torch.from_numpy(p) for p in expected], rtol=1e-5, atol=1e-6)
+    assert all(np.array_equal(a, b) for a, b in zip(average[1], g[1]))
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(ema_start=5, ema_uniform_start=4), "ema_uniform_start must be a finite number >= 5, got 4"),
+        (dict(ema_uniform_start=-1), "ema_uniform_start must be a finite number >= 0, got -1"),
+        (dict(ema_decay=None, ema_uniform_start=10), "ema_uniform_start needs a moving average"),
+    ],
+)
+def test_rejects_a_uniform_average_before_the_exponential_one_or_without_one(options, message):
+    with pytest.raises(ValueError, match=message):
+        _gan(**options)
 
 
 def test_losses_run_without_a_trainer():
