@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sagan.layers.norm import ConditionalBatchNorm2d, spectral_norm
+from sagan.layers.norm import ConditionalBatchNorm2d, GroupNorm2d, spectral_norm
 
 
 def sn_conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
@@ -19,13 +19,17 @@ class GeneratorBlock(nn.Module):
         in_channels: channels in.
         out_channels: channels out.
         num_classes: classes for the conditional batch norms (0: unconditional batch norm).
+        norm: "batch" (SAGAN's) or "group" (`GroupNorm2d`, per-sample statistics; unconditional only).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, num_classes: int = 0):
+    def __init__(self, in_channels: int, out_channels: int, num_classes: int = 0, norm: str = "batch"):
         super().__init__()
-        self.norm1 = ConditionalBatchNorm2d(in_channels, num_classes)
+        if norm not in ("batch", "group") or (norm == "group" and num_classes):
+            raise ValueError(f"GeneratorBlock: norm must be 'batch', or 'group' without classes, got {norm!r} with {num_classes} classes")
+        make = (lambda c: ConditionalBatchNorm2d(c, num_classes)) if norm == "batch" else GroupNorm2d
+        self.norm1 = make(in_channels)
         self.conv1 = sn_conv(in_channels, out_channels, 3)
-        self.norm2 = ConditionalBatchNorm2d(out_channels, num_classes)
+        self.norm2 = make(out_channels)
         self.conv2 = sn_conv(out_channels, out_channels, 3)
         self.shortcut = sn_conv(in_channels, out_channels, 1)
 

@@ -1,6 +1,7 @@
 """Normalization layers: spectral norm with controllable power iteration (plain and ViTGAN's improved
 variant), conditional batch norm, and modulated (self-modulated or conditional) layer norm."""
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -121,6 +122,19 @@ class ConditionalBatchNorm2d(nn.Module):
             return self.bn(x)
         gain, bias = embed_classes(self.gain, y), embed_classes(self.bias, y)
         return self.bn(x) * gain[:, :, None, None] + bias[:, :, None, None]
+
+
+class GroupNorm2d(nn.GroupNorm):
+    """Group norm (Wu and He, 2018) with `ConditionalBatchNorm2d`'s call, `y` ignored: per-sample statistics,
+    so training and inference normalize alike (no running statistics). `min(32, channels)` groups that divide
+    the channels."""
+
+    def __init__(self, num_features: int):
+        super().__init__(math.gcd(32, num_features), num_features)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        # x: [N, C, H, W], y: ignored -> [N, C, H, W]
+        return super().forward(x)
 
 
 class _Rescale(nn.Module):

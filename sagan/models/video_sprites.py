@@ -28,6 +28,7 @@ from torch import nn
 
 from sagan.errors import check_ranges
 from sagan.layers.blocks import GeneratorBlock, sn_conv
+from sagan.layers.norm import GroupNorm2d
 from sagan.layers.transformer import TransformerBlock, linear
 
 
@@ -59,6 +60,8 @@ class VideoSpriteGenerator(nn.Module):
             pixels) is scaled to it, bilinear. None: the drawing's side.
         whole_pixels: round every place to a whole pixel (straight-through gradient): sprites are pasted, not
             resampled, and keep their sharpness in every frame; False: bilinear sub-pixel places.
+        norm: the drawing's normalization: "batch" (SAGAN's) or "group" (per-sample statistics, no running
+            statistics: training and sampling draw alike); "group" is unconditional only.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class VideoSpriteGenerator(nn.Module):
         num_heads: int = 4,
         sprite_size: int | None = None,
         whole_pixels: bool = False,
+        norm: str = "batch",
     ):
         super().__init__()
         who = "VideoSpriteGenerator"
@@ -89,6 +93,8 @@ class VideoSpriteGenerator(nn.Module):
             latent_dim=(latent_dim, "[1, inf)"), latent_depth=(latent_depth, "[0, inf)"),
             num_heads=(num_heads, "[1, inf)"), sprite_size=(sprite_size, "[1, inf)"),
         )
+        if norm not in ("batch", "group") or (norm == "group" and num_classes):
+            raise ValueError(f"{who}: norm must be 'batch', or 'group' without classes, got {norm!r} with {num_classes} classes")
         mults = tuple(channel_multipliers)
         self.drawn_size = 4 * 2 ** (len(mults) - 1)
         if len(mults) < 2:
@@ -109,9 +115,9 @@ class VideoSpriteGenerator(nn.Module):
         # whatever the code) grows freely; every sprite came out the same (pilots sprites 1-4)
         self.stem = linear(content_dim, 16 * self.start_channels)
         self.blocks = nn.ModuleList(
-            GeneratorBlock(mults[i] * width, mults[i + 1] * width, num_classes) for i in range(len(mults) - 1)
+            GeneratorBlock(mults[i] * width, mults[i + 1] * width, num_classes, norm) for i in range(len(mults) - 1)
         )
-        self.out_norm = nn.BatchNorm2d(mults[-1] * width)
+        self.out_norm = nn.BatchNorm2d(mults[-1] * width) if norm == "batch" else GroupNorm2d(mults[-1] * width)
         self.out_conv = sn_conv(mults[-1] * width, channels, 3)
         # motion code -> start and velocity (uniform at first), then attention across frames and sprites
         self.to_motion = nn.Sequential(linear(motion_dim, latent_dim), nn.ReLU(), linear(latent_dim, 4))
@@ -197,6 +203,11 @@ TINY = {
         VideoSpriteGenerator,
         dict(image_size=16, channels=3, num_frames=3, num_classes=3, sprites=1, content_dim=6, motion_dim=5,
              width=4, channel_multipliers=(2, 1), max_speed=0.2, latent_depth=0),
+    ),
+    "sprite-generator-16-group": (
+        VideoSpriteGenerator,
+        dict(image_size=16, channels=1, num_frames=4, sprites=2, content_dim=8, motion_dim=4, width=4,
+             channel_multipliers=(2, 1), latent_dim=8, latent_depth=1, num_heads=2, norm="group"),
     ),
     "sprite-generator-16-whole": (
         VideoSpriteGenerator,

@@ -79,6 +79,8 @@ def test_clip_is_the_brighter_of_its_sprites_in_every_frame():
     (dict(sprite_size=32), "32px sprites"),
     (dict(sprite_size=0), "sprite_size"),
     (dict(latent_dim=30), "divisible"),
+    (dict(norm="layer"), "norm must be 'batch', or 'group'"),
+    (dict(norm="group", num_classes=3), "without classes, got 'group' with 3 classes"),
 ])
 def test_bad_options_are_refused_in_one_line(kwargs, match):
     with pytest.raises(ValueError, match=match) as error:
@@ -114,3 +116,17 @@ def test_sprite_size_scales_the_drawing_to_the_placed_side():
     assert_close(sprites, torch.nn.functional.interpolate(drawn, size=(6, 6), mode="bilinear", align_corners=False))
     assert clips.shape == (2, g.num_frames, 1, 16, 16)
     assert g.places(motion).max() <= 1  # free range 16 - 6
+
+
+def test_group_norm_draws_alike_in_training_and_in_sampling():
+    """Per-sample statistics: a sprite does not depend on its batch or on running statistics (batch norm's do)."""
+    torch.manual_seed(0)
+    content = torch.randn(6, 8)
+    for norm, alike in (("group", True), ("batch", False)):
+        g = VideoSpriteGenerator(**dict(TINY["sprite-generator-16-group"][1], norm=norm))
+        with torch.no_grad():
+            training = g.train().draw(content)
+            alone = g.draw(content[:1])  # the first sprite drawn in a batch of its own
+            sampling = g.eval().draw(content)
+        assert torch.allclose(training, sampling, atol=1e-6) is alike
+        assert torch.allclose(training[:1], alone, atol=1e-6) is alike
