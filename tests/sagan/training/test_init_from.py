@@ -147,6 +147,7 @@ CONDITIONAL = [
     for name, (cls, kwargs) in getattr(importlib.import_module(f"sagan.models.{module.name}"), "TINY", {}).items()
     if "num_classes" in inspect.signature(cls).parameters and getattr(cls, "num_classes", None) != 0
     and kwargs.get("pack", 1) == 1  # a packed discriminator is unconditional
+    and kwargs.get("norm", "batch") != "group"  # the sprite generator's group norm is unconditional
 ]
 
 
