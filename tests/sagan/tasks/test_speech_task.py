@@ -138,6 +138,8 @@ def test_learning_rates_fall_linearly_to_zero_from_lr_decay_start(tmp_path):
         _tiny_gan(lr_decay_start=-1)
 
 
+@pytest.mark.slow  # 5 s; the fast resume checks of ImageGAN (tests/sagan/training/test_resume.py) and of its video
+# subclass (tests/sagan/tasks/test_video_task.py) cover the same machinery and the same resumable loader
 def test_resumed_speech_run_ends_where_the_uninterrupted_one_ends(tmp_path):
     try:
         straight = fit_speech(tmp_path / "a", "--g_iters=4", "--name=s", *recorded(tmp_path / "a"), *SHAPE)
