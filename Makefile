@@ -23,6 +23,7 @@ IMAGE ?=
 MASK ?=
 OUT ?=
 DAMAGE ?=
+JOBS ?= auto
 # The data module's root: one level further down when the experiment wraps an image data module (repair).
 DATA_ROOT_ARG = $(if $(shell grep -l 'datamodules.repair.damaged.RepairDataModule' $(EXPERIMENT) 2>/dev/null),--data.init_args.data.init_args.root,--data.init_args.root)
 
@@ -55,9 +56,10 @@ train: install
 	@test -f $(EXPERIMENT) || { echo "error: no experiment $(EXPERIMENT) for MODEL=$(MODEL) DATA=$(DATA); expected one of: $$(cd experiments && ls *.yaml | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
 	$(BIN)/sagan fit --config $(EXPERIMENT) $(if $(DATA_DIR),$(DATA_ROOT_ARG)=$(DATA_DIR)) $(if $(TEXT),--data.init_args.path=$(TEXT)) $(PARALLEL) $(if $(RESUME),--resume $(RESUME)) $(if $(INIT),--init_from $(INIT)) $(ARGS)
 
-## make test: the whole suite on CPU, no network
+## make test [JOBS=auto]: the whole suite on CPU, no network, in JOBS worker processes (pytest-xdist; auto: one
+##   per core, at most 8; JOBS=0 runs it in this process)
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(JOBS) --maxprocesses=8 --dist worksteal
 
 ## make sample CKPT=runs/.../last.ckpt [N=64] [LABEL=all|3]: a GAN's images (grid + PNGs in <ckpt>_samples/)
 ##   or a TextGAN's sentences (<ckpt>_samples.txt, one per line); ARGS="--out PATH --seed 1"

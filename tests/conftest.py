@@ -10,7 +10,8 @@ os.environ["WANDB_SILENT"] = "true"
 # Tiny test networks gain nothing from intra-op threads, and on a busy machine OpenMP threads spinning
 # for a core cost 10x; subprocesses (DDP, signal tests) inherit the setting.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# classifiers and real-data statistics are cached here for the session, never in the user's cache
+# classifiers and real-data statistics are cached here for the session (a folder per pytest-xdist worker),
+# never in the user's cache
 os.environ["SAGAN_CACHE"] = tempfile.mkdtemp(prefix="sagan-test-cache-")
 # Inception weights are fetched at start-up when missing: tests never reach the network (a URL that fails at once)
 os.environ["SAGAN_INCEPTION_URL"] = "file:///nonexistent/sagan-tests-never-download-inception.pth"
