@@ -12,6 +12,12 @@ def sn_conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
     return spectral_norm(nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2))
 
 
+def check_norm(who: str, norm: str, num_classes: int) -> None:
+    """A generator's `norm` option: "batch", or "group" when unconditional; else a one-line ValueError."""
+    if norm not in ("batch", "group") or (norm == "group" and num_classes):
+        raise ValueError(f"{who}: norm must be 'batch', or 'group' without classes, got {norm!r} with {num_classes} classes")
+
+
 class GeneratorBlock(nn.Module):
     """Pre-activation residual block that doubles the resolution: BN-ReLU-up-conv-BN-ReLU-conv + up-conv1x1.
 
@@ -24,8 +30,7 @@ class GeneratorBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, num_classes: int = 0, norm: str = "batch"):
         super().__init__()
-        if norm not in ("batch", "group") or (norm == "group" and num_classes):
-            raise ValueError(f"GeneratorBlock: norm must be 'batch', or 'group' without classes, got {norm!r} with {num_classes} classes")
+        check_norm("GeneratorBlock", norm, num_classes)
         make = (lambda c: ConditionalBatchNorm2d(c, num_classes)) if norm == "batch" else GroupNorm2d
         self.norm1 = make(in_channels)
         self.conv1 = sn_conv(in_channels, out_channels, 3)

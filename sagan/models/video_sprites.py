@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sagan.errors import check_ranges
-from sagan.layers.blocks import GeneratorBlock, sn_conv
+from sagan.layers.blocks import GeneratorBlock, check_norm, sn_conv
 from sagan.layers.norm import GroupNorm2d
 from sagan.layers.transformer import TransformerBlock, linear
 
@@ -93,8 +93,7 @@ class VideoSpriteGenerator(nn.Module):
             latent_dim=(latent_dim, "[1, inf)"), latent_depth=(latent_depth, "[0, inf)"),
             num_heads=(num_heads, "[1, inf)"), sprite_size=(sprite_size, "[1, inf)"),
         )
-        if norm not in ("batch", "group") or (norm == "group" and num_classes):
-            raise ValueError(f"{who}: norm must be 'batch', or 'group' without classes, got {norm!r} with {num_classes} classes")
+        check_norm(who, norm, num_classes)
         mults = tuple(channel_multipliers)
         self.drawn_size = 4 * 2 ** (len(mults) - 1)
         if len(mults) < 2:

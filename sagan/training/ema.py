@@ -59,14 +59,16 @@ class StandingStatistics:
     STANDING_BATCH = 64
     STANDING_SEED = 20181  # any fixed seed: the same noise at every recomputation
 
-    def refresh_average_statistics(self) -> None:
-        """Recomputes the average's batch-norm statistics (with `ema_bn_samples` > 0 and batch norms in it)."""
+    def refresh_average_statistics(self) -> bool:
+        """Recomputes the average's batch-norm statistics (with `ema_bn_samples` > 0 and batch norms in it);
+        returns whether it did."""
         samples = self.hparams.get("ema_bn_samples") or 0
         if not samples or self.generator_ema is None or not batch_norms(self.generator_ema):
-            return
+            return False
         generator = torch.Generator(device=self.device).manual_seed(self.STANDING_SEED)
         sizes = [min(self.STANDING_BATCH, samples - start) for start in range(0, samples, self.STANDING_BATCH)]
         standing_statistics(self.generator_ema, (self.standing_inputs(n, generator) for n in sizes))
+        return True
 
     def on_validation_epoch_start(self) -> None:
         super().on_validation_epoch_start()
@@ -74,9 +76,8 @@ class StandingStatistics:
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
-        if not self.hparams.get("ema_bn_samples") or self.generator_ema is None:
+        if not self.refresh_average_statistics():
             return
-        self.refresh_average_statistics()
         state = checkpoint["state_dict"]
         for name, buffer in self.generator_ema.named_buffers():
             if f"generator_ema.{name}" in state:
